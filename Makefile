@@ -1,0 +1,41 @@
+# actorsys developer targets. Every target installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast test-faults bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Run the daemon on the embedded broker with a simulated IoT feed (Ctrl-C drains and stops).
+run: install
+	$(BIN)/actorsys run --config config/local.toml
+
+## The whole suite: unit, job stores (SQLite + PostgreSQL), integration against the embedded broker.
+test: install
+	$(BIN)/pytest -m "not slow"
+
+## Unit tests only (seconds).
+test-fast: install
+	$(BIN)/pytest tests/unit
+
+## Slow fault-injection scenarios (minutes).
+test-faults: install
+	$(BIN)/pytest -m slow
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+lint: install
+	$(BIN)/ruff check actorsys tests scripts
+	$(BIN)/ruff format --check actorsys tests scripts
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

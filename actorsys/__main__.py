@@ -1,0 +1,3 @@
+from actorsys.cli import main
+
+main()

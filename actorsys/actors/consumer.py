@@ -1,0 +1,141 @@
+"""Consumer: one per assigned partition.
+
+Cuts the partition's records into batches (count, bytes, linger), sends each
+to the JobManager as a ``BatchNotification``, keeps it until ACKed and
+retransmits with backoff. After every ACK it tells the KafkaConsumerActor
+the committable offset: the end of the contiguous ACKed prefix, never beyond.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import ActorTypeDispatcher, WakeupMessage
+
+from actorsys.batching import AckTracker, Batch, PartitionBatcher
+from actorsys.messages import (
+    BatchAck,
+    BatchNotification,
+    ConsumerStart,
+    FlushPartition,
+    JobManagerMoved,
+    PartitionProgress,
+    RecordChunk,
+)
+from actorsys.testhooks import ChaosHooks
+
+log = logging.getLogger("actorsys.consumer")
+
+TICK_S = 0.1
+
+
+class Consumer(ActorTypeDispatcher):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start: ConsumerStart | None = None
+        self._job_manager: Any = None
+        self._batcher: PartitionBatcher | None = None
+        self._acks: AckTracker | None = None
+        self._chaos = ChaosHooks.from_environment()
+
+    # --- wiring -----------------------------------------------------------------------
+
+    def receiveMsg_ConsumerStart(self, msg: ConsumerStart, sender: Any) -> None:
+        batching = msg.config.batching
+        self._start = msg
+        self._job_manager = msg.job_manager
+        self._batcher = PartitionBatcher(
+            batching.max_records, batching.max_bytes, batching.linger_ms / 1000
+        )
+        self._acks = AckTracker(batching.ack_timeout_ms / 1000, batching.max_ack_timeout_ms / 1000)
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
+        self._job_manager = msg.job_manager
+        # The new JobManager never saw our unACKed batches' ACKs: resend them now.
+        self._retransmit(time.monotonic(), everything=True)
+
+    # --- data ---------------------------------------------------------------------------
+
+    def receiveMsg_RecordChunk(self, msg: RecordChunk, sender: Any) -> None:
+        if self._batcher is None:
+            return
+        now = time.monotonic()
+        for batch in self._batcher.add(msg, now):
+            self._send(batch, now)
+
+    def receiveMsg_FlushPartition(self, msg: FlushPartition, sender: Any) -> None:
+        if self._batcher is not None and (batch := self._batcher.flush()) is not None:
+            self._send(batch, time.monotonic())
+        self._report_progress()
+
+    def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:
+        if self._acks is None or self._chaos.drop_ack():
+            return
+        if self._acks.ack(msg.start, msg.end):
+            self._report_progress()
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if self._batcher is None:
+            return
+        now = time.monotonic()
+        if (batch := self._batcher.due(now)) is not None:
+            self._send(batch, now)
+        self._retransmit(now)
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
+        log.debug("consumer ignores %s", type(msg).__name__)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _notification(self, batch: Batch) -> BatchNotification:
+        assert self._start is not None
+        return BatchNotification(
+            consumer_group=self._start.config.kafka.group_id,
+            topic=self._start.topic,
+            partition=self._start.partition,
+            start=batch.start,
+            end=batch.end,
+            record_count=batch.record_count,
+            payload=batch.payload,
+            starts_assignment=batch.starts_assignment,
+        )
+
+    def _send(self, batch: Batch, now: float) -> None:
+        assert self._acks is not None
+        self._acks.track(batch, now)
+        notification = self._notification(batch)
+        self.send(self._job_manager, notification)
+        if self._chaos.duplicate_batch():
+            self.send(self._job_manager, notification)
+
+    def _retransmit(self, now: float, everything: bool = False) -> None:
+        assert self._acks is not None
+        due = self._acks.due_retransmits(float("inf") if everything else now)
+        for batch in due:
+            self.send(self._job_manager, self._notification(batch))
+        if due:
+            log.info(
+                "partition %s[%d]: retransmitted %d unACKed batch(es)",
+                self._start.topic if self._start else "?",
+                self._start.partition if self._start else -1,
+                len(due),
+            )
+
+    def _report_progress(self) -> None:
+        assert self._start is not None and self._acks is not None
+        self.send(
+            self._start.kafka_consumer,
+            PartitionProgress(
+                topic=self._start.topic,
+                partition=self._start.partition,
+                committable=self._acks.committable,
+                released_records=self._acks.released_records,
+                released_bytes=self._acks.released_bytes,
+                unacked_batches=len(self._acks),
+            ),
+        )

@@ -1,0 +1,424 @@
+"""KafkaConsumerActor: owns this process's one ``confluent_kafka.Consumer``.
+
+Polls in short ``consume(n, timeout)`` calls on ``wakeupAfter`` ticks (never
+blocking the actor's transport), packs each partition's records into one
+msgpack chunk per poll, and feeds the partition's Consumer actor. It creates
+Consumers on assignment and retires them on revocation, pauses partitions
+with too much unACKed work (back-pressure without leaving the group), and is
+the only place that commits offsets — only what Consumers report as ACKed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import msgpack
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, WakeupMessage
+
+from actorsys.actors.consumer import Consumer as PartitionConsumer
+from actorsys.config import AppConfig
+from actorsys.flow import FlowControl, TopicPartition
+from actorsys.kafka_clients import consumer_properties
+from actorsys.logs import RateLimitedLog
+from actorsys.messages import (
+    ComponentReady,
+    ComponentStatus,
+    ConsumerStart,
+    ConsumingStopped,
+    FlushPartition,
+    JobManagerMoved,
+    KafkaConsumerStart,
+    PartitionProgress,
+    RecordChunk,
+    StartFailed,
+    StopConsuming,
+)
+
+log = logging.getLogger("actorsys.kafka_consumer")
+
+POLL = "poll"
+HOUSEKEEPING = "housekeeping"
+HOUSEKEEPING_S = 0.5
+
+
+@dataclass
+class _Partition:
+    consumer: Any  # the partition's Consumer actor
+    position: int | None = None  # next offset expected; None: just assigned
+    committable: int | None = None  # end of the ACKed prefix, per its Consumer
+    committed: int | None = None  # last offset we committed
+    unacked_batches: int = 0
+
+
+@dataclass
+class _Drain:
+    deadline: float
+    reply_to: Any
+    flushed_at: float = field(default_factory=time.monotonic)
+
+
+class KafkaConsumerActor(ActorTypeDispatcher):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._config: AppConfig | None = None
+        self._consumer: Consumer | None = None
+        self._job_manager: Any = None
+        self._supervisor: Any = None
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._flow: FlowControl | None = None
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._drain: _Drain | None = None
+        self._closed = False
+        self._errors = RateLimitedLog(log)
+        self._records_consumed = 0
+        self._rebalances = 0
+
+    # --- start-up -------------------------------------------------------------------------
+
+    def receiveMsg_KafkaConsumerStart(self, msg: KafkaConsumerStart, sender: Any) -> None:
+        self._config = msg.config
+        self._job_manager = msg.job_manager
+        self._supervisor = sender
+        self._flow = FlowControl(msg.config.flow)
+        props: dict[str, Any] = dict(consumer_properties(msg.config, msg.bootstrap_servers))
+        props["error_cb"] = self._on_error
+        props["on_commit"] = self._on_commit
+        try:
+            self._consumer = Consumer(props)
+            self._consumer.subscribe(
+                list(msg.config.kafka.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            self.send(
+                sender, StartFailed("kafka_consumer", f"cannot create the Kafka consumer: {exc}")
+            )
+            return
+        self.send(sender, ComponentReady("kafka_consumer"))
+        self.wakeupAfter(timedelta(0), payload=POLL)
+        self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
+
+    def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
+        self._job_manager = msg.job_manager
+        for part in self._partitions.values():
+            self.send(part.consumer, msg)
+
+    # --- the poll loop ----------------------------------------------------------------------
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if self._consumer is None or self._closed:
+            return
+        if msg.payload == POLL:
+            got = self._poll()
+            # Poll again at once while the consumer has data; idle on a short tick.
+            delay = 0.0 if got else self._config.flow.poll_interval_ms / 1000  # type: ignore[union-attr]
+            self.wakeupAfter(timedelta(seconds=delay), payload=POLL)
+        elif msg.payload == HOUSEKEEPING:
+            self._commit(asynchronous=True)
+            self._check_drain()
+            self._push_status()
+            if not self._closed:
+                self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
+
+    def _poll(self) -> int:
+        assert self._consumer is not None and self._config is not None and self._flow is not None
+        try:
+            messages = self._consumer.consume(self._config.flow.poll_max_records, timeout=0.005)
+        except KafkaException as exc:
+            self._errors.log(logging.WARNING, "consume", "consume failed: %s", exc)
+            return 0
+        if not messages:
+            return 0
+        pack = self._packer.pack
+        buckets: dict[TopicPartition, tuple[list[bytes], int, int]] = {}
+        for m in messages:
+            if m.error() is not None:
+                self._on_message_error(m)
+                continue
+            tp = (m.topic(), m.partition())
+            offset = m.offset()
+            ts_type, ts = m.timestamp()
+            packed = pack((offset, ts if ts_type else None, m.key(), m.value()))
+            bucket = buckets.get(tp)
+            if bucket is None:
+                buckets[tp] = ([packed], offset, offset)
+            else:
+                bucket[0].append(packed)
+                buckets[tp] = (bucket[0], bucket[1], offset)
+        for tp, (parts, first, last) in buckets.items():
+            self._forward(tp, parts, first, last)
+        self._records_consumed += len(messages)
+        self._apply_flow()
+        return len(messages)
+
+    def _forward(self, tp: TopicPartition, parts: list[bytes], first: int, last: int) -> None:
+        part = self._partitions.get(tp)
+        if part is None:
+            # Records of a partition revoked in this very poll: drop them, never
+            # deliver late (the new owner reads them; the offset chain dedupes).
+            return
+        starts_assignment = part.position is None or first < part.position
+        start = first if starts_assignment else part.position
+        payload = b"".join(parts)
+        self.send(
+            part.consumer,
+            RecordChunk(tp[0], tp[1], start, last + 1, len(parts), payload, starts_assignment),
+        )
+        part.position = last + 1
+        self._flow.sent(tp, len(parts), len(payload))  # type: ignore[union-attr]
+
+    def _apply_flow(self) -> None:
+        assert self._consumer is not None and self._flow is not None
+        to_pause, to_resume = self._flow.rebalance_pauses()
+        try:
+            if to_pause:
+                self._consumer.pause([KafkaTopicPartition(t, p) for t, p in to_pause])
+            if to_resume and self._drain is None:
+                self._consumer.resume([KafkaTopicPartition(t, p) for t, p in to_resume])
+        except KafkaException as exc:
+            self._errors.log(logging.WARNING, "pause", "pause/resume failed: %s", exc)
+
+    # --- progress and commits ---------------------------------------------------------------
+
+    def receiveMsg_PartitionProgress(self, msg: PartitionProgress, sender: Any) -> None:
+        tp = (msg.topic, msg.partition)
+        part = self._partitions.get(tp)
+        if part is None or part.consumer != sender:
+            return  # a retired Consumer's last words
+        if msg.committable is not None:
+            part.committable = max(part.committable or 0, msg.committable)
+        part.unacked_batches = msg.unacked_batches
+        self._flow.released(tp, msg.released_records, msg.released_bytes)  # type: ignore[union-attr]
+        if self._consumer is not None and not self._closed:
+            self._apply_flow()
+        self._check_drain()
+
+    def _commit(self, asynchronous: bool, only: set[TopicPartition] | None = None) -> None:
+        """Commit each assigned partition's ACKed prefix, if it moved."""
+        if self._consumer is None or self._closed:
+            return
+        offsets = [
+            KafkaTopicPartition(tp[0], tp[1], part.committable)
+            for tp, part in self._partitions.items()
+            if (only is None or tp in only)
+            and part.committable is not None
+            and (part.committed is None or part.committable > part.committed)
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            self._errors.log(logging.WARNING, "commit", "commit failed (retried): %s", exc)
+            return
+        for tp in offsets:
+            self._partitions[(tp.topic, tp.partition)].committed = tp.offset
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+        if err is not None:
+            # Forget what we thought was committed so the next round retries it.
+            for tp in partitions:
+                part = self._partitions.get((tp.topic, tp.partition))
+                if part is not None:
+                    part.committed = None
+            self._errors.log(logging.WARNING, "commit", "async commit failed: %s", err)
+
+    # --- rebalancing ----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        assert self._config is not None and self._flow is not None
+        self._rebalances += 1
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if key in self._partitions:
+                continue
+            self._partitions[key] = _Partition(consumer=self._create_partition_consumer(key))
+            self._flow.assign(key)
+        log.info("assigned %s", _names(partitions))
+        # Apply the assignment ourselves so that we can resume right after:
+        # librdkafka keeps a partition's paused state across rebalances.
+        if self._config.kafka.partition_assignment_strategy == "cooperative-sticky":
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        consumer.resume(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        self._rebalances += 1
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        # Commit what is ACKed for the revoked partitions while we still own them.
+        self._commit(asynchronous=False, only=keys)
+        self._retire(keys)
+        log.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        # Lost, not revoked: another member may own them already; do not commit.
+        self._rebalances += 1
+        self._retire({(tp.topic, tp.partition) for tp in partitions})
+        log.warning("lost %s (not committed: another member owns them)", _names(partitions))
+
+    def _retire(self, keys: set[TopicPartition]) -> None:
+        for key in keys:
+            part = self._partitions.pop(key, None)
+            if part is not None:
+                self.send(part.consumer, ActorExitRequest())
+            self._flow.revoke(key)  # type: ignore[union-attr]
+
+    def _create_partition_consumer(self, key: TopicPartition) -> Any:
+        address = self.createActor(PartitionConsumer)
+        self.send(
+            address,
+            ConsumerStart(
+                self._config,
+                key[0],
+                key[1],
+                self._job_manager,  # type: ignore[arg-type]
+                self.myAddress,
+            ),
+        )
+        return address
+
+    def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:
+        for key, part in self._partitions.items():
+            if part.consumer == msg.childAddress:
+                self._restart_partition(key, part)
+                return
+
+    def _restart_partition(self, key: TopicPartition, part: _Partition) -> None:
+        """A Consumer died with its unACKed batches: re-read from the ACKed prefix."""
+        assert self._consumer is not None and self._flow is not None
+        restart_at = part.committable
+        if restart_at is None:
+            committed = self._consumer.committed([KafkaTopicPartition(*key)], timeout=10)[0].offset
+            restart_at = (
+                committed
+                if committed >= 0
+                else (
+                    OFFSET_BEGINNING
+                    if self._config.kafka.auto_offset_reset == "earliest"  # type: ignore[union-attr]
+                    else OFFSET_END
+                )
+            )
+        log.warning("consumer of %s[%d] exited; re-reading from %s", key[0], key[1], restart_at)
+        part.consumer = self._create_partition_consumer(key)
+        part.position = None
+        self._flow.reset(key)
+        try:
+            self._consumer.seek(KafkaTopicPartition(key[0], key[1], restart_at))
+        except KafkaException as exc:
+            log.error("seek %s[%d] to %s failed: %s", key[0], key[1], restart_at, exc)
+
+    # --- errors ------------------------------------------------------------------------------
+
+    def _on_error(self, err: KafkaError) -> None:
+        self._errors.log(logging.WARNING, f"kafka:{err.code()}", "kafka: %s", err)
+
+    def _on_message_error(self, m: Any) -> None:
+        err = m.error()
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        self._errors.log(
+            logging.WARNING,
+            f"msg:{err.code()}",
+            "kafka message error on %s[%s]: %s",
+            m.topic(),
+            m.partition(),
+            err,
+        )
+
+    # --- draining ----------------------------------------------------------------------------
+
+    def receiveMsg_StopConsuming(self, msg: StopConsuming, sender: Any) -> None:
+        self._drain = _Drain(deadline=time.monotonic() + msg.deadline_s, reply_to=sender)
+        if self._consumer is not None and self._partitions:
+            # Keep servicing the group (no max.poll.interval trip) but fetch nothing more.
+            self._consumer.pause([KafkaTopicPartition(t, p) for t, p in self._partitions])
+        for part in self._partitions.values():
+            self.send(part.consumer, FlushPartition())
+        self._check_drain()
+
+    def _check_drain(self) -> None:
+        drain = self._drain
+        if drain is None or self._closed:
+            return
+        done = (
+            self._flow is not None
+            and self._flow.drained()
+            and all(p.unacked_batches == 0 for p in self._partitions.values())
+        )
+        if not done and time.monotonic() < drain.deadline:
+            return
+        self._commit(asynchronous=False)
+        committed = tuple(
+            (t, p, part.committed)
+            for (t, p), part in self._partitions.items()
+            if part.committed is not None
+        )
+        self._close()
+        self.send(drain.reply_to, ConsumingStopped(committed=committed, clean=done))
+
+    def _close(self) -> None:
+        if self._consumer is not None and not self._closed:
+            self._closed = True
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the Kafka consumer: %s", exc)
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
+        self._close()
+
+    # --- inspection --------------------------------------------------------------------------
+
+    def _push_status(self) -> None:
+        if self._supervisor is None or self._consumer is None:
+            return
+        partitions = []
+        for (topic, partition), part in sorted(self._partitions.items()):
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    KafkaTopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                high = -1
+            records, nbytes = self._flow.inflight((topic, partition))  # type: ignore[union-attr]
+            partitions.append(
+                {
+                    "topic": topic,
+                    "partition": partition,
+                    "position": part.position,
+                    "committed": part.committed,
+                    "high_watermark": high if high >= 0 else None,
+                    "lag": (high - (part.committed or 0)) if high >= 0 else None,
+                    "inflight_records": records,
+                    "inflight_bytes": nbytes,
+                    "paused": (topic, partition) in self._flow.paused,  # type: ignore[union-attr]
+                }
+            )
+        self.send(
+            self._supervisor,
+            ComponentStatus(
+                "kafka_consumer",
+                {
+                    "partitions": partitions,
+                    "records_consumed": self._records_consumed,
+                    "rebalances": self._rebalances,
+                    "draining": self._drain is not None,
+                },
+            ),
+        )
+
+    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
+        log.debug("kafka consumer ignores %s", type(msg).__name__)
+
+
+def _names(partitions: list[KafkaTopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

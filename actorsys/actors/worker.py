@@ -1,0 +1,147 @@
+"""Worker: runs the configured job handler on one job at a time.
+
+Pulls work: asks the JobManager for a job when told jobs are available and
+again after each job. Blocking in the handler is fine here (nothing else
+runs in this process); the JobManager's lease covers a worker that hangs.
+Dead letters are flushed before ``JobDone`` so none is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher
+
+from actorsys.dead_letters import KafkaDeadLetterSink
+from actorsys.errors import ActorsysError
+from actorsys.handlers import load_handler_factory
+from actorsys.handlers.api import HandlerSettings, JobHandler, JobInput
+from actorsys.kafka_clients import dead_letter_producer
+from actorsys.messages import (
+    JobAssignment,
+    JobAvailable,
+    JobDone,
+    JobFailed,
+    JobManagerMoved,
+    NoJobAvailable,
+    RequestJob,
+    WorkerHello,
+    WorkerStart,
+)
+from actorsys.records import decode_records
+
+log = logging.getLogger("actorsys.worker")
+
+ASK_AGAIN_AFTER_S = 5.0
+
+
+class Worker(ActorTypeDispatcher):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start: WorkerStart | None = None
+        self._job_manager: Any = None
+        self._handler: JobHandler | None = None
+        self._producer: Any = None
+        self._asked_at: float | None = None
+        self._host = os.uname().nodename
+
+    def receiveMsg_WorkerStart(self, msg: WorkerStart, sender: Any) -> None:
+        self._start = msg
+        self._job_manager = msg.job_manager
+        output = msg.config.output
+        try:
+            factory = load_handler_factory(output.handler)
+            self._handler = factory(
+                HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
+            )
+            self._producer = dead_letter_producer(msg.config, msg.bootstrap_servers)
+        except ActorsysError as exc:
+            log.error("%s cannot start: %s", msg.worker_id, exc)
+            return
+        self.send(sender, WorkerHello(msg.worker_id, self._host, os.getpid()))
+        self._ask()
+
+    def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
+        self._job_manager = msg.job_manager
+        self._asked_at = None
+        self._ask()
+
+    def receiveMsg_JobAvailable(self, msg: JobAvailable, sender: Any) -> None:
+        self._ask()
+
+    def receiveMsg_NoJobAvailable(self, msg: NoJobAvailable, sender: Any) -> None:
+        self._asked_at = None
+
+    def receiveMsg_JobAssignment(self, msg: JobAssignment, sender: Any) -> None:
+        self._asked_at = None
+        assert self._start is not None and self._handler is not None
+        started = time.monotonic()
+        job = JobInput(
+            msg.job_id,
+            msg.topic,
+            msg.partition,
+            msg.start,
+            msg.end,
+            list(decode_records(msg.payload)),
+        )
+        sink = KafkaDeadLetterSink(
+            self._producer,
+            msg.topic,
+            msg.partition,
+            dead_letter_topic=self._start.config.kafka.dead_letter_topic or None,
+        )
+        try:
+            result = self._handler.handle(job, sink)
+            sink.flush(30.0)
+        except Exception as exc:  # a handler's failure fails this attempt, nothing more
+            detail = "".join(traceback.format_exception_only(exc)).strip()
+            log.warning("job %d attempt %d failed: %s", msg.job_id, msg.token, detail)
+            self.send(
+                sender,
+                JobFailed(
+                    msg.job_id,
+                    msg.token,
+                    self._start.worker_id,
+                    self._host,
+                    detail,
+                    time.monotonic() - started,
+                ),
+            )
+        else:
+            self.send(
+                sender,
+                JobDone(
+                    msg.job_id,
+                    msg.token,
+                    self._start.worker_id,
+                    self._host,
+                    result.output_files,
+                    result.valid_records,
+                    result.invalid_records,
+                    time.monotonic() - started,
+                    tuple(sorted(sink.rejected_by_reason().items())),
+                ),
+            )
+        self._ask()
+
+    def _ask(self) -> None:
+        if self._start is None or self._handler is None:
+            return
+        now = time.monotonic()
+        # One request outstanding at a time; ask again if its answer seems lost.
+        if self._asked_at is not None and now - self._asked_at < ASK_AGAIN_AFTER_S:
+            return
+        self._asked_at = now
+        self.send(self._job_manager, RequestJob(self._start.worker_id, self._host))
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
+        if self._producer is not None:
+            self._producer.flush(5)
+
+    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
+        log.debug("worker ignores %s", type(msg).__name__)

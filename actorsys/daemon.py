@@ -1,0 +1,306 @@
+"""`actorsys run`: the daemon's own process.
+
+Starts the embedded broker when configured, checks the configuration against
+the world (ports, output directory, job store), starts the Thespian actor
+system and the Supervisor, serves HTTP, and on SIGTERM/SIGINT drains:
+stop polling, ACK and commit open batches, let running jobs finish within
+the grace period, shut the actor system down, and leave no process behind.
+A second signal stops at once (still safe: invariants 1-3 hold at every
+instant).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from thespian.actors import ActorSystem
+
+from actorsys.actors.supervisor import Supervisor
+from actorsys.config import EMBEDDED, AppConfig
+from actorsys.errors import ActorsysError, ConfigError
+from actorsys.jobs.open import open_job_store
+from actorsys.logs import configure_process_logging, thespian_log_defs
+from actorsys.messages import (
+    Drain,
+    Drained,
+    StartFailed,
+    StatusReport,
+    StatusRequest,
+    SupervisorReady,
+    SupervisorStart,
+)
+from actorsys.procs import ActorSystemProcesses, port_in_use
+
+log = logging.getLogger("actorsys.daemon")
+
+START_TIMEOUT_S = 60.0
+STATUS_EVERY_S = 1.0
+
+
+class StartupError(ActorsysError):
+    """The daemon could not start; the message says why in one line."""
+
+
+class Daemon:
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._stop = threading.Event()
+        self._signals = 0
+        self._status: dict[str, Any] = {}
+        self._status_at = 0.0
+        self._stack = contextlib.ExitStack()
+        self._procs = ActorSystemProcesses(config.daemon.admin_port)
+        self._bootstrap = ""
+
+    # --- the whole life -------------------------------------------------------------------
+
+    def run(self) -> int:
+        configure_process_logging(self.config.daemon.log_level, self.config.daemon.log_format)
+        self._install_signal_handlers()
+        with self._stack:
+            self._check_environment()
+            self._bootstrap = self._start_broker()
+            self._prepare_topics()
+            asys, supervisor = self._start_actor_system()
+            self._start_http()
+            self._start_simulator()
+            log.info(
+                "actorsys running: bootstrap %s, topics %s, group %s, output %s, "
+                "metrics http://%s:%d/metrics",
+                self._bootstrap,
+                ",".join(self.config.kafka.topics),
+                self.config.kafka.group_id,
+                self.config.output.dir,
+                self.config.daemon.metrics_host,
+                self.config.daemon.metrics_port,
+            )
+            while not self._stop.is_set():
+                self._refresh_status(asys, supervisor)
+                self._stop.wait(STATUS_EVERY_S)
+            self._drain(asys, supervisor)
+        leftovers = self._procs.kill_all()
+        if leftovers:
+            log.warning("ended %d actor process(es) that outlived the actor system", leftovers)
+        log.info("actorsys stopped")
+        return 0
+
+    # --- signals ----------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("%s: draining (a second signal stops at once)", signal.Signals(signum).name)
+            self._stop.set()
+            return
+        log.warning("second signal: stopping at once (uncommitted work is re-read on restart)")
+        self._procs.refresh()
+        self._procs.kill_all()
+        self._stack.close()
+        os._exit(1)
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def _check_environment(self) -> None:
+        daemon = self.config.daemon
+        if port_in_use(daemon.admin_port):
+            raise StartupError(
+                f"admin port {daemon.admin_port} is in use (another actorsys "
+                "daemon or actor system?); choose another with --admin-port"
+            )
+        if daemon.metrics_port and port_in_use(daemon.metrics_port):
+            raise StartupError(
+                f"metrics port {daemon.metrics_port} is in use; choose another with --metrics-port"
+            )
+        output = Path(self.config.output.dir)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=output, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"[output] dir {str(output)!r} is not writable: {exc.strerror}"
+            ) from None
+        store = open_job_store(self.config.jobs.store)  # a clear error now, not in an actor
+        store.close()
+        from actorsys.handlers import load_handler_factory
+
+        load_handler_factory(self.config.output.handler)
+
+    def _start_broker(self) -> str:
+        servers = self.config.kafka.bootstrap_servers
+        if servers != EMBEDDED:
+            return servers
+        from actorsys.embedded_broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(port=self.config.embedded_broker.port)
+        bootstrap = broker.start()
+        self._stack.callback(broker.stop)
+        log.info("embedded broker (Tansu) at %s, pid %s", bootstrap, broker.pid)
+        return bootstrap
+
+    def _prepare_topics(self) -> None:
+        from actorsys.simulator import create_topic_if_missing
+
+        kafka = self.config.kafka
+        wanted = [(kafka.dead_letter_topic_for(t), 1) for t in kafka.topics]
+        if self.config.simulator.enabled:
+            wanted += [(t, self.config.simulator.partitions) for t in kafka.topics]
+        for topic, partitions in wanted:
+            try:
+                create_topic_if_missing(self._bootstrap, topic, partitions)
+            except ActorsysError as exc:
+                log.warning("could not create topic %s (continuing): %s", topic, exc)
+
+    def _start_actor_system(self) -> tuple[Any, Any]:
+        daemon = self.config.daemon
+        metrics_dir = tempfile.mkdtemp(prefix="actorsys-metrics-")
+        self._stack.callback(shutil.rmtree, metrics_dir, True)
+        # Actor processes inherit the environment: every one writes its metrics here.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        self._metrics_dir = metrics_dir
+        # Actor processes must not see the terminal's Ctrl-C: only this process
+        # handles it, by draining. They inherit SIG_IGN across fork.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            asys = ActorSystem(
+                "multiprocTCPBase",
+                {"Admin Port": daemon.admin_port},
+                logDefs=thespian_log_defs(daemon.log_level, daemon.log_format),
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        self._stack.callback(self._shutdown_actor_system, asys)
+        self._procs.refresh()
+        supervisor = asys.createActor(Supervisor)
+        reply = asys.ask(
+            supervisor,
+            SupervisorStart(self.config, self._bootstrap, os.getpid(), os.getpgid(0)),
+            START_TIMEOUT_S,
+        )
+        self._procs.refresh()
+        if isinstance(reply, StartFailed):
+            raise StartupError(f"{reply.role} could not start: {reply.reason}")
+        if not isinstance(reply, SupervisorReady):
+            raise StartupError(f"the actor system did not start within {START_TIMEOUT_S:.0f}s")
+        return asys, supervisor
+
+    def _shutdown_actor_system(self, asys: Any) -> None:
+        self._procs.refresh()
+        try:
+            asys.shutdown()
+        except Exception as exc:  # shutting down must go on whatever Thespian says
+            log.warning("actor system shutdown: %s", exc)
+
+    def _start_http(self) -> None:
+        from actorsys.web import start_http_server
+
+        daemon = self.config.daemon
+        if not daemon.metrics_port:
+            return
+        server = start_http_server(
+            daemon.metrics_host, daemon.metrics_port, self._metrics_dir, self.status, self.readiness
+        )
+        self._stack.callback(server.server_close)
+        self._stack.callback(server.shutdown)
+
+    def _start_simulator(self) -> None:
+        sim = self.config.simulator
+        if not sim.enabled:
+            return
+        from actorsys.simulator import produce
+
+        stop = threading.Event()
+
+        def feed() -> None:
+            try:
+                for topic in self.config.kafka.topics:
+                    produce(
+                        self._bootstrap,
+                        topic,
+                        devices=sim.devices,
+                        rate=sim.rate,
+                        count=sim.count,
+                        malformed_ratio=sim.malformed_ratio,
+                        partitions=sim.partitions,
+                        stop=stop,
+                    )
+            except ActorsysError as exc:
+                log.error("simulator stopped: %s", exc)
+
+        thread = threading.Thread(target=feed, name="simulator", daemon=True)
+        thread.start()
+        log.info(
+            "simulated IoT feed: %d devices, %.0f records/s into %s",
+            sim.devices,
+            sim.rate,
+            ",".join(self.config.kafka.topics),
+        )
+        self._stack.callback(thread.join, 10)
+        self._stack.callback(stop.set)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def _refresh_status(self, asys: Any, supervisor: Any) -> None:
+        self._procs.refresh()
+        reply = asys.ask(supervisor, StatusRequest(), 2.0)
+        if isinstance(reply, StatusReport):
+            self._status = reply.components
+            self._status_at = time.monotonic()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self._bootstrap,
+            "group_id": self.config.kafka.group_id,
+            "topics": list(self.config.kafka.topics),
+            "status_age_s": round(time.monotonic() - self._status_at, 1),
+            "rss_bytes": self._procs.total_rss(),
+            "components": self._status,
+        }
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        problems = []
+        if time.monotonic() - self._status_at > 5:
+            problems.append("the actor system has not answered for over 5 s")
+        ready_roles = set(self._status.get("supervisor", {}).get("ready", []))
+        missing = {"job_manager", "worker_master", "kafka_consumer"} - ready_roles
+        if missing:
+            problems.append(f"not started: {', '.join(sorted(missing))}")
+        if not self._status.get("kafka_consumer", {}).get("partitions"):
+            problems.append("no partition assigned yet")
+        if self._status.get("job_manager", {}).get("store_ok") is False:
+            problems.append("the job store is not writable")
+        return not problems, {"problems": problems}
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def _drain(self, asys: Any, supervisor: Any) -> None:
+        grace = self.config.daemon.shutdown_grace_s
+        started = time.monotonic()
+        reply = asys.ask(supervisor, Drain(grace), grace + 5)
+        took = time.monotonic() - started
+        if isinstance(reply, Drained):
+            log.info("drained in %.1fs: %s", took, reply.detail)
+        else:
+            log.warning(
+                "drain did not finish within %.0fs; stopping anyway (safe: "
+                "uncommitted work is re-read on restart)",
+                grace,
+            )
+
+
+def run_daemon(config: AppConfig) -> int:
+    return Daemon(config).run()

@@ -1,0 +1,1 @@
+"""Durable jobs: the state model, the store interface and its implementations."""

@@ -1,0 +1,87 @@
+"""Job states and the one table of moves between them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from actorsys.errors import InvalidTransition
+from actorsys.offset_chain import ChainVerdict
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+ALLOWED_TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
+    {
+        (JobStatus.PENDING, JobStatus.RUNNING),  # claimed by a worker
+        (JobStatus.RUNNING, JobStatus.DONE),  # handler succeeded
+        (JobStatus.RUNNING, JobStatus.PENDING),  # attempt failed (retry later) or worker lost
+        (JobStatus.RUNNING, JobStatus.FAILED),  # last attempt failed
+        (JobStatus.FAILED, JobStatus.PENDING),  # operator replay (`actorsys jobs retry`)
+    }
+)
+
+
+def check_transition(job_id: int, current: JobStatus, target: JobStatus) -> None:
+    if (current, target) not in ALLOWED_TRANSITIONS:
+        raise InvalidTransition(job_id, current.value, target.value)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSubmission:
+    """A batch offered to the store by the JobManager (one job if stored)."""
+
+    consumer_group: str
+    topic: str
+    partition: int
+    start: int
+    end: int
+    record_count: int
+    payload: bytes
+    starts_assignment: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    verdict: ChainVerdict
+    job_id: int | None  # set when a job was stored
+    next_offset: int  # the partition's next_offset after this submission
+    gap: int = 0  # offsets skipped (GAP only)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's row, without its payload."""
+
+    id: int
+    consumer_group: str
+    topic: str
+    partition: int
+    start_offset: int
+    end_offset: int
+    record_count: int
+    payload_bytes: int
+    status: JobStatus
+    attempts: int
+    created_at: float  # wall-clock epoch seconds, for people
+    started_at: float | None
+    finished_at: float | None
+    next_attempt_at: float | None  # wall-clock epoch seconds: survives restarts
+    last_error: str | None
+    worker: str | None  # "host/worker-id" of the current or last attempt
+    output_files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job handed to a worker. ``token`` is the attempt number: a
+    completion carrying an older token is rejected."""
+
+    record: JobRecord
+    token: int
+    payload: bytes

@@ -1,0 +1,89 @@
+"""The job store interface. SQLite and PostgreSQL implement it; one
+contract test suite (tests/integration/test_job_store.py) runs against both.
+
+Every method is one transaction. Methods raise ``JobStoreError`` when the
+store cannot be reached or cannot persist; callers retry later and, while
+that lasts, withhold ACKs (nothing is acknowledged that is not persisted).
+Times are wall-clock epoch seconds passed in by the caller (``now``), so
+tests control them; the JobManager schedules with a monotonic clock and
+only persists wall times for people and for restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from actorsys.jobs.model import BatchSubmission, ClaimedJob, JobRecord, JobStatus, SubmitResult
+
+
+class JobStore(Protocol):
+    def submit_batch(self, batch: BatchSubmission, now: float) -> SubmitResult:
+        """Apply the offset chain (``actorsys.offset_chain.decide``) against the
+        stored ``next_offset`` of (group, topic, partition) and, when the verdict
+        stores, insert a PENDING job (payload included; trimmed with
+        ``actorsys.records.records_from`` on TRIM) and advance ``next_offset``
+        to ``batch.end`` — all in one transaction."""
+        ...
+
+    def claim_next(self, worker: str, now: float) -> ClaimedJob | None:
+        """Oldest PENDING job whose ``next_attempt_at`` is due (or unset) moves
+        to RUNNING with ``attempts + 1``; returns it with its payload."""
+        ...
+
+    def claim(self, job_id: int, worker: str, now: float) -> ClaimedJob | None:
+        """Like ``claim_next`` for one job id; ``None`` if it is not PENDING."""
+        ...
+
+    def complete(self, job_id: int, token: int, output_files: Sequence[str], now: float) -> bool:
+        """RUNNING -> DONE if ``token`` is the current attempt; drops the payload.
+        Returns False (and changes nothing) for a stale token or a job that is
+        not RUNNING."""
+        ...
+
+    def fail_attempt(
+        self, job_id: int, token: int, error: str, retry_at: float | None, now: float
+    ) -> JobStatus | None:
+        """RUNNING -> PENDING with ``next_attempt_at = retry_at``, or -> FAILED when
+        ``retry_at`` is None. Records ``last_error``. Returns the new status, or
+        None for a stale token."""
+        ...
+
+    def requeue(self, job_id: int, token: int, reason: str, now: float) -> bool:
+        """RUNNING -> PENDING now (its worker was lost or its lease expired)."""
+        ...
+
+    def recover_running(self, now: float) -> int:
+        """At JobManager start: every RUNNING job goes back to PENDING.
+        Returns how many."""
+        ...
+
+    def retry_failed(self, job_id: int | None, now: float) -> int:
+        """FAILED -> PENDING (attempts reset to 0) for one job, or all when None."""
+        ...
+
+    def get(self, job_id: int) -> JobRecord | None: ...
+
+    def payload(self, job_id: int) -> bytes | None:
+        """The job's payload (kept until DONE; FAILED jobs keep it for replay
+        and dead-lettering)."""
+        ...
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
+        """Newest first."""
+        ...
+
+    def count_by_status(self) -> Mapping[JobStatus, int]: ...
+
+    def next_offsets(self, consumer_group: str) -> Mapping[tuple[str, int], int]: ...
+
+    def next_due_at(self) -> float | None:
+        """Earliest ``next_attempt_at`` of a PENDING job that has one (a durable
+        delay queue), or None."""
+        ...
+
+    def purge_done_before(self, before: float) -> int:
+        """Delete DONE jobs finished before ``before``; returns how many."""
+        ...
+
+    def close(self) -> None: ...

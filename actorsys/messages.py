@@ -1,0 +1,312 @@
+"""Every message actors exchange: small, immutable, typed.
+
+Thespian pickles messages between processes and hosts, and
+``ActorTypeDispatcher`` routes on the bare class name to
+``receiveMsg_<ClassName>``, so names are unique and classes live at module
+level. Bulk data (records) travels only as msgpack ``bytes`` payloads, one
+message per chunk or batch, never one message per record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actorsys.config import AppConfig
+
+# Thespian's ActorAddress is opaque; typed as Any to keep this module import-light.
+Address = Any
+
+
+# --- start-up and wiring -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorStart:
+    """From the daemon process: build the actor tree."""
+
+    config: AppConfig
+    bootstrap_servers: str
+    daemon_pid: int
+    daemon_pgid: int
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorReady:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailed:
+    """A component could not start (bad handler, unreachable store, ...)."""
+
+    role: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobManagerStart:
+    config: AppConfig
+    bootstrap_servers: str
+    worker_master: Address
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMasterStart:
+    config: AppConfig
+    bootstrap_servers: str
+    job_manager: Address
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStart:
+    config: AppConfig
+    bootstrap_servers: str
+    job_manager: Address
+    worker_master: Address
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConsumerStart:
+    config: AppConfig
+    bootstrap_servers: str
+    job_manager: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStart:
+    config: AppConfig
+    topic: str
+    partition: int
+    job_manager: Address
+    kafka_consumer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHello:
+    """Worker -> WorkerMaster once started: where it runs."""
+
+    worker_id: str
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentReady:
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobManagerMoved:
+    """The JobManager was recreated: send to this address from now on."""
+
+    job_manager: Address
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMasterMoved:
+    """The WorkerMaster was recreated: notify this address from now on."""
+
+    worker_master: Address
+
+
+# --- records and batches -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChunk:
+    """KafkaConsumerActor -> Consumer: records of one partition from one poll.
+
+    ``[start, end)`` is the consumer position before and after them. The first
+    chunk after an assignment starts at its first record (``starts_assignment``).
+    """
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    record_count: int
+    payload: bytes
+    starts_assignment: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchNotification:
+    """Consumer -> JobManager, retransmitted until ACKed (the JobManager is idempotent)."""
+
+    consumer_group: str
+    topic: str
+    partition: int
+    start: int
+    end: int
+    record_count: int
+    payload: bytes
+    starts_assignment: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAck:
+    """JobManager -> Consumer: ``[start, end)`` is persisted (or was already)."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProgress:
+    """Consumer -> KafkaConsumerActor whenever its ACKed work changes.
+
+    ``committable`` is the end of the contiguous ACKed prefix (None before any
+    ACK). ``released_*`` are cumulative totals of records/bytes ACKed by the
+    JobManager: the KafkaConsumerActor subtracts them from what it has sent,
+    which stays right however late this message arrives.
+    """
+
+    topic: str
+    partition: int
+    committable: int | None
+    released_records: int
+    released_bytes: int
+    unacked_batches: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPartition:
+    """KafkaConsumerActor -> Consumer: cut the open batch now (shutdown, revocation)."""
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobsAvailable:
+    """JobManager -> WorkerMaster: there are PENDING jobs due."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobAvailable:
+    """WorkerMaster -> idle Workers: ask the JobManager for work."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestJob:
+    worker_id: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoJobAvailable:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class JobAssignment:
+    """JobManager -> Worker. ``token`` is the attempt number."""
+
+    job_id: int
+    token: int
+    topic: str
+    partition: int
+    start: int
+    end: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    job_id: int
+    token: int
+    worker_id: str
+    host: str
+    output_files: tuple[str, ...]
+    valid_records: int
+    invalid_records: int
+    duration_s: float
+    dead_letters_by_reason: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    job_id: int
+    token: int
+    worker_id: str
+    host: str
+    error: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    """WorkerMaster -> JobManager: put this worker's job back."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceWorker:
+    """JobManager -> WorkerMaster: this worker overran its lease; replace it."""
+
+    worker_id: str
+
+
+# --- control and inspection --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Daemon -> Supervisor: stop polling, ACK and commit open work, let running
+    jobs finish within ``grace_s``, then answer ``Drained``."""
+
+    grace_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopConsuming:
+    """Supervisor -> KafkaConsumerActor (first step of a drain)."""
+
+    deadline_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumingStopped:
+    committed: tuple[tuple[str, int, int], ...]
+    clean: bool  # every open batch was ACKed and committed before the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class QuiesceJobs:
+    """Supervisor -> JobManager: hand out no more jobs; answer when none runs."""
+
+    deadline_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobsQuiesced:
+    still_running: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    clean: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    """Pushed to the Supervisor about once a second; answers `actorsys status`."""
+
+    role: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    components: dict[str, dict[str, Any]]

@@ -1,0 +1,180 @@
+"""The whole pipeline against the real embedded broker, real SQLite and a real
+multi-process Thespian actor system: exactly-once output, and after kill -9."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actorsys.embedded_broker import EmbeddedBroker
+from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from tests.support.checks import (
+    all_committed,
+    assert_exactly_once,
+    committed_offsets,
+    jobs_unfinished,
+)
+from tests.support.daemon import DaemonProcess, new_daemon
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 50_000
+PARTITIONS = 4
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            daemon.cleanup()
+
+
+def _daemon(
+    tmp_path: Path,
+    broker: EmbeddedBroker,
+    topic: str,
+    group: str,
+    name: str = "daemon",
+    **extra: dict,
+) -> DaemonProcess:
+    return new_daemon(
+        tmp_path,
+        name,
+        bootstrap=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=group,
+        output_dir=tmp_path / "out",
+        job_store=f"sqlite:///{tmp_path}/jobs.db",
+        extra=extra or None,
+    )
+
+
+def _wait_complete(
+    daemon: DaemonProcess,
+    broker: EmbeddedBroker,
+    group: str,
+    topic: str,
+    report: ProduceReport,
+    job_store: str,
+    timeout_s: float = 180,
+) -> None:
+    def done() -> bool:
+        daemon.check_alive()
+        return (
+            all_committed(broker.bootstrap_servers, group, topic, report)
+            and jobs_unfinished(job_store) == 0
+        )
+
+    wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
+
+
+def test_end_to_end_exactly_once(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given 50,000 records, 1 % malformed, already in the topic
+    report = produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=100,
+        rate=0,
+        count=RECORDS,
+        malformed_ratio=0.01,
+        partitions=PARTITIONS,
+        seed=7,
+    )
+    assert report.malformed > 0
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    # When the daemon runs until everything is committed and every job is done
+    daemon = _daemon(tmp_path, broker, topic, group)
+    daemons.append(daemon.start())
+    daemon.wait_ready()
+    _wait_complete(daemon, broker, group, topic, report, f"sqlite:///{tmp_path}/jobs.db")
+    # Then it exits 0 on SIGTERM and leaves no process behind
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()
+    # And every valid record is in raw exactly once, malformed ones in the DLQ once
+    assert_exactly_once(tmp_path / "out", topic, report, broker.bootstrap_servers, f"{topic}.dlq")
+
+
+def test_kill_minus_nine_mid_stream_loses_nothing_and_writes_nothing_twice(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given a producer streaming 50,000 records (1 % malformed) at 5,000/s
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    job_store = f"sqlite:///{tmp_path}/jobs.db"
+    reports: list[ProduceReport] = []
+    feeder = threading.Thread(
+        target=lambda: reports.append(
+            produce(
+                broker.bootstrap_servers,
+                topic,
+                devices=100,
+                rate=5_000,
+                count=RECORDS,
+                malformed_ratio=0.01,
+                partitions=PARTITIONS,
+                seed=11,
+            )
+        )
+    )
+    feeder.start()
+    try:
+        first = _daemon(tmp_path, broker, topic, group, name="first")
+        daemons.append(first.start())
+        first.wait_ready()
+
+        # When some work is committed, mid-stream, every daemon process is killed with -9
+        def some_committed() -> bool:
+            offsets = committed_offsets(
+                broker.bootstrap_servers, group, topic, list(range(PARTITIONS))
+            )
+            return sum(max(o, 0) for o in offsets.values()) >= 5_000
+
+        wait_for(some_committed, 90, "some offsets committed")
+        assert not reports, "the stream ended before the crash: the test proves nothing"
+        first.kill9()
+        first.assert_nothing_left()
+        # And the daemon is started again
+        second = _daemon(tmp_path, broker, topic, group, name="second")
+        daemons.append(second.start())
+        second.wait_ready()
+    finally:
+        feeder.join(120)
+    report = reports[0]
+    _wait_complete(second, broker, group, topic, report, job_store)
+    assert second.terminate() == 0, second.log_tail()
+    second.assert_nothing_left()
+    # Then nothing is lost and nothing written twice; dead letters at least once
+    assert_exactly_once(
+        tmp_path / "out",
+        topic,
+        report,
+        broker.bootstrap_servers,
+        f"{topic}.dlq",
+        dead_letters_exactly_once=False,
+    )
+
+
+def test_actor_system_ends_itself_when_the_daemon_is_killed(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given a running daemon and its actor system (a process group of its own)
+    create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
+    daemon = _daemon(tmp_path, broker, topic, f"g-{uuid.uuid4().hex[:8]}")
+    daemons.append(daemon.start())
+    daemon.wait_ready()
+    assert daemon.actor_system.alive(), "the actor system's processes were not found"
+    # When only the daemon's own process is killed with -9
+    assert daemon.proc is not None
+    daemon.proc.kill()
+    daemon.proc.wait(10)
+    # Then the orphaned actor system notices and ends every one of its processes
+    wait_for(lambda: not daemon.actor_system.alive(), 20, "the orphaned actor system to end")

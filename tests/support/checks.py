@@ -1,0 +1,129 @@
+"""The exactly-once output check, and the Kafka-side facts it compares with."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+from confluent_kafka import Consumer, TopicPartition
+
+from actorsys.jobs.model import JobStatus
+from actorsys.jobs.open import open_job_store
+from actorsys.simulator import ProduceReport
+
+
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: list[int]
+) -> dict[int, int]:
+    """The group's committed offsets (read without joining the group)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def all_committed(bootstrap: str, group: str, topic: str, report: ProduceReport) -> bool:
+    want = dict(report.end_offsets)
+    return committed_offsets(bootstrap, group, topic, sorted(want)) == want
+
+
+def jobs_unfinished(job_store: str) -> int:
+    store = open_job_store(job_store)
+    try:
+        counts = store.count_by_status()
+        return counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
+    finally:
+        store.close()
+
+
+def valid_positions(report: ProduceReport) -> set[tuple[int, int]]:
+    every = {(p, o) for p, end in report.end_offsets.items() for o in range(end)}
+    return every - set(report.malformed_positions)
+
+
+def raw_positions(output_dir: Path, topic: str) -> list[tuple[int, int]]:
+    rows = duckdb.sql(
+        f"select _partition, _offset from read_parquet('{output_dir}/raw/**/*.parquet', "
+        f"hive_partitioning=true) where _topic = '{topic}'"
+    ).fetchall()
+    return [(int(p), int(o)) for p, o in rows]
+
+
+def agg_count(output_dir: Path) -> int:
+    return int(
+        duckdb.sql(
+            f"select coalesce(sum(count), 0) from read_parquet("
+            f"'{output_dir}/agg/**/*.parquet', hive_partitioning=true)"
+        ).fetchall()[0][0]
+    )
+
+
+def dead_letters(
+    bootstrap: str, dlq_topic: str, expected: int, timeout_s: float = 60
+) -> list[dict[str, str]]:
+    """Every record of the dead-letter topic, as its headers; reads until at
+    least ``expected`` arrived and the topic has been quiet for a moment."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([dlq_topic])
+    found: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.consume(1000, 0.5)
+            got = [m for m in batch if m.error() is None]
+            for m in got:
+                found.append({k: v.decode() for k, v in (m.headers() or [])})
+            if got:
+                quiet_since = None
+            elif len(found) >= expected:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 2:
+                    break
+    finally:
+        consumer.close()
+    return found
+
+
+def assert_exactly_once(
+    output_dir: Path,
+    topic: str,
+    report: ProduceReport,
+    bootstrap: str,
+    dlq_topic: str,
+    dead_letters_exactly_once: bool = True,
+) -> None:
+    """Every valid record exactly once in raw; agg sums to the same; malformed
+    records in the dead-letter topic (exactly once, or at least once after a crash)."""
+    positions = raw_positions(output_dir, topic)
+    duplicates = [pos for pos, n in Counter(positions).items() if n > 1]
+    assert not duplicates, f"{len(duplicates)} records written twice, e.g. {duplicates[:5]}"
+    want = valid_positions(report)
+    got = set(positions)
+    assert got == want, (
+        f"raw has {len(got)} records, expected {len(want)}: "
+        f"missing {sorted(want - got)[:5]}, unexpected {sorted(got - want)[:5]}"
+    )
+    assert agg_count(output_dir) == report.valid
+    letters = dead_letters(bootstrap, dlq_topic, len(report.malformed_positions))
+    sources = [
+        (int(h["source_partition"]), int(h["source_offset"]))
+        for h in letters
+        if h.get("source_topic") == topic
+    ]
+    assert set(sources) == set(report.malformed_positions)
+    if dead_letters_exactly_once:
+        assert len(sources) == len(set(sources)), "a dead letter was produced twice"
+    assert all(h.get("error") for h in letters), "every dead letter says why"

@@ -1,0 +1,180 @@
+"""Run `actorsys run` as a real process for tests: start, wait, stop, kill -9.
+
+The daemon gets its own session (process group), so a test can kill every
+process of it at once, and check that none is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from actorsys.netutil import free_port
+from actorsys.procs import ActorSystemProcesses, group_members, kill_group
+from tests.support.waiting import wait_for
+
+
+def write_config(
+    path: Path,
+    *,
+    bootstrap: str,
+    topics: list[str],
+    group_id: str,
+    output_dir: Path,
+    job_store: str,
+    admin_port: int,
+    metrics_port: int,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    sections: dict[str, dict[str, Any]] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topics": topics,
+            "group_id": group_id,
+            "session_timeout_ms": 6000,
+        },
+        "batching": {"max_records": 2000, "linger_ms": 300, "ack_timeout_ms": 1000},
+        "jobs": {"store": job_store},
+        "workers": {"count": 2},
+        "output": {"dir": str(output_dir)},
+        "daemon": {"admin_port": admin_port, "metrics_port": metrics_port, "shutdown_grace_s": 20},
+    }
+    for section, values in (extra or {}).items():
+        sections.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                continue
+            lines.append(f"{key} = {json.dumps(value)}")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                lines.append(f"[{section}.{key}]")
+                lines.extend(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+@dataclass
+class DaemonProcess:
+    """One `actorsys run` process and everything it starts."""
+
+    config_path: Path
+    log_path: Path
+    metrics_port: int
+    admin_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.actor_system = ActorSystemProcesses(self.admin_port)
+
+    def start(self) -> DaemonProcess:
+        log = self.log_path.open("ab")
+        self.actor_system = ActorSystemProcesses(self.admin_port)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "actorsys", "run", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **self.env},
+        )
+        log.close()
+        return self
+
+    @property
+    def pgid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid  # session leader: its pid is the group id
+
+    def group_processes(self) -> list[psutil.Process]:
+        """Every live process of this daemon: its own group (the daemon, the
+        broker it may start) and its actor system's group (a session of its own)."""
+        self.actor_system.refresh()
+        found = group_members(self.pgid)
+        if self.actor_system.pgid is not None:
+            found += group_members(self.actor_system.pgid)
+        return found
+
+    def http(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2
+            ) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def status(self) -> dict[str, Any]:
+        code, body = self.http("/status")
+        assert code == 200, body
+        return json.loads(body)
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        def ready() -> bool:
+            self.check_alive()
+            self.actor_system.refresh()
+            try:
+                return self.http("/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(ready, timeout_s, "the daemon to be ready (/readyz 200)", 0.25)
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM, wait for exit, return the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(
+                f"daemon did not exit within {timeout_s}s:\n{self.log_tail()}"
+            ) from None
+
+    def kill9(self) -> None:
+        """kill -9 every process of the daemon (its whole group)."""
+        self.actor_system.refresh()
+        kill_group(self.pgid)
+        self.actor_system.kill_all()
+        if self.proc is not None:
+            self.proc.wait(10)
+
+    def assert_nothing_left(self, timeout_s: float = 15) -> None:
+        wait_for(lambda: not self.group_processes(), timeout_s, "every daemon process to exit", 0.2)
+
+    def cleanup(self) -> None:
+        """For fixtures' finally: whatever happened, leave no process behind."""
+        if self.proc is None:
+            return
+        if self.group_processes() or self.proc.poll() is None:
+            self.kill9()
+
+
+def new_daemon(tmp_path: Path, name: str, **config: Any) -> DaemonProcess:
+    metrics_port, admin_port = free_port(), free_port()
+    config_path = write_config(
+        tmp_path / f"{name}.toml", admin_port=admin_port, metrics_port=metrics_port, **config
+    )
+    return DaemonProcess(config_path, tmp_path / f"{name}.log", metrics_port, admin_port)

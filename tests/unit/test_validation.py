@@ -1,0 +1,184 @@
+"""Record validation of the IoT handler: every rule and every reason word."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from actorsys.handlers.validation import (
+    DEFAULT_TS_MAX_MS,
+    DEFAULT_TS_MIN_MS,
+    InvalidRecord,
+    ValidationRules,
+    iso_to_epoch_ms,
+    parse_value,
+    validate_batch,
+    validate_object,
+)
+from actorsys.records import Record
+
+RULES = ValidationRules(metrics=("temperature", "humidity", "battery"))
+TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def _json(**fields: object) -> bytes:
+    return orjson.dumps(fields)
+
+
+def _reason(value: bytes | None, rules: ValidationRules = RULES) -> str:
+    with pytest.raises(InvalidRecord) as caught:
+        parse_value(value, rules)
+    assert caught.value.detail, "every rejection carries a human-readable detail"
+    return caught.value.reason
+
+
+def test_valid_record_becomes_a_row_of_device_ts_and_float_metrics() -> None:
+    # Given a record with an int, a float and an absent metric
+    value = _json(device_id="d-1", ts=TS, temperature=21, humidity=40.5)
+
+    # When it is parsed
+    row = parse_value(value, RULES)
+
+    # Then ints become floats and the absent metric is None
+    assert row == ["d-1", TS, 21.0, 40.5, None]
+    assert type(row[2]) is float
+
+
+def test_json_null_metric_is_absent_and_extra_fields_are_ignored() -> None:
+    # Given a null metric and fields the handler does not know
+    value = _json(device_id="d", ts=TS, battery=None, firmware="1.2", nested={"a": [1]})
+
+    # When / Then it is valid, with every metric absent
+    assert parse_value(value, RULES) == ["d", TS, None, None, None]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T00:00:00Z", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T02:00:00+02:00", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2025-12-31T19:30:00.250-05:00", datetime(2026, 1, 1, 0, 30, 0, 250_000, tzinfo=UTC)),
+        ("2026-01-01T00:00:00", datetime(2026, 1, 1, tzinfo=UTC)),  # naive = UTC
+        ("2026-01-01T00:00:00.123456+00:00", datetime(2026, 1, 1, 0, 0, 0, 123_000, tzinfo=UTC)),
+    ],
+)
+def test_iso_ts_is_converted_to_utc_epoch_ms(text: str, expected: datetime) -> None:
+    # Given an ISO-8601 ts with or without an offset
+    value = _json(device_id="d", ts=text)
+
+    # When it is parsed
+    row = parse_value(value, RULES)
+
+    # Then ts is UTC epoch milliseconds (sub-millisecond digits truncated)
+    assert row[1] == int(expected.timestamp() * 1000)
+    assert row[1] == iso_to_epoch_ms(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "tombstone"),
+        (b"", "empty"),
+        (b'{"device_id": "\xff", "ts": 1}', "invalid_utf8"),
+        (b'{"device_id": "\xed\xa0\x80", "ts": 1}', "invalid_utf8"),  # a lone surrogate
+        (b"not json", "not_json"),
+        (b"   ", "not_json"),
+        (b'{"device_id": "d", "ts": NaN}', "not_json"),
+        (b'{"device_id": "d"', "not_json"),
+        (b"[1, 2]", "not_object"),
+        (b'"a string"', "not_object"),
+        (b"42", "not_object"),
+        (b"null", "not_object"),
+        (_json(ts=TS), "missing_field"),
+        (_json(device_id=None, ts=TS), "missing_field"),
+        (_json(device_id="", ts=TS), "missing_field"),
+        (_json(device_id="d"), "missing_field"),
+        (_json(device_id="d", ts=None), "missing_field"),
+        (_json(device_id=7, ts=TS), "wrong_type"),
+        (_json(device_id=True, ts=TS), "wrong_type"),
+        (_json(device_id=["d"], ts=TS), "wrong_type"),
+        (_json(device_id="d", ts=float(TS)), "wrong_type"),
+        (_json(device_id="d", ts=True), "wrong_type"),
+        (_json(device_id="d", ts="yesterday"), "wrong_type"),
+        (_json(device_id="d", ts={"ms": TS}), "wrong_type"),
+        (_json(device_id="d", ts=TS, temperature="21"), "wrong_type"),
+        (_json(device_id="d", ts=TS, humidity=False), "wrong_type"),
+        (_json(device_id="d", ts=TS, battery=[1]), "wrong_type"),
+        (b'{"device_id": "d", "ts": 1767225600000, "temperature": 1e999}', "not_finite"),
+        (b'{"device_id": "d", "ts": 1767225600000, "battery": -1e999}', "not_finite"),
+        (_json(device_id="d", ts=0), "ts_out_of_range"),
+        (_json(device_id="d", ts=DEFAULT_TS_MIN_MS - 1), "ts_out_of_range"),
+        (_json(device_id="d", ts=DEFAULT_TS_MAX_MS), "ts_out_of_range"),
+        (_json(device_id="d", ts="1999-12-31T23:59:59.999Z"), "ts_out_of_range"),
+        (_json(device_id="d", ts="2100-01-01T00:00:00Z"), "ts_out_of_range"),
+        (_json(device_id="d", ts=2**63 + 5), "ts_out_of_range"),  # beyond int64
+        (b'{"device_id": "d", "ts": 18446744073709551616}', "wrong_type"),  # orjson: a float
+    ],
+)
+def test_each_bad_record_gets_its_reason(value: bytes | None, reason: str) -> None:
+    # Given a bad record value / When it is parsed / Then the reason word is exact
+    assert _reason(value) == reason
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_metric_is_rejected_even_if_the_parser_lets_it_in(bad: float) -> None:
+    # Given a decoded object whose metric is not finite (orjson never yields
+    # one; another parser might)
+    obj = {"device_id": "d", "ts": TS, "humidity": bad}
+
+    # When / Then it is rejected as not_finite
+    with pytest.raises(InvalidRecord) as caught:
+        validate_object(obj, RULES)
+    assert caught.value.reason == "not_finite"
+
+
+def test_ts_range_bounds_are_inclusive_exclusive_and_configurable() -> None:
+    # Given rules that accept [1000, 2000)
+    rules = ValidationRules(metrics=(), ts_min_ms=1000, ts_max_ms=2000)
+
+    # When / Then the lower bound is in and the upper bound is out
+    assert parse_value(_json(device_id="d", ts=1000), rules) == ["d", 1000]
+    assert parse_value(_json(device_id="d", ts=1999), rules) == ["d", 1999]
+    assert _reason(_json(device_id="d", ts=2000), rules) == "ts_out_of_range"
+    assert _reason(_json(device_id="d", ts=999), rules) == "ts_out_of_range"
+
+
+def test_a_one_megabyte_record_is_valid_without_a_limit() -> None:
+    # Given a valid record padded to over 1 MB by an ignored field
+    value = _json(device_id="d", ts=TS, temperature=1.5, padding="x" * 1_048_576)
+    assert len(value) > 1_048_576
+
+    # When / Then it is valid by default, and too_large once a limit is set
+    assert parse_value(value, RULES) == ["d", TS, 1.5, None, None]
+    limited = ValidationRules(metrics=RULES.metrics, max_record_bytes=1_000_000)
+    assert _reason(value, limited) == "too_large"
+
+
+def test_validate_batch_returns_columns_in_offset_order_and_keeps_rejections() -> None:
+    # Given valid and invalid records interleaved
+    records = [
+        Record(10, None, b"k0", _json(device_id="a", ts=TS, temperature=1)),
+        Record(11, None, b"k1", b"garbage"),
+        Record(13, None, None, _json(device_id="b", ts=TS + 1, battery=3.5)),
+        Record(14, None, b"k4", None),
+    ]
+
+    # When the batch is validated
+    batch = validate_batch(records, RULES)
+
+    # Then valid values come out as columns and bad records keep their record
+    assert batch.device_ids == ["a", "b"]
+    assert batch.ts_ms == [TS, TS + 1]
+    assert batch.metrics == {
+        "temperature": [1.0, None],
+        "humidity": [None, None],
+        "battery": [None, 3.5],
+    }
+    assert batch.offsets == [10, 13]
+    assert batch.valid_records == 2
+    assert [(r.record, r.reason) for r in batch.rejections] == [
+        (records[1], "not_json"),
+        (records[3], "tombstone"),
+    ]
