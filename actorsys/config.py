@@ -196,7 +196,7 @@ class AppConfig:
         """A copy with some keys replaced, e.g. ``{"kafka": {"group_id": "g"}}``."""
         merged = dataclasses.asdict(self)
         for section, values in overrides.items():
-            merged[section] = {**merged[section], **values}
+            merged[section] = {**merged.get(section, {}), **values}
         return build_config(merged)
 
 
@@ -272,7 +272,7 @@ def load_config(path: str | os.PathLike[str] | None) -> AppConfig:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(file)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(file)!r} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"config file {str(file)!r} cannot be read: {exc.strerror}") from None

@@ -53,7 +53,9 @@ class StartupError(ActorsysError):
 
 class Daemon:
     def __init__(self, config: AppConfig) -> None:
-        self.config = config
+        # Job records name their output files: make them absolute, whatever the cwd.
+        output_dir = str(Path(config.output.dir).expanduser().resolve())
+        self.config = config.with_overrides({"output": {"dir": output_dir}})
         self._stop = threading.Event()
         self._signals = 0
         self._status: dict[str, Any] = {}
@@ -136,9 +138,15 @@ class Daemon:
             ) from None
         store = open_job_store(self.config.jobs.store)  # a clear error now, not in an actor
         store.close()
+        # Load the handler here too, so a bad reference or bad options is one
+        # clear line at start-up rather than a worker that cannot start.
         from actorsys.handlers import load_handler_factory
+        from actorsys.handlers.api import HandlerSettings
 
-        load_handler_factory(self.config.output.handler)
+        output = self.config.output
+        load_handler_factory(output.handler)(
+            HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
+        )
 
     def _start_broker(self) -> str:
         servers = self.config.kafka.bootstrap_servers

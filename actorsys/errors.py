@@ -37,5 +37,5 @@ class InvalidTransition(JobStoreError):
         self.target = target
 
 
-class HandlerError(ActorsysError):
+class HandlerError(ConfigError):
     """A job handler could not be loaded (bad ``module:callable`` reference)."""

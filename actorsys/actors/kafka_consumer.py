@@ -138,7 +138,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if not messages:
             return 0
         pack = self._packer.pack
-        buckets: dict[TopicPartition, tuple[list[bytes], int, int]] = {}
+        # Per partition: packed records, and the offset of the first and last one.
+        parts_by_tp: dict[TopicPartition, list[bytes]] = {}
+        first_by_tp: dict[TopicPartition, int] = {}
+        last_by_tp: dict[TopicPartition, int] = {}
         for m in messages:
             if m.error() is not None:
                 self._on_message_error(m)
@@ -147,14 +150,15 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             offset = m.offset()
             ts_type, ts = m.timestamp()
             packed = pack((offset, ts if ts_type else None, m.key(), m.value()))
-            bucket = buckets.get(tp)
-            if bucket is None:
-                buckets[tp] = ([packed], offset, offset)
+            parts = parts_by_tp.get(tp)
+            if parts is None:
+                parts_by_tp[tp] = [packed]
+                first_by_tp[tp] = offset
             else:
-                bucket[0].append(packed)
-                buckets[tp] = (bucket[0], bucket[1], offset)
-        for tp, (parts, first, last) in buckets.items():
-            self._forward(tp, parts, first, last)
+                parts.append(packed)
+            last_by_tp[tp] = offset
+        for tp, parts in parts_by_tp.items():
+            self._forward(tp, parts, first_by_tp[tp], last_by_tp[tp])
         self._records_consumed += len(messages)
         self._apply_flow()
         return len(messages)

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from actorsys.cli.oneline import OneLineUsageCommand
 from actorsys.config import load_config
 from actorsys.errors import ActorsysError, ConfigError
 
@@ -18,7 +19,7 @@ def parse_kafka_property(value: str) -> tuple[str, str]:
     return key.strip(), val
 
 
-@click.command()
+@click.command(cls=OneLineUsageCommand)
 @click.option(
     "-c",
     "--config",

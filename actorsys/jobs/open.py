@@ -42,11 +42,14 @@ _SQLITE_PARAMS = frozenset({"synchronous", "busy_timeout_ms"})
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 
-def open_job_store(url: str) -> JobStore:
-    """Open (creating or upgrading its schema if needed) the store at ``url``."""
+def open_job_store(url: str, create: bool = True) -> JobStore:
+    """Open (creating or upgrading its schema if needed) the store at ``url``.
+
+    With ``create=False`` a SQLite file that does not exist is an error rather
+    than a new, empty store (inspection commands must not invent one)."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
-        return _open_sqlite(url)
+        return _open_sqlite(url, create)
     if scheme in _POSTGRES_SCHEMES:
         return _open_postgres(url)
     raise ConfigError(
@@ -74,7 +77,7 @@ def _query(url: str, raw_query: str) -> dict[str, str]:
     return params
 
 
-def _open_sqlite(url: str) -> JobStore:
+def _open_sqlite(url: str, create: bool = True) -> JobStore:
     from actorsys.jobs.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteJobStore
 
     parts = urlsplit(url)
@@ -99,6 +102,8 @@ def _open_sqlite(url: str) -> JobStore:
     except ValueError as exc:
         raise ConfigError(f"job store URL {url!r}: busy_timeout_ms must be an integer") from exc
     db_file = Path(path)
+    if not create and not db_file.exists():
+        raise JobStoreError(f"job store {url!r}: {db_file} does not exist")
     try:
         db_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

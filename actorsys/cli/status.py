@@ -1,0 +1,109 @@
+"""`actorsys status`: a compact live view of a running daemon.
+
+Asks the daemon's HTTP endpoint (/status), which answers from the snapshot
+its actors push every second, so asking never disturbs the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+
+def fetch_status(url: str, timeout_s: float = 3.0) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url.rstrip('/')}/status", timeout=timeout_s) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1048576:.1f} MiB"
+
+
+def render(status: dict[str, Any]) -> str:
+    comp = status.get("components", {})
+    kafka = comp.get("kafka_consumer", {})
+    manager = comp.get("job_manager", {})
+    pool = comp.get("worker_master", {})
+    sup = comp.get("supervisor", {})
+    lines = [
+        f"group {status.get('group_id')}  topics {','.join(status.get('topics', []))}  "
+        f"bootstrap {status.get('bootstrap_servers')}",
+        f"ready: {','.join(sup.get('ready', [])) or '-'}   draining: {sup.get('draining')}   "
+        f"restarts: {sup.get('restarts') or '-'}   rss: {_mib(status.get('rss_bytes'))}",
+        "",
+        f"{'PARTITION':<28} {'COMMITTED':>10} {'HIGH':>10} {'LAG':>8} {'IN-FLIGHT':>10} "
+        f"{'BYTES':>10}  PAUSED",
+    ]
+    for p in kafka.get("partitions", []):
+        lines.append(
+            f"{p['topic'] + '[' + str(p['partition']) + ']':<28} "
+            f"{_dash(p.get('committed')):>10} {_dash(p.get('high_watermark')):>10} "
+            f"{_dash(p.get('lag')):>8} {p.get('inflight_records', 0):>10} "
+            f"{p.get('inflight_bytes', 0):>10}  {'yes' if p.get('paused') else 'no'}"
+        )
+    if not kafka.get("partitions"):
+        lines.append("(no partition assigned)")
+    jobs = manager.get("jobs", {})
+    lines += [
+        "",
+        "jobs: "
+        + ("  ".join(f"{k}={v}" for k, v in jobs.items()) or "-")
+        + f"   held batches: {manager.get('held_batches', 0)}",
+        "workers: "
+        + (", ".join(f"{h}={n}" for h, n in pool.get("workers_by_host", {}).items()) or "-")
+        + "   running jobs: "
+        + (", ".join(f"{h}={n}" for h, n in manager.get("running_by_host", {}).items()) or "0"),
+    ]
+    return "\n".join(lines)
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+@click.command()
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=9108,
+    show_default=True,
+    help="The daemon's HTTP port (daemon.metrics_port).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The daemon's host.")
+@click.option("--url", help="Full base URL instead of --host/--metrics-port.")
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The raw status document.")
+def status(
+    metrics_port: int, host: str, url: str | None, watch: bool, interval: float, as_json: bool
+) -> None:
+    """Show assignment, lag, in-flight work, jobs and workers of a running daemon."""
+    base = url or f"http://{host}:{metrics_port}"
+    while True:
+        try:
+            doc = fetch_status(base)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            click.echo(f"actorsys: cannot reach the daemon at {base}: {exc}", err=True)
+            sys.exit(1)
+        text = json.dumps(doc) if as_json else render(doc)
+        if watch and not as_json:
+            click.clear()
+        click.echo(text)
+        if not watch:
+            return
+        try:
+            time.sleep(interval)  # a refresh period for a person, not synchronisation
+        except KeyboardInterrupt:
+            return

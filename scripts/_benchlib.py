@@ -1,0 +1,657 @@
+"""Building blocks of ``scripts/bench.py``.
+
+- :class:`Sampler`: RSS and CPU of a changing set of processes, every 0.5 s.
+- :class:`DaemonRun`: one ``actorsys run`` subprocess in a session of its own,
+  its actor system's process group, and the guarantee that both are gone.
+- :class:`Completion`: committed offsets (read without joining the group) and
+  the job store's open jobs, i.e. "has the pipeline finished this data?".
+- :func:`job_latencies`: per job, raw Parquet file mtime minus the oldest
+  record's producer timestamp (``ts``, read from the Parquet statistics).
+- :func:`label_actor_processes`: which actor runs in which process.
+- The baseline consumer, run as ``python scripts/_benchlib.py baseline
+  PARAMS.json`` so that its memory and CPU are its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from actorsys.procs import ActorSystemProcesses, admin_process, group_members, kill_group
+
+_STARTED = time.monotonic()
+
+# librdkafka's documented defaults for the consumer settings that decide
+# fetch throughput: printed next to what a run sets, so a reader sees both.
+LIBRDKAFKA_DEFAULTS: dict[str, str] = {
+    "fetch.queue.backoff.ms": "1000",
+    "queued.max.messages.kbytes": "65536",
+    "queued.min.messages": "100000",
+    "fetch.max.bytes": "52428800",
+    "max.partition.fetch.bytes": "1048576",
+    "fetch.min.bytes": "1",
+    "fetch.wait.max.ms": "500",
+    "fetch.error.backoff.ms": "500",
+    "receive.message.max.bytes": "100000000",
+}
+
+
+def say(message: str) -> None:
+    """A progress line on stderr."""
+    print(f"[bench {time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def key_settings(props: Mapping[str, str]) -> dict[str, str]:
+    """The fetch-related settings, each as set or as librdkafka's default."""
+    return {
+        key: props[key] if key in props else f"{default} (librdkafka default)"
+        for key, default in LIBRDKAFKA_DEFAULTS.items()
+    }
+
+
+# --------------------------------------------------------------------------------------
+# TOML
+
+
+def _toml_value(value: Any) -> str:
+    # JSON spells strings, numbers, booleans and lists the way TOML does.
+    return json.dumps(value)
+
+
+def write_toml(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write ``{section: {key: value}}``; a dict value becomes a sub-table."""
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
+        for key, value in values.items():
+            if isinstance(value, dict):
+                lines.append(f"[{section}.{key}]")
+                lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def actorsys_sections(
+    *,
+    bootstrap: str,
+    topic: str,
+    group: str,
+    workdir: Path,
+    admin_port: int,
+    metrics_port: int,
+    workers: int,
+    max_records: int,
+    kafka_properties: Mapping[str, str],
+) -> dict[str, dict[str, Any]]:
+    """The configuration of one benchmark daemon (everything else: defaults)."""
+    kafka: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "topics": [topic],
+        "group_id": group,
+        # Tansu takes about half the session timeout to form a group.
+        "session_timeout_ms": 6000,
+    }
+    if kafka_properties:
+        kafka["properties"] = dict(kafka_properties)
+    return {
+        "kafka": kafka,
+        "batching": {"max_records": max_records},
+        "jobs": {"store": f"sqlite:///{workdir / 'jobs.db'}"},
+        "workers": {"count": workers},
+        "output": {"dir": str(workdir / "out")},
+        "daemon": {
+            "admin_port": admin_port,
+            "metrics_port": metrics_port,
+            "shutdown_grace_s": 30,
+            "log_level": "INFO",
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Process sampling
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+@dataclass
+class Sampler:
+    """Samples the RSS and CPU time of ``subjects()`` (summed) every ``interval_s``,
+    and of a few named ``context`` processes (the broker, this script) apart."""
+
+    subjects: Callable[[], list[psutil.Process]]
+    context: dict[str, psutil.Process] = field(default_factory=dict)
+    interval_s: float = 0.5
+    peak_rss: int = 0
+    peak_processes: int = 0
+    samples: int = 0
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    peak_rss_by_pid: dict[int, int] = field(default_factory=dict)
+    context_cpu: dict[str, float] = field(default_factory=dict)
+    context_peak_rss: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):  # a sampling hiccup must not end sampling
+                self.tick()
+            self._stop.wait(self.interval_s)
+
+    def tick(self) -> dict[int, float]:
+        """Take one sample now; returns the subjects' cumulative CPU seconds by pid."""
+        procs = self.subjects()
+        total = 0
+        cpu: dict[int, float] = {}
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                rss = proc.memory_info().rss
+                cpu[proc.pid] = _cpu_s(proc)
+                total += rss
+                with self._lock:
+                    if rss > self.peak_rss_by_pid.get(proc.pid, 0):
+                        self.peak_rss_by_pid[proc.pid] = rss
+        with self._lock:
+            self.cpu_by_pid.update(cpu)
+            self.samples += 1
+            self.peak_rss = max(self.peak_rss, total)
+            self.peak_processes = max(self.peak_processes, len(cpu))
+            for name, proc in self.context.items():
+                with contextlib.suppress(psutil.Error):
+                    self.context_cpu[name] = _cpu_s(proc)
+                    rss = proc.memory_info().rss
+                    self.context_peak_rss[name] = max(self.context_peak_rss.get(name, 0), rss)
+            return dict(self.cpu_by_pid)
+
+    def context_snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.context_cpu)
+
+
+def system_cpu() -> dict[str, float]:
+    """Machine-wide CPU seconds so far: busy (everything but idle and iowait) and steal."""
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+    return {"busy": busy, "steal": getattr(t, "steal", 0.0), "iowait": getattr(t, "iowait", 0.0)}
+
+
+def cpu_window(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
+
+
+# --------------------------------------------------------------------------------------
+# Which actor lives in which process
+
+
+def _connects_to(proc: psutil.Process, port: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(c.raddr and c.raddr.port == port for c in proc.net_connections(kind="tcp"))
+    return False
+
+
+def _has_open(proc: psutil.Process, suffix: str) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(f.path.endswith(suffix) for f in proc.open_files())
+    return False
+
+
+def label_actor_processes(
+    members: list[psutil.Process], admin_port: int, broker_port: int
+) -> dict[int, str]:
+    """Name each actor-system process by its place in the process tree.
+
+    Thespian forks an actor's process from its parent actor's process, so the
+    tree mirrors the actor tree: admin -> {logger, Supervisor}; Supervisor ->
+    {JobManager (has jobs.db open), WorkerMaster (children, no broker
+    connection), KafkaConsumerActor (connected to the broker)}; WorkerMaster
+    -> Workers; KafkaConsumerActor -> per-partition Consumers.
+    """
+    children: dict[int, list[int]] = defaultdict(list)
+    by_pid = {p.pid: p for p in members}
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            children[proc.ppid()].append(proc.pid)
+    labels: dict[int, str] = {}
+    admin = admin_process(admin_port)
+    if admin is None:
+        return labels
+    labels[admin.pid] = "thespian_admin"
+    supervisors = [c for c in children[admin.pid] if children[c]]
+    for pid in children[admin.pid]:
+        labels[pid] = "supervisor" if pid in supervisors else "thespian_logger"
+    for sup in supervisors:
+        for pid in sorted(children[sup]):
+            proc = by_pid[pid]
+            if _has_open(proc, "jobs.db"):
+                labels[pid] = "job_manager"
+            elif _connects_to(proc, broker_port):
+                labels[pid] = "kafka_consumer"
+                for i, kid in enumerate(sorted(children[pid])):
+                    labels[kid] = f"partition_consumer#{i}"
+            elif children[pid]:
+                labels[pid] = "worker_master"
+                for i, kid in enumerate(sorted(children[pid])):
+                    labels[kid] = f"worker#{i}"
+            else:
+                labels[pid] = "actor?"
+    return labels
+
+
+def role_of(label: str) -> str:
+    return label.split("#", 1)[0]
+
+
+def cpu_by_role(
+    cpu_by_pid: Mapping[int, float], labels: Mapping[int, str]
+) -> dict[str, dict[str, float]]:
+    """CPU seconds per role (workers and partition consumers summed, with a count)."""
+    roles: dict[str, dict[str, float]] = {}
+    for pid, seconds in cpu_by_pid.items():
+        role = role_of(labels.get(pid, "unlabelled"))
+        entry = roles.setdefault(role, {"cpu_s": 0.0, "processes": 0})
+        entry["cpu_s"] = round(entry["cpu_s"] + seconds, 2)
+        entry["processes"] += 1
+    return dict(sorted(roles.items(), key=lambda kv: -kv[1]["cpu_s"]))
+
+
+# --------------------------------------------------------------------------------------
+# One `actorsys run`
+
+_ASSIGNED = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO \[actorsys\.kafka_consumer [^\]]*\] assigned "
+)
+
+
+class DaemonRun:
+    """``actorsys run --config FILE`` in a session of its own, and its actor system."""
+
+    def __init__(
+        self, command: list[str], config_path: Path, log_path: Path, ports: dict[str, int]
+    ):
+        self.command = [*command, "run", "--config", str(config_path)]
+        self.config_path = config_path
+        self.log_path = log_path
+        self.admin_port = ports["admin"]
+        self.metrics_port = ports["metrics"]
+        self.actor_system = ActorSystemProcesses(self.admin_port)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._psproc: psutil.Process | None = None
+        self.spawned_at = 0.0
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.spawned_at = time.time()
+        self._psproc = psutil.Process(self.proc.pid)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def members(self) -> list[psutil.Process]:
+        """The daemon process and every process of its actor system."""
+        found: list[psutil.Process] = []
+        if self._psproc is not None and self.alive():
+            found.append(self._psproc)
+        self.actor_system.refresh()
+        found += self.actor_system.alive()
+        return found
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            code = self.proc.returncode if self.proc else None
+            raise RuntimeError(f"actorsys exited with {code}; log tail:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2
+            ) as resp:
+                return resp.status == 200
+        except (OSError, urllib.error.HTTPError):
+            return False
+
+    def wait_ready(self, timeout_s: float) -> float:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            self.actor_system.refresh()
+            if self.ready():
+                return time.time()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"actorsys not ready within {timeout_s:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/status", timeout=2
+            ) as resp:
+                return dict(json.loads(resp.read()))
+        except (OSError, ValueError):
+            return {}
+
+    def first_assigned_at(self) -> float | None:
+        """Wall-clock time of the KafkaConsumerActor's first "assigned" log line."""
+        if not self.log_path.exists():
+            return None
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            match = _ASSIGNED.match(line)
+            if match:
+                local = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+                return local.timestamp() + int(match.group(2)) / 1000
+        return None
+
+    def stop(self, timeout_s: float = 90.0) -> dict[str, Any]:
+        """SIGTERM, wait for the drain, then make sure no process of it is left."""
+        if self.proc is None:
+            return {}
+        started = time.monotonic()
+        self.actor_system.refresh()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - started
+        # The daemon ends its actor system on exit; wait a little for stragglers.
+        deadline = time.monotonic() + 15
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = len(self.leftovers())
+        killed = self.kill() if (left or code is None) else 0
+        return {"exit_code": code, "stop_s": round(took, 2), "leftover_processes_killed": killed}
+
+    def leftovers(self) -> list[psutil.Process]:
+        found = group_members(self.pid) if self.proc is not None else []
+        if self.actor_system.pgid is not None:
+            found += group_members(self.actor_system.pgid)
+        return found
+
+    def kill(self) -> int:
+        """SIGKILL everything of this daemon still alive; returns how many."""
+        if self.proc is None:
+            return 0
+        self.actor_system.refresh()
+        killed = kill_group(self.pid) + self.actor_system.kill_all()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        return killed
+
+    def cleanup(self) -> None:
+        """For ``finally``: whatever happened, leave no process behind."""
+        if self.proc is not None and (self.alive() or self.leftovers()):
+            self.kill()
+
+
+# --------------------------------------------------------------------------------------
+# "Done?": committed offsets and open jobs
+
+
+class Completion:
+    """Watches a group's committed offsets (without joining) and, optionally, a job store."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, end_offsets: Mapping[int, int]):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._tps = [TopicPartition(topic, p) for p in sorted(end_offsets)]
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self.end_offsets = dict(end_offsets)
+        self.total = sum(end_offsets.values())
+        self._store: Any = None
+
+    def committed(self) -> dict[int, int]:
+        tps = self._consumer.committed(self._tps, timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in tps}
+
+    def all_committed(self, committed: Mapping[int, int]) -> bool:
+        return all(committed.get(p, 0) >= end for p, end in self.end_offsets.items())
+
+    def open_store(self, url: str) -> None:
+        from actorsys.jobs.open import open_job_store
+
+        self._store = open_job_store(url)
+
+    def job_counts(self) -> dict[str, int]:
+        if self._store is None:
+            return {}
+        return {status.value: n for status, n in self._store.count_by_status().items()}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+
+
+# --------------------------------------------------------------------------------------
+# Latency from the output files
+
+
+def job_latencies(raw_root: Path) -> list[dict[str, Any]]:
+    """Per job (one raw file name, maybe in several date directories): when its
+    raw file was written, the oldest record's ``ts``, the difference, its rows."""
+    import pyarrow.parquet as pq
+
+    jobs: dict[str, dict[str, Any]] = {}
+    for path in raw_root.glob("date=*/*.parquet"):
+        mtime = path.stat().st_mtime
+        meta = pq.read_metadata(path)
+        ts_index = meta.schema.names.index("ts")
+        oldest: int | None = None
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(ts_index).statistics
+            if stats is None or not stats.has_min_max:
+                oldest = None
+                break
+            value = int(stats.min_raw)
+            oldest = value if oldest is None else min(oldest, value)
+        if oldest is None:  # no statistics: read the column
+            import pyarrow.compute as pc
+
+            column = pq.read_table(path, columns=["ts"])["ts"]
+            oldest = int(pc.min(column).cast("int64").as_py())
+        job = jobs.setdefault(path.name, {"mtime": mtime, "oldest_ts_ms": oldest, "rows": 0})
+        job["mtime"] = max(job["mtime"], mtime)
+        job["oldest_ts_ms"] = min(job["oldest_ts_ms"], oldest)
+        job["rows"] += meta.num_rows
+    for job in jobs.values():
+        job["latency_s"] = job["mtime"] - job["oldest_ts_ms"] / 1000
+    return sorted(jobs.values(), key=lambda j: j["mtime"])
+
+
+def latency_summary(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    values = [j["latency_s"] for j in jobs]
+    if not values:
+        return {"jobs": 0}
+    p50, p99 = percentile(values, 50), percentile(values, 99)
+    return {
+        "jobs": len(values),
+        "rows": sum(j["rows"] for j in jobs),
+        "p50_s": round(p50, 3) if p50 is not None else None,
+        "p99_s": round(p99, 3) if p99 is not None else None,
+        "max_s": round(max(values), 3),
+        "min_s": round(min(values), 3),
+        "first_file_at": min(j["mtime"] for j in jobs),
+        "last_file_at": max(j["mtime"] for j in jobs),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# The baseline: one process, one confluent-kafka consumer, the same handler
+
+
+def run_baseline(params: dict[str, Any]) -> dict[str, Any]:
+    """Consume ``params["end_offsets"]`` of a topic the plain way.
+
+    Per partition, records are buffered until ``max_records`` (or the
+    partition's end offset), then the batch goes through the same handler and
+    dead-letter sink a worker uses; its end is committed synchronously.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    from actorsys.config import load_config
+    from actorsys.dead_letters import KafkaDeadLetterSink
+    from actorsys.handlers import load_handler_factory
+    from actorsys.handlers.api import HandlerSettings, JobInput
+    from actorsys.kafka_clients import consumer_properties, dead_letter_producer
+    from actorsys.records import Record
+
+    started_at = time.time()
+    config = load_config(params["config"])
+    bootstrap: str = params["bootstrap"]
+    topic: str = params["topic"]
+    dlq: str = params["dead_letter_topic"]
+    max_records = config.batching.max_records
+    ends = {int(p): int(o) for p, o in params["end_offsets"].items()}
+    total = sum(ends.values())
+
+    output = config.output
+    factory = load_handler_factory(output.handler)
+    handler = factory(HandlerSettings(Path(output.dir), output.metrics, dict(output.options)))
+    producer = dead_letter_producer(config, bootstrap)
+    consumer = Consumer(consumer_properties(config, bootstrap))
+    assigned_at: list[float] = []
+
+    def on_assign(_consumer: Any, _partitions: Any) -> None:
+        if not assigned_at:
+            assigned_at.append(time.time())
+
+    consumer.subscribe([topic], on_assign=on_assign)
+    buffers: dict[int, list[Record]] = {p: [] for p in ends}
+    position = dict.fromkeys(ends, 0)  # next offset to process (and committed)
+    jobs = valid = invalid = consumed = 0
+    first_record_at: float | None = None
+    next_report = time.monotonic() + 5
+
+    def process(partition: int, records: list[Record]) -> None:
+        nonlocal jobs, valid, invalid
+        end = records[-1].offset + 1
+        job = JobInput(jobs + 1, topic, partition, position[partition], end, records)
+        sink = KafkaDeadLetterSink(producer, topic, partition, dead_letter_topic=dlq)
+        result = handler.handle(job, sink)
+        sink.flush(30.0)
+        consumer.commit(offsets=[TopicPartition(topic, partition, end)], asynchronous=False)
+        position[partition] = end
+        jobs += 1
+        valid += result.valid_records
+        invalid += result.invalid_records
+
+    try:
+        while any(position[p] < ends[p] for p in ends):
+            messages = consumer.consume(max_records, timeout=0.05)
+            for m in messages:
+                if m.error() is not None:
+                    continue
+                if first_record_at is None:
+                    first_record_at = time.time()
+                partition, offset = m.partition(), m.offset()
+                ts_type, ts = m.timestamp()
+                buffer = buffers[partition]
+                buffer.append(Record(offset, ts if ts_type else None, m.key(), m.value()))
+                if len(buffer) >= max_records or offset + 1 >= ends[partition]:
+                    buffers[partition] = []
+                    process(partition, buffer)
+            consumed += len(messages)
+            if time.monotonic() >= next_report:
+                next_report += 5
+                say(f"baseline: {consumed:,}/{total:,} records consumed, {jobs} jobs")
+        done_at = time.time()
+    finally:
+        consumer.close()
+        producer.flush(10)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "started_at": started_at,
+        "assigned_at": assigned_at[0] if assigned_at else None,
+        "first_record_at": first_record_at,
+        "done_at": done_at,
+        "records": consumed,
+        "jobs": jobs,
+        "valid": valid,
+        "invalid": invalid,
+        "cpu_user_s": round(usage.ru_utime, 2),
+        "cpu_sys_s": round(usage.ru_stime, 2),
+        "ru_maxrss_bytes": usage.ru_maxrss * 1024,
+        "consumer_properties": consumer_properties(config, bootstrap),
+    }
+
+
+def _baseline_main(params_path: str) -> int:
+    params = json.loads(Path(params_path).read_text())
+    # SIGTERM from bench.py: leave through the finally blocks (closes the consumer).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = run_baseline(params)
+    Path(params["result"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "baseline":
+        sys.exit(_baseline_main(sys.argv[2]))
+    print("usage: _benchlib.py baseline PARAMS.json (run by scripts/bench.py)", file=sys.stderr)
+    sys.exit(2)

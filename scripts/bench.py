@@ -1,0 +1,728 @@
+"""Benchmark actorsys end to end against a plain single-process consumer.
+
+One run (``make bench`` or ``.venv/bin/python scripts/bench.py --help``):
+
+1. starts an embedded (Tansu) broker on a free port and produces ``--records``
+   simulated IoT records (1 % malformed) to a fresh topic as fast as it can;
+2. **baseline**: one process, one confluent-kafka consumer (its own group),
+   batches of ``batching.max_records`` per partition through the same
+   ``IotParquetHandler.handle()`` and ``KafkaDeadLetterSink`` a worker uses,
+   a synchronous commit after each batch, until every record is committed;
+3. **actorsys**: ``actorsys run --config …`` as a subprocess on the same data
+   (fresh group, SQLite job store and output in a temporary directory),
+   until the committed offsets reach the end offsets and the job store has no
+   PENDING/RUNNING job; then SIGTERM, and no process of it may be left;
+4. **latency**: a fresh daemon on a second topic fed at a steady
+   ``--latency-rate`` for ``--latency-seconds``, well below capacity, so that
+   latency measures the pipeline rather than a backlog.
+
+Both consumers use the same librdkafka settings
+(``actorsys.kafka_clients.consumer_properties`` plus ``-X``), printed below
+the results. Throughput is measured from the moment the partitions are
+assigned (the baseline's ``on_assign``; actorsys's "assigned" log line) to the
+moment everything is committed (and, for actorsys, every job is DONE): group
+joining and process start-up are excluded, and reported apart.
+
+Batch latency of a job = mtime of its raw Parquet file - ``ts`` of its oldest
+record (the producer's wall clock when the record was made), i.e. the worst
+record of each batch, from being produced to being in a file.
+
+Memory: peak of the summed RSS of the daemon and every process of its actor
+system (sampled every 0.5 s; forked processes share pages, so the sum
+overstates what they use together). CPU: user+sys seconds per actor role
+(learnt from the process tree), cumulative and within the measured window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _benchlib import (
+    Completion,
+    DaemonRun,
+    Sampler,
+    actorsys_sections,
+    cpu_by_role,
+    cpu_window,
+    job_latencies,
+    key_settings,
+    label_actor_processes,
+    latency_summary,
+    say,
+    system_cpu,
+    write_toml,
+)
+
+from actorsys.config import BatchingConfig, load_config
+from actorsys.embedded_broker import EmbeddedBroker
+from actorsys.kafka_clients import consumer_properties
+from actorsys.netutil import free_port
+from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+
+REPO = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(
+            "Benchmark actorsys end to end against a single-process confluent-kafka "
+            "consumer doing the same work, on an embedded broker."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--records", type=int, default=1_000_000, help="records to produce")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of the topics")
+    parser.add_argument("--devices", type=int, default=1000, help="simulated devices")
+    parser.add_argument(
+        "--malformed-ratio", type=float, default=0.01, help="share of malformed records"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="actorsys workers.count (default: the CPU count)",
+    )
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=BatchingConfig().max_records,
+        help="batch size (batching.max_records), for both",
+    )
+    parser.add_argument(
+        "--latency-rate", type=float, default=20_000, help="records/s of the latency phase"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=20, help="duration of the latency phase"
+    )
+    parser.add_argument("--skip-baseline", action="store_true", help="skip the baseline")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the latency phase")
+    parser.add_argument("--json", metavar="FILE", help="write every figure and setting here")
+    parser.add_argument(
+        "-X",
+        dest="properties",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka consumer property, for both (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        help="give up on a phase after this many seconds (0: 300 s + 1 s per 2,000 records)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (outputs, logs)"
+    )
+    args = parser.parse_args(argv)
+    for name in ("records", "partitions", "devices", "workers", "max_records"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.malformed_ratio <= 1:
+        parser.error("--malformed-ratio must be between 0 and 1")
+    if args.latency_rate <= 0 or args.latency_seconds <= 0:
+        parser.error("--latency-rate and --latency-seconds must be > 0")
+    props: dict[str, str] = {}
+    for item in args.properties:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"-X {item!r} is not KEY=VALUE")
+        props[key.strip()] = value
+    args.kafka_properties = props
+    return args
+
+
+def actorsys_command() -> list[str]:
+    script = Path(sys.executable).with_name("actorsys")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "actorsys"]
+
+
+def git_state() -> dict[str, Any]:
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO), *argv], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    modified = [line[3:] for line in git("status", "--porcelain", "--", "actorsys").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "modified_actorsys_files": modified}
+
+
+def _rate(records: int, seconds: float | None) -> float | None:
+    return round(records / seconds, 1) if seconds and seconds > 0 else None
+
+
+def _seconds(start: float | None, end: float | None) -> float | None:
+    return round(end - start, 3) if start is not None and end is not None else None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_id = uuid.uuid4().hex[:8]
+        self.workdir = Path(tempfile.mkdtemp(prefix="actorsys-bench-"))
+        self.broker: EmbeddedBroker | None = None
+        self.bootstrap = ""
+        self.context: dict[str, psutil.Process] = {"bench": psutil.Process()}
+        self.results: dict[str, Any] = {
+            "run_id": self.run_id,
+            "started_at": time.time(),
+            "args": {k: v for k, v in vars(args).items() if k != "properties"},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+            },
+            "git": git_state(),
+        }
+
+    @property
+    def phase_timeout(self) -> float:
+        return self.args.timeout or 300 + self.args.records / 2000
+
+    # --- the whole run --------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        import confluent_kafka
+        import pyarrow
+        import thespian
+
+        self.results["versions"] = {
+            "confluent_kafka": confluent_kafka.version()[0],
+            "librdkafka": confluent_kafka.libversion()[0],
+            "pyarrow": pyarrow.__version__,
+            "thespian": getattr(thespian, "__version__", "?"),
+        }
+        try:
+            self.broker = EmbeddedBroker()
+            self.bootstrap = self.broker.start()
+            assert self.broker.pid is not None
+            self.context["broker"] = psutil.Process(self.broker.pid)
+            say(f"embedded broker pid {self.broker.pid} at {self.bootstrap}")
+            topic = f"bench-{self.run_id}"
+            report = self.produce_backlog(topic)
+            if not self.args.skip_baseline:
+                self.results["baseline"] = self.baseline(topic, report)
+            self.results["actorsys"] = self.daemon_phase("throughput", topic, report=report)
+            if not self.args.skip_latency:
+                self.results["latency"] = self.latency_phase()
+        finally:
+            self.results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            self.results["finished_at"] = time.time()
+            if self.broker is not None:
+                self.broker.stop()
+            if self.args.keep:
+                say(f"kept {self.workdir}")
+            else:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.results
+
+    def settings_for(self, group: str, name: str) -> dict[str, Any]:
+        """The TOML sections of a daemon (or the baseline) and its config path."""
+        workdir = self.workdir / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        ports = {"admin": free_port(), "metrics": free_port()}
+        sections = actorsys_sections(
+            bootstrap=self.bootstrap,
+            topic="",
+            group=group,
+            workdir=workdir,
+            admin_port=ports["admin"],
+            metrics_port=ports["metrics"],
+            workers=self.args.workers,
+            max_records=self.args.max_records,
+            kafka_properties=self.args.kafka_properties,
+        )
+        return {"workdir": workdir, "ports": ports, "sections": sections}
+
+    # --- data -----------------------------------------------------------------------------
+
+    def produce_backlog(self, topic: str) -> ProduceReport:
+        args = self.args
+        say(f"producing {args.records:,} records to {topic} ({args.partitions} partitions)")
+        report = produce(
+            self.bootstrap,
+            topic,
+            devices=args.devices,
+            rate=0,
+            count=args.records,
+            malformed_ratio=args.malformed_ratio,
+            partitions=args.partitions,
+            seed=args.seed,
+            progress=True,
+        )
+        say(report.summary())
+        self.results["produce"] = _report_dict(report)
+        return report
+
+    # --- (a) baseline ---------------------------------------------------------------------
+
+    def baseline(self, topic: str, report: ProduceReport) -> dict[str, Any]:
+        group = f"bench-baseline-{self.run_id}"
+        setup = self.settings_for(group, "baseline")
+        workdir: Path = setup["workdir"]
+        setup["sections"]["kafka"]["topics"] = [topic]
+        config_path = write_toml(workdir / "baseline.toml", setup["sections"])
+        config = load_config(config_path)
+        dlq = f"{topic}.baseline-dlq"
+        create_topic_if_missing(self.bootstrap, dlq, 1)
+        params = {
+            "config": str(config_path),
+            "bootstrap": self.bootstrap,
+            "topic": topic,
+            "dead_letter_topic": dlq,
+            "end_offsets": report.end_offsets,
+            "result": str(workdir / "result.json"),
+        }
+        params_path = workdir / "params.json"
+        params_path.write_text(json.dumps(params))
+        command = [sys.executable, str(Path(__file__).with_name("_benchlib.py")), "baseline"]
+        say(f"baseline: one consumer process, group {group}")
+        proc = subprocess.Popen(
+            [*command, str(params_path)], stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        child = psutil.Process(proc.pid)
+        sampler = Sampler(lambda: [child] if proc.poll() is None else [], dict(self.context))
+        sys_before, ctx_before = system_cpu(), {}
+        try:
+            sampler.start()
+            ctx_before = sampler.context_snapshot()
+            code = proc.wait(self.phase_timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"baseline did not finish within {self.phase_timeout:.0f}s"
+            ) from None
+        finally:
+            sampler.stop()
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if code != 0:
+            raise RuntimeError(f"baseline exited with {code}")
+        sys_after, ctx_after = system_cpu(), sampler.context_snapshot()
+        result = json.loads(Path(params["result"]).read_text())
+        records = result["records"]
+        window = _seconds(result["assigned_at"], result["done_at"])
+        latencies = job_latencies(workdir / "out" / "raw")
+        cpu_total = result["cpu_user_s"] + result["cpu_sys_s"]
+        out = {
+            "group": group,
+            "config": setup["sections"],
+            "consumer_properties": consumer_properties(config, self.bootstrap),
+            "records": records,
+            "jobs": result["jobs"],
+            "valid": result["valid"],
+            "invalid": result["invalid"],
+            "rows_written": sum(j["rows"] for j in latencies),
+            "window": "partitions assigned -> last batch committed",
+            "window_s": window,
+            "records_per_s": _rate(records, window),
+            "jobs_per_s": _rate(result["jobs"], window),
+            "from_process_start_s": _seconds(result["started_at"], result["done_at"]),
+            "records_per_s_from_process_start": _rate(
+                records, _seconds(result["started_at"], result["done_at"])
+            ),
+            "latency_backlog": latency_summary(latencies),
+            "peak_rss_bytes": max(result["ru_maxrss_bytes"], sampler.peak_rss),
+            "peak_rss_sampled_bytes": sampler.peak_rss,
+            "cpu_s": round(cpu_total, 2),
+            "cpu_user_s": result["cpu_user_s"],
+            "cpu_sys_s": result["cpu_sys_s"],
+            "context_cpu_s": cpu_window(ctx_before, ctx_after),
+            "system_cpu_s": cpu_window(sys_before, sys_after),
+        }
+        out["check"] = _check(report, out["valid"], out["invalid"], out["rows_written"])
+        say(
+            f"baseline: {records:,} records in {window:.2f}s = {out['records_per_s']:,.0f} "
+            f"records/s, {result['jobs']} jobs, peak RSS {out['peak_rss_bytes'] / MB:.0f} MB"
+        )
+        return out
+
+    # --- (b) actorsys ---------------------------------------------------------------------
+
+    def latency_phase(self) -> dict[str, Any]:
+        args = self.args
+        topic = f"bench-latency-{self.run_id}"
+        create_topic_if_missing(self.bootstrap, topic, args.partitions)
+        count = int(args.latency_rate * args.latency_seconds)
+
+        def feed() -> ProduceReport:
+            say(f"latency: producing {count:,} records at {args.latency_rate:,.0f}/s")
+            report = produce(
+                self.bootstrap,
+                topic,
+                devices=args.devices,
+                rate=args.latency_rate,
+                count=count,
+                malformed_ratio=args.malformed_ratio,
+                partitions=args.partitions,
+                seed=args.seed + 1,
+            )
+            say(report.summary())
+            return report
+
+        return self.daemon_phase("latency", topic, feed=feed)
+
+    def daemon_phase(
+        self,
+        name: str,
+        topic: str,
+        *,
+        report: ProduceReport | None = None,
+        feed: Callable[[], ProduceReport] | None = None,
+    ) -> dict[str, Any]:
+        """Run one daemon until it has committed and finished everything of ``topic``."""
+        group = f"bench-{name}-{self.run_id}"
+        setup = self.settings_for(group, name)
+        workdir: Path = setup["workdir"]
+        setup["sections"]["kafka"]["topics"] = [topic]
+        config_path = write_toml(workdir / "actorsys.toml", setup["sections"])
+        config = load_config(config_path)
+        run = DaemonRun(actorsys_command(), config_path, workdir / "actorsys.log", setup["ports"])
+        sampler = Sampler(run.members, dict(self.context))
+        completion: Completion | None = None
+        out: dict[str, Any] = {
+            "group": group,
+            "command": " ".join(run.command),
+            "config": setup["sections"],
+            "consumer_properties": consumer_properties(config, self.bootstrap),
+        }
+        broker_port = int(self.bootstrap.rsplit(":", 1)[1])
+        try:
+            run.start()
+            sampler.start()
+            say(f"{name}: started `{' '.join(run.command)}` (pid {run.pid}), group {group}")
+            ready_at = run.wait_ready(120)
+            cpu_ready, sys_ready = sampler.tick(), system_cpu()
+            ctx_ready = sampler.context_snapshot()
+            labels = label_actor_processes(run.actor_system.alive(), run.admin_port, broker_port)
+            labels[run.pid] = "daemon"
+            say(
+                f"{name}: ready after {ready_at - run.spawned_at:.1f}s; processes: "
+                + _roles(labels)
+            )
+            if feed is not None:
+                report = feed()
+            assert report is not None
+            completion = Completion(self.bootstrap, group, topic, report.end_offsets)
+            completion.open_store(config.jobs.store)
+            waited = self._wait_done(name, run, completion, sampler, ready_at)
+            done_at = waited["done_at"]
+            cpu_done, sys_done = sampler.tick(), system_cpu()
+            ctx_done = sampler.context_snapshot()
+            for pid, label in label_actor_processes(
+                run.actor_system.alive(), run.admin_port, broker_port
+            ).items():
+                labels.setdefault(pid, label)
+            counts = completion.job_counts()
+            status = run.status()
+            say(f"{name}: done; stopping actorsys (SIGTERM)")
+            out["stop"] = run.stop()
+            say(f"{name}: stopped: {out['stop']}")
+        finally:
+            sampler.stop()
+            if completion is not None:
+                completion.close()
+            run.cleanup()
+
+        assigned_at = run.first_assigned_at()
+        records = report.produced
+        window = _seconds(assigned_at, done_at)
+        latencies = job_latencies(workdir / "out" / "raw")
+        jobs_done = counts.get("DONE", 0)
+        window_cpu = {pid: cpu_done.get(pid, 0) - cpu_ready.get(pid, 0) for pid in cpu_done}
+        jm = status.get("components", {}).get("job_manager", {})
+        out.update(
+            {
+                "records": records,
+                "produce": _report_dict(report) if feed is not None else None,
+                "jobs_by_status": counts,
+                "jobs": jobs_done,
+                "valid": None,
+                "rows_written": sum(j["rows"] for j in latencies),
+                "window": "partitions assigned (log line) -> offsets committed and no open job",
+                "spawned_at": run.spawned_at,
+                "ready_at": ready_at,
+                "assigned_at": assigned_at,
+                "first_commit_seen_at": waited["first_commit_at"],
+                "done_at": done_at,
+                "window_s": window,
+                "records_per_s": _rate(records, window),
+                "jobs_per_s": _rate(jobs_done, window),
+                "from_spawn_s": _seconds(run.spawned_at, done_at),
+                "records_per_s_from_spawn": _rate(records, _seconds(run.spawned_at, done_at)),
+                "from_first_commit_s": _seconds(waited["first_commit_at"], done_at),
+                "records_per_s_from_first_commit": _rate(
+                    records, _seconds(waited["first_commit_at"], done_at)
+                ),
+                "latency": latency_summary(latencies),
+                "peak_rss_bytes": sampler.peak_rss,
+                "peak_processes": sampler.peak_processes,
+                "peak_rss_by_process": {
+                    f"{labels.get(pid, 'unlabelled')}({pid})": rss
+                    for pid, rss in sorted(sampler.peak_rss_by_pid.items())
+                },
+                "cpu_s_total": round(sum(cpu_done.values()), 2),
+                "cpu_by_role_total": cpu_by_role(cpu_done, labels),
+                "cpu_s_window": round(sum(window_cpu.values()), 2),
+                "cpu_by_role_window": cpu_by_role(window_cpu, labels),
+                "cpu_window": "from ready to done",
+                "context_cpu_s_window": cpu_window(ctx_ready, ctx_done),
+                "system_cpu_s_window": cpu_window(sys_ready, sys_done),
+                "job_manager_stats": {k: v for k, v in jm.items() if isinstance(v, int | float)},
+                "process_labels": {str(pid): label for pid, label in sorted(labels.items())},
+            }
+        )
+        out["check"] = _check(report, None, None, out["rows_written"])
+        rate = out["records_per_s"]
+        say(
+            f"{name}: {records:,} records in {window or 0:.2f}s = {rate or 0:,.0f} records/s, "
+            f"{jobs_done} jobs, peak RSS {sampler.peak_rss / MB:.0f} MB, "
+            f"latency p50 {out['latency'].get('p50_s')}s p99 {out['latency'].get('p99_s')}s"
+        )
+        return out
+
+    def _wait_done(
+        self,
+        name: str,
+        run: DaemonRun,
+        completion: Completion,
+        sampler: Sampler,
+        ready_at: float,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + self.phase_timeout
+        first_commit_at: float | None = None
+        next_report = time.monotonic() + 5
+        while True:
+            run.check_alive()
+            committed = completion.committed()
+            now = time.time()
+            done_count = sum(committed.values())
+            if first_commit_at is None and done_count > 0:
+                first_commit_at = now
+            counts: dict[str, int] = {}
+            if completion.all_committed(committed):
+                counts = completion.job_counts()
+                if counts.get("PENDING", 0) + counts.get("RUNNING", 0) == 0:
+                    return {"done_at": now, "first_commit_at": first_commit_at}
+            if time.monotonic() >= next_report:
+                next_report += 5
+                counts = counts or completion.job_counts()
+                say(
+                    f"{name}: committed {done_count:,}/{completion.total:,} "
+                    f"({done_count / max(1e-9, now - ready_at):,.0f}/s since ready), jobs "
+                    + ", ".join(f"{k}={v}" for k, v in counts.items() if v)
+                    + f", peak RSS {sampler.peak_rss / MB:.0f} MB"
+                )
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"{name}: not done within {self.phase_timeout:.0f}s "
+                    f"(committed {committed}, want {completion.end_offsets})"
+                )
+            time.sleep(0.2)
+
+
+def _roles(labels: dict[int, str]) -> str:
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        role = label.split("#", 1)[0]
+        counts[role] = counts.get(role, 0) + 1
+    return ", ".join(f"{n}x {role}" if n > 1 else role for role, n in counts.items())
+
+
+def _report_dict(report: ProduceReport) -> dict[str, Any]:
+    doc = dataclasses.asdict(report)
+    doc.pop("malformed_positions")
+    doc["records_per_s"] = round(report.records_per_s, 1)
+    return doc
+
+
+def _check(
+    report: ProduceReport, valid: int | None, invalid: int | None, rows: int
+) -> dict[str, Any]:
+    """Did every valid record reach a raw file exactly once (by count)?"""
+    ok = rows == report.valid and (valid is None or valid == report.valid)
+    ok = ok and (invalid is None or invalid == report.malformed)
+    return {"ok": ok, "raw_rows": rows, "expected_valid": report.valid}
+
+
+# --- the human table ------------------------------------------------------------------------
+
+
+def _fmt(value: Any, spec: str = ",.0f", suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def print_table(results: dict[str, Any]) -> None:
+    args = results["args"]
+    base = results.get("baseline")
+    act = results.get("actorsys")
+    lat = results.get("latency")
+    produced = results.get("produce", {})
+    lines = [
+        "",
+        f"actorsys benchmark {results['run_id']}: {produced.get('produced', 0):,} records "
+        f"({produced.get('malformed', 0):,} malformed), {args['partitions']} partitions, "
+        f"{args['devices']} devices, batch {args['max_records']}, {args['workers']} workers, "
+        f"{results['machine']['cpus']} CPUs",
+        f"produced at {produced.get('records_per_s', 0):,.0f} records/s (backlog, rate 0)",
+        "",
+        f"{'':34}{'baseline':>14}{'actorsys':>14}",
+    ]
+
+    def row(label: str, b: str, a: str) -> None:
+        lines.append(f"{label:34}{b:>14}{a:>14}")
+
+    def get(doc: dict[str, Any] | None, *path: str) -> Any:
+        for key in path:
+            if not isinstance(doc, dict):
+                return None
+            doc = doc.get(key)
+        return doc
+
+    row(
+        "records/s (assigned -> done)",
+        _fmt(get(base, "records_per_s")),
+        _fmt(get(act, "records_per_s")),
+    )
+    if base and act and base.get("records_per_s") and act.get("records_per_s"):
+        row(
+            "  ratio actorsys / baseline",
+            "",
+            f"{act['records_per_s'] / base['records_per_s']:.2f}x",
+        )
+    row("window s", _fmt(get(base, "window_s"), ".2f"), _fmt(get(act, "window_s"), ".2f"))
+    row(
+        "records/s incl. start-up",
+        _fmt(get(base, "records_per_s_from_process_start")),
+        _fmt(get(act, "records_per_s_from_spawn")),
+    )
+    row("records/s from first commit", "", _fmt(get(act, "records_per_s_from_first_commit")))
+    row("jobs", _fmt(get(base, "jobs")), _fmt(get(act, "jobs")))
+    row("jobs/s", _fmt(get(base, "jobs_per_s"), ".1f"), _fmt(get(act, "jobs_per_s"), ".1f"))
+    row(
+        "batch latency p50 / p99 s (backlog)",
+        f"{_fmt(get(base, 'latency_backlog', 'p50_s'), '.2f')} / "
+        f"{_fmt(get(base, 'latency_backlog', 'p99_s'), '.2f')}",
+        f"{_fmt(get(act, 'latency', 'p50_s'), '.2f')} / {_fmt(get(act, 'latency', 'p99_s'), '.2f')}",
+    )
+    row(
+        "peak RSS MB",
+        _fmt((get(base, "peak_rss_bytes") or 0) / MB if base else None),
+        _fmt((get(act, "peak_rss_bytes") or 0) / MB if act else None),
+    )
+    row(
+        "CPU s (window; total)",
+        _fmt(get(base, "cpu_s"), ".1f"),
+        f"{_fmt(get(act, 'cpu_s_window'), '.1f')}; {_fmt(get(act, 'cpu_s_total'), '.1f')}",
+    )
+    row(
+        "broker CPU s (window)",
+        _fmt(get(base, "context_cpu_s", "broker"), ".1f"),
+        _fmt(get(act, "context_cpu_s_window", "broker"), ".1f"),
+    )
+    row("rows in raw files OK", str(get(base, "check", "ok") or "-"), str(get(act, "check", "ok")))
+    if act:
+        lines.append("")
+        lines.append("actorsys CPU s by role, ready -> done (processes):")
+        for role, entry in (act.get("cpu_by_role_window") or {}).items():
+            lines.append(f"  {role:24}{entry['cpu_s']:8.1f}  ({entry['processes']})")
+        sys_cpu = act.get("system_cpu_s_window", {})
+        window = act.get("window_s") or 0
+        if sys_cpu and window:
+            lines.append(
+                f"  machine busy {sys_cpu.get('busy', 0):.1f} CPU s of "
+                f"{window * (results['machine']['cpus'] or 1):.1f} available "
+                f"(steal {sys_cpu.get('steal', 0):.1f})"
+            )
+    if lat:
+        lp = lat.get("produce") or {}
+        lines += [
+            "",
+            f"latency phase: {lp.get('produced', 0):,} records at "
+            f"{args['latency_rate']:,.0f}/s for {args['latency_seconds']:g}s "
+            f"(achieved {lp.get('records_per_s', 0):,.0f}/s)",
+            f"  batch latency p50 {_fmt(get(lat, 'latency', 'p50_s'), '.2f')}s, "
+            f"p99 {_fmt(get(lat, 'latency', 'p99_s'), '.2f')}s, "
+            f"max {_fmt(get(lat, 'latency', 'max_s'), '.2f')}s over "
+            f"{get(lat, 'latency', 'jobs')} jobs; peak RSS {lat['peak_rss_bytes'] / MB:,.0f} MB; "
+            f"CPU {lat.get('cpu_s_window', 0):.1f}s",
+        ]
+    props = (act or base or {}).get("consumer_properties", {})
+    if props:
+        lines += ["", "librdkafka consumer settings (both):"]
+        shown = {k: v for k, v in props.items() if k not in ("group.id", "bootstrap.servers")}
+        lines += [f"  {k} = {v}" for k, v in shown.items()]
+        lines.append("  fetch settings as in effect:")
+        lines += [f"    {k} = {v}" for k, v in key_settings(props).items()]
+    lines.append(
+        f"load average at start {results['machine']['loadavg_at_start']}, "
+        f"at end {results['machine'].get('loadavg_at_end')}"
+    )
+    modified = results["git"].get("modified_actorsys_files")
+    lines.append(
+        f"git {results['git'].get('commit')}"
+        + (f", uncommitted changes in {', '.join(modified)}" if modified else "")
+    )
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    bench = Bench(args)
+    error: str | None = None
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        error = "interrupted"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    results = bench.results
+    results["key_settings"] = key_settings(
+        (results.get("actorsys") or results.get("baseline") or {}).get("consumer_properties", {})
+    )
+    if error:
+        results["error"] = error
+        say(f"FAILED: {error}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+        say(f"wrote {args.json}")
+    with contextlib.suppress(Exception):
+        print_table(results)
+    return 1 if error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
