@@ -8,6 +8,7 @@ No actor code here: the Consumer actor feeds these objects and passes ``now``
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from actorsys.messages import RecordChunk
@@ -146,16 +147,24 @@ class AckTracker:
 
     def due_retransmits(self, now: float) -> list[Batch]:
         """Batches whose ACK is overdue; each is rescheduled with a doubled timeout."""
-        due: list[Batch] = []
+        return self._resend(now, lambda entry: entry.retransmit_at <= now)
+
+    def resend_all(self, now: float) -> list[Batch]:
+        """Every unACKed batch, now (the JobManager was replaced); each stays
+        scheduled for a further retransmission should this one be lost too."""
+        return self._resend(now, lambda entry: True)
+
+    def _resend(self, now: float, due: Callable[[_Unacked], bool]) -> list[Batch]:
+        resent: list[Batch] = []
         for key, entry in self._unacked.items():
-            if entry.retransmit_at <= now:
+            if due(entry):
                 timeout = min(entry.timeout_s * 2, self._max_ack_timeout_s)
                 self._unacked[key] = replace(
                     entry, retransmit_at=now + timeout, timeout_s=timeout, sends=entry.sends + 1
                 )
-                due.append(entry.batch)
-        self.retransmits += len(due)
-        return due
+                resent.append(entry.batch)
+        self.retransmits += len(resent)
+        return resent
 
     @property
     def inflight_records(self) -> int:

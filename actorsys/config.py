@@ -42,6 +42,7 @@ class KafkaConfig:
     properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _positive("kafka", session_timeout_ms=self.session_timeout_ms)
         if not self.bootstrap_servers:
             raise ConfigError("[kafka] bootstrap_servers must not be empty")
         if not self.topics or any(not t for t in self.topics):
@@ -118,10 +119,14 @@ class JobsConfig:
 class WorkersConfig:
     # 0 means one worker per CPU.
     count: int = 0
+    # A worker that overran its lease is replaced at once and asked to exit; one
+    # that is still alive this much later (hung, or stopped) is killed.
+    stop_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.count < 0:
             raise ConfigError(f"[workers] count must be >= 0, got {self.count}")
+        _positive("workers", stop_grace_s=self.stop_grace_s)
 
     @property
     def effective_count(self) -> int:
@@ -163,6 +168,10 @@ class EmbeddedBrokerConfig:
     # 0 picks a free port.
     port: int = 0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"[embedded_broker] port must be a TCP port or 0, got {self.port}")
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
@@ -176,6 +185,10 @@ class SimulatorConfig:
     malformed_ratio: float = 0.01
 
     def __post_init__(self) -> None:
+        _positive("simulator", devices=self.devices, partitions=self.partitions)
+        for name in ("rate", "count"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"[simulator] {name} must be >= 0 (0: unlimited)")
         if not 0.0 <= self.malformed_ratio <= 1.0:
             raise ConfigError("[simulator] malformed_ratio must be between 0 and 1")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from thespian.actors import ActorSystem
 
+from actorsys import __version__, metrics
 from actorsys.actors.supervisor import Supervisor
 from actorsys.config import EMBEDDED, AppConfig
 from actorsys.errors import ActorsysError, ConfigError
@@ -219,6 +220,7 @@ class Daemon:
         daemon = self.config.daemon
         if not daemon.metrics_port:
             return
+        metrics.build_info(__version__)
         server = start_http_server(
             daemon.metrics_host, daemon.metrics_port, self._metrics_dir, self.status, self.readiness
         )
@@ -268,6 +270,8 @@ class Daemon:
         if isinstance(reply, StatusReport):
             self._status = reply.components
             self._status_at = time.monotonic()
+        metrics.process_memory("daemon")
+        metrics.daemon_ready(self.readiness()[0])
 
     def status(self) -> dict[str, Any]:
         return {
@@ -280,18 +284,30 @@ class Daemon:
         }
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        problems = []
-        if time.monotonic() - self._status_at > 5:
-            problems.append("the actor system has not answered for over 5 s")
+        """Ready: the actor system answers, every component started, a broker is
+        connected, partitions are assigned and the job store works. The body
+        gives each check and says in words what is wrong."""
+        consumer = self._status.get("kafka_consumer", {})
         ready_roles = set(self._status.get("supervisor", {}).get("ready", []))
         missing = {"job_manager", "worker_master", "kafka_consumer"} - ready_roles
-        if missing:
-            problems.append(f"not started: {', '.join(sorted(missing))}")
-        if not self._status.get("kafka_consumer", {}).get("partitions"):
-            problems.append("no partition assigned yet")
-        if self._status.get("job_manager", {}).get("store_ok") is False:
-            problems.append("the job store is not writable")
-        return not problems, {"problems": problems}
+        checks = {
+            "actor_system": time.monotonic() - self._status_at <= 5,
+            "components": not missing,
+            # Unknown (None) until the consumer's first statistics: not a problem yet.
+            "broker": consumer.get("broker_ok") is not False,
+            "assignment": bool(consumer.get("partitions")),
+            "job_store": self._status.get("job_manager", {}).get("store_ok") is not False,
+        }
+        why = {
+            "actor_system": "the actor system has not answered for over 5 s",
+            "components": f"not started: {', '.join(sorted(missing))}",
+            "broker": "the Kafka consumer is connected to no broker",
+            "assignment": "no partition assigned yet",
+            "job_store": "the job store is failing (see the log and "
+            "actorsys_job_store_errors_total)",
+        }
+        problems = [why[name] for name, ok in checks.items() if not ok]
+        return not problems, {"problems": problems, "checks": checks}
 
     # --- shutdown ---------------------------------------------------------------------------
 

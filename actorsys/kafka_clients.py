@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from confluent_kafka import Producer
 
 from actorsys.config import AppConfig
+from actorsys.logs import KafkaClientLog
 
 
 def consumer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, str]:
@@ -28,6 +31,8 @@ def consumer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, 
         # Bound librdkafka's own prefetch queue: it is memory too (invariant 5).
         "queued.max.messages.kbytes": "16384",
         "statistics.interval.ms": "0",
+        # A broker closing idle connections is normal; do not log each one.
+        "log.connection.close": "false",
     }
     props.update(kafka.properties)
     return props
@@ -39,6 +44,7 @@ def producer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, 
         "bootstrap.servers": bootstrap_servers,
         "acks": "all",
         "linger.ms": "5",
+        "log.connection.close": "false",
     }
     # Pass through only keys that make sense for producers too (security, etc.).
     for key, value in config.kafka.properties.items():
@@ -49,4 +55,6 @@ def producer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, 
 
 def dead_letter_producer(config: AppConfig, bootstrap_servers: str) -> Producer:
     """The producer a worker (or the JobManager) sends dead letters with."""
-    return Producer(producer_properties(config, bootstrap_servers))
+    props: dict[str, Any] = dict(producer_properties(config, bootstrap_servers))
+    props["logger"] = KafkaClientLog()
+    return Producer(props)

@@ -96,3 +96,16 @@ class RateLimitedLog:
         suffix = f" ({held} similar suppressed)" if held else ""
         self._logger.log(level, msg + suffix, *args)
         return True
+
+
+class KafkaClientLog:
+    """librdkafka's own log lines (``logger=`` of a confluent-kafka client),
+    rate-limited per facility: a dead broker makes librdkafka report every
+    reconnect attempt, several a second."""
+
+    def __init__(self, name: str = "actorsys.kafka", interval_s: float = 10.0) -> None:
+        self._limited = RateLimitedLog(logging.getLogger(name), interval_s)
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        facility = str(args[0]) if args else fmt
+        self._limited.log(level, facility, fmt, *args)

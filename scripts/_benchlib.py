@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 
-from actorsys.procs import ActorSystemProcesses, admin_process, group_members, kill_group
+from actorsys.procs import ActorSystemProcesses, group_members, kill_group
 
 _STARTED = time.monotonic()
 
@@ -227,57 +227,56 @@ def cpu_window(before: Mapping[str, float], after: Mapping[str, float]) -> dict[
 # Which actor lives in which process
 
 
-def _connects_to(proc: psutil.Process, port: int) -> bool:
-    with contextlib.suppress(psutil.Error):
-        return any(c.raddr and c.raddr.port == port for c in proc.net_connections(kind="tcp"))
-    return False
-
-
 def _has_open(proc: psutil.Process, suffix: str) -> bool:
     with contextlib.suppress(psutil.Error):
         return any(f.path.endswith(suffix) for f in proc.open_files())
     return False
 
 
-def label_actor_processes(
-    members: list[psutil.Process], admin_port: int, broker_port: int
-) -> dict[int, str]:
+def _threads(proc: psutil.Process) -> int:
+    with contextlib.suppress(psutil.Error):
+        return proc.num_threads()
+    return 0
+
+
+def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
     """Name each actor-system process by its place in the process tree.
 
     Thespian forks an actor's process from its parent actor's process, so the
-    tree mirrors the actor tree: admin -> {logger, Supervisor}; Supervisor ->
-    {JobManager (has jobs.db open), WorkerMaster (children, no broker
-    connection), KafkaConsumerActor (connected to the broker)}; WorkerMaster
-    -> Workers; KafkaConsumerActor -> per-partition Consumers.
+    tree mirrors the actor tree: admin (the member whose parent is not a
+    member) -> {logger, Supervisor}; Supervisor -> {JobManager (has jobs.db
+    open), KafkaConsumerActor (has children and librdkafka's threads),
+    WorkerMaster (has children, one thread)}; WorkerMaster -> Workers;
+    KafkaConsumerActor -> per-partition Consumers. (Socket ownership does not
+    tell them apart: a forked child inherits its parent's Kafka sockets.)
     """
     children: dict[int, list[int]] = defaultdict(list)
+    parent: dict[int, int] = {}
     by_pid = {p.pid: p for p in members}
     for proc in members:
         with contextlib.suppress(psutil.Error):
-            children[proc.ppid()].append(proc.pid)
+            parent[proc.pid] = proc.ppid()
+            children[parent[proc.pid]].append(proc.pid)
     labels: dict[int, str] = {}
-    admin = admin_process(admin_port)
-    if admin is None:
-        return labels
-    labels[admin.pid] = "thespian_admin"
-    supervisors = [c for c in children[admin.pid] if children[c]]
-    for pid in children[admin.pid]:
-        labels[pid] = "supervisor" if pid in supervisors else "thespian_logger"
-    for sup in supervisors:
-        for pid in sorted(children[sup]):
-            proc = by_pid[pid]
-            if _has_open(proc, "jobs.db"):
-                labels[pid] = "job_manager"
-            elif _connects_to(proc, broker_port):
-                labels[pid] = "kafka_consumer"
+    for admin in (pid for pid, ppid in parent.items() if ppid not in by_pid):
+        labels[admin] = "thespian_admin"
+        supervisors = [c for c in children[admin] if children[c]]
+        for pid in children[admin]:
+            labels[pid] = "supervisor" if pid in supervisors else "thespian_logger"
+        for sup in supervisors:
+            for pid in sorted(children[sup]):
+                if _has_open(by_pid[pid], "jobs.db") or not children[pid]:
+                    labels[pid] = "job_manager"
+                    continue
+                kafka = _threads(by_pid[pid]) > 1
+                role, kid_role = (
+                    ("kafka_consumer", "partition_consumer")
+                    if kafka
+                    else ("worker_master", "worker")
+                )
+                labels[pid] = role
                 for i, kid in enumerate(sorted(children[pid])):
-                    labels[kid] = f"partition_consumer#{i}"
-            elif children[pid]:
-                labels[pid] = "worker_master"
-                for i, kid in enumerate(sorted(children[pid])):
-                    labels[kid] = f"worker#{i}"
-            else:
-                labels[pid] = "actor?"
+                    labels[kid] = f"{kid_role}#{i}"
     return labels
 
 
@@ -381,6 +380,21 @@ class DaemonRun:
                     f"actorsys not ready within {timeout_s:.0f}s:\n{self.log_tail()}"
                 )
             time.sleep(0.1)
+
+    def wait_assigned(self, timeout_s: float) -> float:
+        """Wait for the first "assigned" log line; returns its time (wall clock)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            self.actor_system.refresh()
+            assigned_at = self.first_assigned_at()
+            if assigned_at is not None:
+                return assigned_at
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"actorsys got no partition within {timeout_s:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
 
     def status(self) -> dict[str, Any]:
         try:

@@ -160,7 +160,7 @@ def git_state() -> dict[str, Any]:
         try:
             return subprocess.run(
                 ["git", "-C", str(REPO), *argv], capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
@@ -417,28 +417,23 @@ class Bench:
             run.start()
             sampler.start()
             say(f"{name}: started `{' '.join(run.command)}` (pid {run.pid}), group {group}")
-            ready_at = run.wait_ready(120)
-            cpu_ready, sys_ready = sampler.tick(), system_cpu()
-            ctx_ready = sampler.context_snapshot()
-            labels = label_actor_processes(run.actor_system.alive(), run.admin_port, broker_port)
-            labels[run.pid] = "daemon"
-            say(
-                f"{name}: ready after {ready_at - run.spawned_at:.1f}s; processes: "
-                + _roles(labels)
-            )
+            assigned_at = run.wait_assigned(120)
+            cpu_assigned, sys_assigned = sampler.tick(), system_cpu()
+            ctx_assigned = sampler.context_snapshot()
+            labels = label_actor_processes(run.actor_system.alive())
+            say(f"{name}: partitions assigned {assigned_at - run.spawned_at:.1f}s after start")
             if feed is not None:
                 report = feed()
             assert report is not None
             completion = Completion(self.bootstrap, group, topic, report.end_offsets)
             completion.open_store(config.jobs.store)
-            waited = self._wait_done(name, run, completion, sampler, ready_at)
+            waited = self._wait_done(name, run, completion, sampler, assigned_at)
             done_at = waited["done_at"]
             cpu_done, sys_done = sampler.tick(), system_cpu()
             ctx_done = sampler.context_snapshot()
-            for pid, label in label_actor_processes(
-                run.actor_system.alive(), run.admin_port, broker_port
-            ).items():
-                labels.setdefault(pid, label)
+            labels.update(label_actor_processes(run.actor_system.alive()))
+            labels[run.pid] = "daemon"
+            say(f"{name}: processes: {_roles(labels)}")
             counts = completion.job_counts()
             status = run.status()
             say(f"{name}: done; stopping actorsys (SIGTERM)")
@@ -450,12 +445,11 @@ class Bench:
                 completion.close()
             run.cleanup()
 
-        assigned_at = run.first_assigned_at()
         records = report.produced
         window = _seconds(assigned_at, done_at)
         latencies = job_latencies(workdir / "out" / "raw")
         jobs_done = counts.get("DONE", 0)
-        window_cpu = {pid: cpu_done.get(pid, 0) - cpu_ready.get(pid, 0) for pid in cpu_done}
+        window_cpu = {pid: cpu_done[pid] - cpu_assigned.get(pid, 0) for pid in cpu_done}
         jm = status.get("components", {}).get("job_manager", {})
         out.update(
             {
@@ -463,11 +457,9 @@ class Bench:
                 "produce": _report_dict(report) if feed is not None else None,
                 "jobs_by_status": counts,
                 "jobs": jobs_done,
-                "valid": None,
                 "rows_written": sum(j["rows"] for j in latencies),
                 "window": "partitions assigned (log line) -> offsets committed and no open job",
                 "spawned_at": run.spawned_at,
-                "ready_at": ready_at,
                 "assigned_at": assigned_at,
                 "first_commit_seen_at": waited["first_commit_at"],
                 "done_at": done_at,
@@ -491,9 +483,9 @@ class Bench:
                 "cpu_by_role_total": cpu_by_role(cpu_done, labels),
                 "cpu_s_window": round(sum(window_cpu.values()), 2),
                 "cpu_by_role_window": cpu_by_role(window_cpu, labels),
-                "cpu_window": "from ready to done",
-                "context_cpu_s_window": cpu_window(ctx_ready, ctx_done),
-                "system_cpu_s_window": cpu_window(sys_ready, sys_done),
+                "cpu_window": "from partitions assigned to done",
+                "context_cpu_s_window": cpu_window(ctx_assigned, ctx_done),
+                "system_cpu_s_window": cpu_window(sys_assigned, sys_done),
                 "job_manager_stats": {k: v for k, v in jm.items() if isinstance(v, int | float)},
                 "process_labels": {str(pid): label for pid, label in sorted(labels.items())},
             }
@@ -513,7 +505,7 @@ class Bench:
         run: DaemonRun,
         completion: Completion,
         sampler: Sampler,
-        ready_at: float,
+        since: float,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self.phase_timeout
         first_commit_at: float | None = None
@@ -535,7 +527,7 @@ class Bench:
                 counts = counts or completion.job_counts()
                 say(
                     f"{name}: committed {done_count:,}/{completion.total:,} "
-                    f"({done_count / max(1e-9, now - ready_at):,.0f}/s since ready), jobs "
+                    f"({done_count / max(1e-9, now - since):,.0f}/s since assigned), jobs "
                     + ", ".join(f"{k}={v}" for k, v in counts.items() if v)
                     + f", peak RSS {sampler.peak_rss / MB:.0f} MB"
                 )
@@ -651,7 +643,7 @@ def print_table(results: dict[str, Any]) -> None:
     row("rows in raw files OK", str(get(base, "check", "ok") or "-"), str(get(act, "check", "ok")))
     if act:
         lines.append("")
-        lines.append("actorsys CPU s by role, ready -> done (processes):")
+        lines.append("actorsys CPU s by role, assigned -> done (processes):")
         for role, entry in (act.get("cpu_by_role_window") or {}).items():
             lines.append(f"  {role:24}{entry['cpu_s']:8.1f}  ({entry['processes']})")
         sys_cpu = act.get("system_cpu_s_window", {})

@@ -4,6 +4,7 @@
   free port, stopped — and its process gone — at the end).
 - ``topic``: a fresh topic name per test, so tests never see each other's data.
 - ``is_valid_reading``: the simulator's record contract, as a predicate.
+- ``promtool``: Prometheus's checker, installed once per session if missing.
 """
 
 from __future__ import annotations
@@ -68,3 +69,12 @@ def _is_valid_reading(value: bytes | None) -> bool:
 @pytest.fixture
 def is_valid_reading() -> Callable[[bytes | None], bool]:
     return _is_valid_reading
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of Prometheus's `promtool`, installed on first use when missing
+    (scripts/ensure-promtool.sh); tests using it skip, saying why, if it cannot be."""
+    from tests.support.prom import ensure_promtool
+
+    return ensure_promtool()

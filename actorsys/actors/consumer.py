@@ -13,8 +13,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorTypeDispatcher, WakeupMessage
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
+from actorsys import metrics
+from actorsys.actors.lifeline import ParentWatch
 from actorsys.batching import AckTracker, Batch, PartitionBatcher
 from actorsys.messages import (
     BatchAck,
@@ -40,6 +42,7 @@ class Consumer(ActorTypeDispatcher):
         self._batcher: PartitionBatcher | None = None
         self._acks: AckTracker | None = None
         self._chaos = ChaosHooks.from_environment()
+        self._parent = ParentWatch()
 
     # --- wiring -----------------------------------------------------------------------
 
@@ -51,6 +54,7 @@ class Consumer(ActorTypeDispatcher):
             batching.max_records, batching.max_bytes, batching.linger_ms / 1000
         )
         self._acks = AckTracker(batching.ack_timeout_ms / 1000, batching.max_ack_timeout_ms / 1000)
+        self._ack_timer = metrics.AckTimer(msg.topic)
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
@@ -76,15 +80,21 @@ class Consumer(ActorTypeDispatcher):
         if self._acks is None or self._chaos.drop_ack():
             return
         if self._acks.ack(msg.start, msg.end):
+            self._ack_timer.acked(msg.start, msg.end, time.monotonic())
             self._report_progress()
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._batcher is None:
             return
+        if self._parent.orphaned():
+            log.warning("the KafkaConsumerActor of this partition is gone; exiting")
+            self.send(self.myAddress, ActorExitRequest())
+            return
         now = time.monotonic()
         if (batch := self._batcher.due(now)) is not None:
             self._send(batch, now)
         self._retransmit(now)
+        metrics.process_memory("consumer")
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
@@ -110,14 +120,18 @@ class Consumer(ActorTypeDispatcher):
         self._acks.track(batch, now)
         notification = self._notification(batch)
         self.send(self._job_manager, notification)
+        metrics.batch_sent(notification.topic, notification.partition)
+        self._ack_timer.sent(batch.start, batch.end, now)
         if self._chaos.duplicate_batch():
             self.send(self._job_manager, notification)
 
     def _retransmit(self, now: float, everything: bool = False) -> None:
         assert self._acks is not None
-        due = self._acks.due_retransmits(float("inf") if everything else now)
+        due = self._acks.resend_all(now) if everything else self._acks.due_retransmits(now)
         for batch in due:
             self.send(self._job_manager, self._notification(batch))
+        if due and self._start is not None:
+            metrics.batches_retransmitted(self._start.topic, self._start.partition, len(due))
         if due:
             log.info(
                 "partition %s[%d]: retransmitted %d unACKed batch(es)",

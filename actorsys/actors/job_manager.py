@@ -10,6 +10,7 @@ Everything it knows it recovers from the store when it is recreated.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
+from actorsys import metrics
+from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig
 from actorsys.errors import ActorsysError, JobStoreError
 from actorsys.jobs.model import BatchSubmission, JobStatus
@@ -50,6 +53,7 @@ from actorsys.offset_chain import ChainVerdict
 log = logging.getLogger("actorsys.job_manager")
 
 TICK_S = 1.0
+EXPIRY_EVERY_TICKS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,10 @@ class JobManager(ActorTypeDispatcher):
         self._rng = random.Random()
         self._errors = RateLimitedLog(log)
         self._dead_letters: Any = None
+        self._store_errors_at_push = 0  # for store_ok: no store error since the last push
+        self._owner = ""
+        self._ticks = 0
+        self._parent = ParentWatch()
         self.stats = {
             "batches_stored": 0,
             "duplicates": 0,
@@ -111,8 +119,11 @@ class JobManager(ActorTypeDispatcher):
             jobs.max_attempts, jobs.retry_backoff_initial_s, jobs.retry_backoff_max_s
         )
         try:
+            # Jobs are claimed in this JobManager's name: after a restart it takes
+            # back only its own, when several daemons share one store.
+            self._owner = f"{os.uname().nodename}:{msg.config.daemon.admin_port}"
             self._store = open_job_store(jobs.store)
-            recovered = self._store.recover_running(time.time())
+            recovered = self._store.recover_running(time.time(), owner=self._owner)
             self._unfinished = self._count_unfinished()
         except ActorsysError as exc:
             self.send(sender, StartFailed("job_manager", str(exc)))
@@ -166,9 +177,11 @@ class JobManager(ActorTypeDispatcher):
         except JobStoreError as exc:
             # Nothing persisted, so nothing ACKed: the Consumer will retransmit.
             self.stats["store_errors"] += 1
+            metrics.store_error("submit")
             self._errors.log(logging.ERROR, "submit", "job store cannot persist: %s", exc)
             return False
         verdict = result.verdict
+        metrics.chain_verdict(msg.topic, verdict.value, result.gap)
         if verdict is ChainVerdict.OUT_OF_ORDER:
             self.stats["out_of_order"] += 1
             return True
@@ -208,9 +221,12 @@ class JobManager(ActorTypeDispatcher):
             self.send(sender, NoJobAvailable())
             return
         try:
-            claimed = self._store.claim_next(f"{msg.host}/{msg.worker_id}", time.time())
+            claimed = self._store.claim_next(
+                f"{self._owner}/{msg.host}/{msg.worker_id}", time.time()
+            )
         except JobStoreError as exc:
             self.stats["store_errors"] += 1
+            metrics.store_error("claim")
             self._errors.log(logging.ERROR, "claim", "job store cannot claim: %s", exc)
             self.send(sender, NoJobAvailable())
             return
@@ -222,6 +238,7 @@ class JobManager(ActorTypeDispatcher):
         self._leases[msg.worker_id] = _Lease(
             job.id, claimed.token, sender, msg.host, time.monotonic() + timeout
         )
+        metrics.job_attempt_started()
         self.send(
             sender,
             JobAssignment(
@@ -236,6 +253,7 @@ class JobManager(ActorTypeDispatcher):
         )
 
     def receiveMsg_JobDone(self, msg: JobDone, sender: Any) -> None:
+        metrics.job_attempt_ran("done", msg.duration_s)
         self._end_lease(msg.worker_id, msg.job_id)
         try:
             accepted = self._store.complete(
@@ -246,12 +264,15 @@ class JobManager(ActorTypeDispatcher):
             )
         except JobStoreError as exc:
             # The job stays RUNNING; its lease expiry will run it again (idempotent).
+            self.stats["store_errors"] += 1
+            metrics.store_error("complete")
             self._errors.log(
                 logging.ERROR, "complete", "cannot record job %d done: %s", msg.job_id, exc
             )
             return
         if not accepted:
             self.stats["stale_completions"] += 1
+            metrics.stale_completion()
             log.warning(
                 "rejected a stale completion of job %d (token %d) from %s/%s",
                 msg.job_id,
@@ -261,9 +282,14 @@ class JobManager(ActorTypeDispatcher):
             )
             return
         self.stats["jobs_done"] += 1
+        metrics.job_finished("DONE")
+        metrics.records_written(msg.valid_records)
+        metrics.dead_letters(msg.dead_letters_by_reason)
         self._job_finished()
 
     def receiveMsg_JobFailed(self, msg: JobFailed, sender: Any) -> None:
+        metrics.job_attempt_ran("failed", msg.duration_s)
+        metrics.job_attempt_failed("handler_error")
         self._end_lease(msg.worker_id, msg.job_id)
         self._fail_attempt(msg.job_id, msg.token, msg.error)
 
@@ -276,18 +302,23 @@ class JobManager(ActorTypeDispatcher):
                 job_id, token, error, None if delay is None else now + delay, now
             )
         except JobStoreError as exc:
+            self.stats["store_errors"] += 1
+            metrics.store_error("fail")
             self._errors.log(logging.ERROR, "fail", "cannot record job %d failure: %s", job_id, exc)
             return
         if status is None:
             self.stats["stale_completions"] += 1
+            metrics.stale_completion()
             return
         self.stats["attempts_failed"] += 1
         if status is JobStatus.FAILED:
             self.stats["jobs_failed"] += 1
+            metrics.job_finished("FAILED")
             log.error("job %d FAILED after %d attempt(s): %s", job_id, token, error)
             self._dead_letter_job(job_id, error)
             self._job_finished()
         else:
+            metrics.job_retry_scheduled()
             log.warning(
                 "job %d attempt %d failed, retry in %.1fs: %s", job_id, token, delay or 0, error
             )
@@ -305,6 +336,7 @@ class JobManager(ActorTypeDispatcher):
     def receiveMsg_WorkerLost(self, msg: WorkerLost, sender: Any) -> None:
         lease = self._leases.pop(msg.worker_id, None)
         if lease is not None:
+            metrics.job_attempt_failed("worker_lost")
             self._fail_attempt(
                 lease.job_id,
                 lease.token,
@@ -335,6 +367,7 @@ class JobManager(ActorTypeDispatcher):
             for rec in decode_records(payload):
                 sink.reject(rec, "job_failed", error)
             sink.flush(30.0)
+            metrics.dead_letters(sink.rejected_by_reason().items())
         except ActorsysError as exc:
             log.error(
                 "job %d: dead-lettering its records failed (they stay in the job store "
@@ -348,6 +381,13 @@ class JobManager(ActorTypeDispatcher):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._store is None:
             return
+        if self._parent.orphaned():
+            log.warning("the Supervisor is gone; closing the job store and exiting")
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        self._ticks += 1
+        if self._ticks % EXPIRY_EVERY_TICKS == 0:
+            self._requeue_expired()
         now = time.monotonic()
         for worker_id, lease in list(self._leases.items()):
             if lease.deadline <= now:
@@ -359,6 +399,7 @@ class JobManager(ActorTypeDispatcher):
                     worker_id,
                 )
                 self.send(self._worker_master, ReplaceWorker(worker_id))
+                metrics.job_attempt_failed("timeout")
                 self._fail_attempt(
                     lease.job_id, lease.token, f"timed out after {self._config.jobs.job_timeout_s}s"
                 )  # type: ignore[union-attr]
@@ -367,12 +408,28 @@ class JobManager(ActorTypeDispatcher):
             due = self._store.next_due_at()
             pending = self._store.count_by_status().get(JobStatus.PENDING, 0)
         except JobStoreError:
+            self.stats["store_errors"] += 1
+            metrics.store_error("count")
             due, pending = None, 0
         if pending and (due is None or due <= time.time()):
             self.send(self._worker_master, JobsAvailable())
         self._check_quiesced()
         self._push_status()
         self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def _requeue_expired(self) -> None:
+        """Jobs RUNNING far past any lease belong to a daemon that died while
+        sharing this store: nobody else would ever run them again."""
+        assert self._store is not None and self._config is not None
+        cutoff = time.time() - 2 * self._config.jobs.job_timeout_s
+        try:
+            count = self._store.requeue_expired(cutoff, time.time())
+        except JobStoreError as exc:
+            self._errors.log(logging.ERROR, "expire", "job store: %s", exc)
+            return
+        if count:
+            log.warning("requeued %d job(s) whose daemon stopped running them", count)
+            self.send(self._worker_master, JobsAvailable())
 
     # --- draining ----------------------------------------------------------------------------
 
@@ -402,6 +459,13 @@ class JobManager(ActorTypeDispatcher):
             counts = {s.value: n for s, n in self._store.count_by_status().items()}  # type: ignore[union-attr]
         except JobStoreError:
             counts = {}
+            self.stats["store_errors"] += 1
+            metrics.store_error("count")
+        # Ready means the store answered, and nothing failed on it since the last push.
+        store_ok = self.stats["store_errors"] == self._store_errors_at_push
+        self._store_errors_at_push = self.stats["store_errors"]
+        metrics.job_manager_state(counts, len(self._held), store_ok)
+        metrics.process_memory("job_manager")
         running_by_host: dict[str, int] = {}
         for lease in self._leases.values():
             running_by_host[lease.host] = running_by_host.get(lease.host, 0) + 1
@@ -414,6 +478,7 @@ class JobManager(ActorTypeDispatcher):
                     "running_by_host": running_by_host,
                     "held_batches": len(self._held),
                     "unfinished": self._unfinished,
+                    "store_ok": store_ok,
                     **self.stats,
                 },
             ),

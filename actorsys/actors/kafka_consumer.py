@@ -21,11 +21,14 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, WakeupMessage
 
+from actorsys import metrics
 from actorsys.actors.consumer import Consumer as PartitionConsumer
+from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig
 from actorsys.flow import FlowControl, TopicPartition
 from actorsys.kafka_clients import consumer_properties
-from actorsys.logs import RateLimitedLog
+from actorsys.lag import ClientStats, TimeLag
+from actorsys.logs import KafkaClientLog, RateLimitedLog
 from actorsys.messages import (
     ComponentReady,
     ComponentStatus,
@@ -77,7 +80,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._closed = False
         self._errors = RateLimitedLog(log)
         self._records_consumed = 0
+        self._time_lag = TimeLag()  # for actorsys_consumer_lag_seconds
+        self._client_stats = ClientStats()  # brokers up, committed offsets
         self._rebalances = 0
+        self._parent = ParentWatch()
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -89,6 +95,11 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         props: dict[str, Any] = dict(consumer_properties(msg.config, msg.bootstrap_servers))
         props["error_cb"] = self._on_error
         props["on_commit"] = self._on_commit
+        props["logger"] = KafkaClientLog()
+        # Statistics tell readiness whether a broker is connected (unless configured).
+        props["stats_cb"] = self._client_stats.update
+        if "statistics.interval.ms" not in msg.config.kafka.properties:
+            props["statistics.interval.ms"] = "5000"
         try:
             self._consumer = Consumer(props)
             self._consumer.subscribe(
@@ -122,6 +133,11 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             delay = 0.0 if got else self._config.flow.poll_interval_ms / 1000  # type: ignore[union-attr]
             self.wakeupAfter(timedelta(seconds=delay), payload=POLL)
         elif msg.payload == HOUSEKEEPING:
+            if self._parent.orphaned():
+                log.warning("the Supervisor is gone; closing the Kafka consumer and exiting")
+                self._close()
+                self.send(self.myAddress, ActorExitRequest())
+                return
             self._commit(asynchronous=True)
             self._check_drain()
             self._push_status()
@@ -178,6 +194,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         )
         part.position = last + 1
         self._flow.sent(tp, len(parts), len(payload))  # type: ignore[union-attr]
+        metrics.records_consumed(tp[0], tp[1], len(parts), len(payload))
+        self._time_lag.consumed(tp, last + 1, parts[0])
 
     def _apply_flow(self) -> None:
         assert self._consumer is not None and self._flow is not None
@@ -221,13 +239,19 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         try:
             self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
+            metrics.commit_failed()
             self._errors.log(logging.WARNING, "commit", "commit failed (retried): %s", exc)
             return
+        if not asynchronous:  # librdkafka calls on_commit for asynchronous commits only
+            metrics.commit_succeeded()
         for tp in offsets:
             self._partitions[(tp.topic, tp.partition)].committed = tp.offset
 
     def _on_commit(self, err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
-        if err is not None:
+        if err is None:
+            metrics.commit_succeeded()
+        else:
+            metrics.commit_failed()
             # Forget what we thought was committed so the next round retries it.
             for tp in partitions:
                 part = self._partitions.get((tp.topic, tp.partition))
@@ -240,6 +264,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         assert self._config is not None and self._flow is not None
         self._rebalances += 1
+        metrics.rebalance("assign")
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if key in self._partitions:
@@ -257,6 +282,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         self._rebalances += 1
+        metrics.rebalance("revoke")
         keys = {(tp.topic, tp.partition) for tp in partitions}
         # Commit what is ACKed for the revoked partitions while we still own them.
         self._commit(asynchronous=False, only=keys)
@@ -266,6 +292,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         # Lost, not revoked: another member may own them already; do not commit.
         self._rebalances += 1
+        metrics.rebalance("lost")
         self._retire({(tp.topic, tp.partition) for tp in partitions})
         log.warning("lost %s (not committed: another member owns them)", _names(partitions))
 
@@ -275,6 +302,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             if part is not None:
                 self.send(part.consumer, ActorExitRequest())
             self._flow.revoke(key)  # type: ignore[union-attr]
+            self._time_lag.forget(key)
+            metrics.partition_removed(*key)
 
     def _create_partition_consumer(self, key: TopicPartition) -> Any:
         address = self.createActor(PartitionConsumer)
@@ -315,6 +344,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         part.consumer = self._create_partition_consumer(key)
         part.position = None
         self._flow.reset(key)
+        self._time_lag.forget(key)
         try:
             self._consumer.seek(KafkaTopicPartition(key[0], key[1], restart_at))
         except KafkaException as exc:
@@ -323,11 +353,30 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     # --- errors ------------------------------------------------------------------------------
 
     def _on_error(self, err: KafkaError) -> None:
+        metrics.kafka_error(err.name())
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._client_stats.all_brokers_down()
         self._errors.log(logging.WARNING, f"kafka:{err.code()}", "kafka: %s", err)
 
     def _on_message_error(self, m: Any) -> None:
         err = m.error()
         if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.code() == KafkaError._AUTO_OFFSET_RESET:
+            # The position fell out of the log (retention deleted it): librdkafka
+            # applies auto.offset.reset. Never let the next batch silently cover
+            # the skipped range: restart the partition's chain as after an
+            # assignment, so the JobManager records the exact gap.
+            part = self._partitions.get((m.topic(), m.partition()))
+            if part is not None:
+                part.position = None
+            log.error(
+                "%s[%s]: offset out of range, reset by auto.offset.reset=%s: %s",
+                m.topic(),
+                m.partition(),
+                self._config.kafka.auto_offset_reset if self._config else "?",
+                err,
+            )
             return
         self._errors.log(
             logging.WARNING,
@@ -394,6 +443,23 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             except KafkaException:
                 high = -1
             records, nbytes = self._flow.inflight((topic, partition))  # type: ignore[union-attr]
+            # Before its first commit here, a partition's committed offset is the group's.
+            committed = part.committed
+            if committed is None:
+                committed = self._client_stats.committed.get((topic, partition))
+            known_high = high if high >= 0 else None
+            metrics.partition_state(
+                topic,
+                partition,
+                committed=committed,
+                high_watermark=known_high,
+                inflight_records=records,
+                inflight_bytes=nbytes,
+                paused=(topic, partition) in self._flow.paused,  # type: ignore[union-attr]
+                seconds_behind=self._time_lag.seconds_behind(
+                    (topic, partition), committed, known_high, time.time()
+                ),
+            )
             partitions.append(
                 {
                     "topic": topic,
@@ -407,12 +473,15 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                     "paused": (topic, partition) in self._flow.paused,  # type: ignore[union-attr]
                 }
             )
+        metrics.consumer_state(len(self._partitions), self._client_stats.brokers_up)
+        metrics.process_memory("kafka_consumer")
         self.send(
             self._supervisor,
             ComponentStatus(
                 "kafka_consumer",
                 {
                     "partitions": partitions,
+                    "broker_ok": self._client_stats.broker_ok,
                     "records_consumed": self._records_consumed,
                     "rebalances": self._rebalances,
                     "draining": self._drain is not None,

@@ -19,6 +19,7 @@ from typing import Any
 
 from thespian.actors import ActorTypeDispatcher, ChildActorExited, WakeupMessage
 
+from actorsys import metrics
 from actorsys.actors.job_manager import JobManager
 from actorsys.actors.kafka_consumer import KafkaConsumerActor
 from actorsys.actors.worker_master import WorkerMaster
@@ -121,6 +122,7 @@ class Supervisor(ActorTypeDispatcher):
         self._ready.discard(role)
         count = self._restarts.get(role, 0)
         self._restarts[role] = count + 1
+        metrics.actor_restarted(role)
         delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
         log.error("%s exited; recreating it in %.1fs (restart #%d)", role, delay, count + 1)
         self.wakeupAfter(timedelta(seconds=delay), payload=("restart", role))
@@ -146,6 +148,7 @@ class Supervisor(ActorTypeDispatcher):
                     "the daemon (pid %d) is gone; ending its actor system", self._start.daemon_pid
                 )
                 os.killpg(group, signal.SIGKILL)
+        metrics.process_memory("supervisor")
         self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WATCHDOG)
 
     def _recreate(self, role: str) -> None:

@@ -12,11 +12,14 @@ import logging
 import os
 import time
 import traceback
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
+from actorsys import metrics
+from actorsys.actors.lifeline import ParentWatch
 from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
@@ -38,6 +41,7 @@ from actorsys.records import decode_records
 log = logging.getLogger("actorsys.worker")
 
 ASK_AGAIN_AFTER_S = 5.0
+TICK_S = 1.0
 
 
 class Worker(ActorTypeDispatcher):
@@ -49,6 +53,7 @@ class Worker(ActorTypeDispatcher):
         self._producer: Any = None
         self._asked_at: float | None = None
         self._host = os.uname().nodename
+        self._parent = ParentWatch()
 
     def receiveMsg_WorkerStart(self, msg: WorkerStart, sender: Any) -> None:
         self._start = msg
@@ -64,7 +69,22 @@ class Worker(ActorTypeDispatcher):
             log.error("%s cannot start: %s", msg.worker_id, exc)
             return
         self.send(sender, WorkerHello(msg.worker_id, self._host, os.getpid()))
+        metrics.process_memory("worker")
         self._ask()
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if self._parent.orphaned():
+            log.warning(
+                "%s: its WorkerMaster is gone; exiting",
+                self._start.worker_id if self._start else "worker",
+            )
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        metrics.process_memory("worker")
+        if self._asked_at is not None:
+            self._ask()  # a request went unanswered: ask again once it is overdue
+        self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager

@@ -48,6 +48,7 @@ _JOB_COLUMNS = (
 )
 
 RECOVERED_REASON = "interrupted: the job manager restarted while it was RUNNING"
+EXPIRED_REASON = "lease expired: the daemon running it stopped answering"
 
 # The SQL below guards each move with "WHERE status = <source>"; check once, at
 # import, that the state machine in model.py allows every one of them.
@@ -240,12 +241,23 @@ class SqlJobStore(ABC):
         with self._tx("requeue") as tx:
             return self._end_attempt(tx, job_id, token, JobStatus.PENDING, last_error=reason)
 
-    def recover_running(self, now: float) -> int:
+    def recover_running(self, now: float, owner: str | None = None) -> int:
+        sql = (
+            f"UPDATE jobs SET status = {PENDING}, next_attempt_at = NULL, last_error = ?"
+            f" WHERE status = {RUNNING}"
+        )
         with self._tx("recover_running") as tx:
+            if owner is None:
+                return tx.run(sql, (RECOVERED_REASON,))
+            # Worker names are "<owner>/<worker id>": only this daemon's own jobs.
+            return tx.run(f"{sql} AND worker LIKE ?", (RECOVERED_REASON, f"{owner}/%"))
+
+    def requeue_expired(self, started_before: float, now: float) -> int:
+        with self._tx("requeue_expired") as tx:
             return tx.run(
                 f"UPDATE jobs SET status = {PENDING}, next_attempt_at = NULL, last_error = ?"
-                f" WHERE status = {RUNNING}",
-                (RECOVERED_REASON,),
+                f" WHERE status = {RUNNING} AND started_at < ?",
+                (EXPIRED_REASON, started_before),
             )
 
     def retry_failed(self, job_id: int | None, now: float) -> int:

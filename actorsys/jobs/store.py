@@ -53,9 +53,15 @@ class JobStore(Protocol):
         """RUNNING -> PENDING now (its worker was lost or its lease expired)."""
         ...
 
-    def recover_running(self, now: float) -> int:
-        """At JobManager start: every RUNNING job goes back to PENDING.
-        Returns how many."""
+    def recover_running(self, now: float, owner: str | None = None) -> int:
+        """At JobManager start: RUNNING jobs go back to PENDING — all of them, or
+        only those whose worker name starts with ``owner + "/"`` (this daemon's,
+        when several daemons share the store). Returns how many."""
+        ...
+
+    def requeue_expired(self, started_before: float, now: float) -> int:
+        """RUNNING jobs started before ``started_before`` (wall clock) go back to
+        PENDING: their daemon died and nobody else would ever run them."""
         ...
 
     def retry_failed(self, job_id: int | None, now: float) -> int:

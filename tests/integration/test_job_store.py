@@ -425,6 +425,33 @@ def test_recover_running_puts_every_running_job_back(job_store: JobStore) -> Non
     assert job_store.recover_running(T0 + 2) == 0
 
 
+def test_recover_running_of_one_owner_leaves_other_daemons_jobs(job_store: JobStore) -> None:
+    # Given RUNNING jobs of two daemons sharing the store
+    ids = [stored_job(job_store, 0, 10, partition=p) for p in range(3)]
+    assert job_store.claim(ids[0], "hostA:1900/worker-1", T0)
+    assert job_store.claim(ids[1], "hostA:1901/worker-1", T0)
+    assert job_store.claim(ids[2], "hostA:1900/worker-2", T0)
+    # When the first daemon restarts and recovers its own
+    recovered = job_store.recover_running(T0 + 1, owner="hostA:1900")
+    # Then only its two jobs are PENDING; the other daemon's job still runs
+    assert recovered == 2
+    assert job_store.get(ids[1]).status is JobStatus.RUNNING
+    assert {job_store.get(i).status for i in (ids[0], ids[2])} == {JobStatus.PENDING}
+
+
+def test_requeue_expired_frees_jobs_of_a_dead_daemon(job_store: JobStore) -> None:
+    # Given one job running since T0 and one since T0 + 100
+    ids = [stored_job(job_store, 0, 10, partition=p) for p in range(2)]
+    assert job_store.claim(ids[0], "dead:1/worker-1", T0)
+    assert job_store.claim(ids[1], "live:1/worker-1", T0 + 100)
+    # When jobs started before T0 + 50 are requeued
+    assert job_store.requeue_expired(T0 + 50, T0 + 101) == 1
+    # Then only the old one is PENDING again, with the reason recorded
+    old = job_store.get(ids[0])
+    assert old.status is JobStatus.PENDING and "lease expired" in (old.last_error or "")
+    assert job_store.get(ids[1]).status is JobStatus.RUNNING
+
+
 def test_retry_failed_one_and_all(job_store: JobStore) -> None:
     # Given three FAILED jobs and one DONE job
     ids = [stored_job(job_store, 0, 10, partition=p) for p in range(4)]

@@ -70,6 +70,16 @@ def test_batch_is_cut_when_its_bytes_reach_the_cap() -> None:
     assert (closed[0].start, closed[0].end, closed[0].nbytes) == (0, 3, 120)
 
 
+def test_batch_is_cut_when_its_bytes_reach_the_cap_exactly() -> None:
+    # Given a batcher capped at 100 bytes
+    batcher = PartitionBatcher(max_records=1_000_000, max_bytes=100, linger_s=60)
+    # When two 50-byte chunks arrive
+    assert batcher.add(chunk(0, 1, nbytes=50), 0.0) == []
+    closed = batcher.add(chunk(1, 1, nbytes=50), 0.0)
+    # Then the batch closes at exactly 100 bytes
+    assert [(b.start, b.end, b.nbytes) for b in closed] == [(0, 2, 100)]
+
+
 @pytest.mark.parametrize("chunk_records", [1, 3, 7, 10, 25])
 def test_caps_are_soft_a_batch_exceeds_them_by_at_most_one_chunk(chunk_records: int) -> None:
     # Given a 10-record cap
@@ -453,21 +463,11 @@ def test_retransmit_everything_sends_each_unacked_batch_once() -> None:
     assert tracker.committable == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Consumer.receiveMsg_JobManagerMoved resends everything with "
-        "due_retransmits(float('inf')), which reschedules each batch at inf + timeout = inf: "
-        "if that resend or its ACK is lost, the batch is never retransmitted again and the "
-        "partition's committable offset stalls for good. Needs an explicit 'everything' "
-        "mode in AckTracker that keeps the real clock (batching.py + actors/consumer.py)."
-    ),
-)
 def test_batch_resent_to_a_new_job_manager_is_still_retransmitted_on_timeout() -> None:
     # Given a batch sent at t=0 and resent to a new JobManager at t=1 (everything at once)
     tracker = AckTracker(ack_timeout_s=2.0, max_ack_timeout_s=30.0)
     tracker.track(batch(0, 10), 0.0)
-    assert len(tracker.due_retransmits(float("inf"))) == 1
+    assert len(tracker.resend_all(1.0)) == 1
     # When that resend is lost and no ACK ever comes, even an hour later
     later = tracker.due_retransmits(3600.0)
     # Then the batch is retransmitted again

@@ -1,0 +1,263 @@
+"""/metrics, /healthz and /readyz of a real daemon on the embedded broker.
+
+The counters must move by exactly the amounts driven through the pipeline,
+the gauges must settle on the facts Kafka and the job store report, and the
+exposition must pass ``promtool check metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actorsys import metrics
+from actorsys.embedded_broker import EmbeddedBroker
+from actorsys.jobs.model import JobStatus
+from actorsys.jobs.open import open_job_store
+from actorsys.simulator import ProduceReport, produce
+from tests.support.checks import all_committed, jobs_unfinished
+from tests.support.daemon import DaemonProcess, new_daemon
+from tests.support.prom import Exposition, run_promtool
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 20_000
+PARTITIONS = 3
+WORKERS = 2
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            daemon.cleanup()
+
+
+def _daemon(tmp_path: Path, broker: EmbeddedBroker, topic: str, group: str = "g") -> DaemonProcess:
+    return new_daemon(
+        tmp_path,
+        "daemon",
+        bootstrap=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=group,
+        output_dir=tmp_path / "out",
+        job_store=f"sqlite:///{tmp_path}/jobs.db",
+        extra={"workers": {"count": WORKERS}},
+    )
+
+
+def _scrape(daemon: DaemonProcess) -> Exposition:
+    code, body = daemon.http("/metrics")
+    assert code == 200, body
+    return Exposition(body.decode())
+
+
+def _store_facts(job_store: str) -> tuple[int, int]:
+    """(DONE jobs, attempts made on them) according to the job store."""
+    store = open_job_store(job_store)
+    try:
+        done = store.list_jobs(JobStatus.DONE, limit=1_000_000)
+        return len(done), sum(job.attempts for job in done)
+    finally:
+        store.close()
+
+
+def _settled(m: Exposition, report: ProduceReport, done_jobs: int) -> bool:
+    """The periodic gauges caught up with the end state."""
+    ends = report.end_offsets
+    return (
+        m.by_label("actorsys_committed_offset", "partition") == {str(p): e for p, e in ends.items()}
+        and m.by_label("actorsys_high_watermark_offset", "partition")
+        == {str(p): e for p, e in ends.items()}
+        and m.sum("actorsys_consumer_lag_records") == 0
+        and m.value("actorsys_jobs", status="DONE") == done_jobs
+        and m.sum("actorsys_inflight_records") == 0
+        and len(m.by_label("actorsys_process_resident_memory_bytes", "role")) == len(metrics.ROLES)
+        and m.sum("actorsys_workers") == WORKERS
+        # librdkafka statistics come every 5 s
+        and m.value("actorsys_kafka_brokers_up") == 1
+    )
+
+
+def test_metrics_move_by_exactly_what_was_driven(
+    tmp_path: Path,
+    broker: EmbeddedBroker,
+    topic: str,
+    daemons: list[DaemonProcess],
+    promtool: str,
+) -> None:
+    # Given records, some malformed, in a topic of several partitions
+    report = produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=50,
+        rate=0,
+        count=RECORDS,
+        malformed_ratio=0.02,
+        partitions=PARTITIONS,
+        seed=3,
+    )
+    assert report.malformed > 0
+    job_store = f"sqlite:///{tmp_path}/jobs.db"
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    daemon = _daemon(tmp_path, broker, topic, group)
+    daemons.append(daemon.start())
+    daemon.wait_ready()
+
+    # When the daemon has committed everything and finished every job
+    def complete() -> bool:
+        daemon.check_alive()
+        return (
+            all_committed(broker.bootstrap_servers, group, topic, report)
+            and jobs_unfinished(job_store) == 0
+        )
+
+    wait_for(complete, 120, "every offset committed and every job done", 0.5)
+    done_jobs, attempts = _store_facts(job_store)
+
+    def settled() -> Exposition | None:
+        scraped = _scrape(daemon)
+        return scraped if _settled(scraped, report, done_jobs) else None
+
+    m = wait_for(settled, 20, "the gauges to settle on the end state", 0.5)
+
+    # Then records in = records out, per partition and in total
+    assert m.by_label("actorsys_records_consumed_total", "partition", topic=topic) == {
+        str(p): float(e) for p, e in report.end_offsets.items()
+    }
+    assert m.sum("actorsys_consumed_bytes_total") > 0
+    assert m.sum("actorsys_records_written_total") == report.valid
+    assert m.sum("actorsys_dead_letters_total") == report.malformed
+    # And every batch was sent once, stored once and ACKed once
+    sent = m.sum("actorsys_batches_sent_total", topic=topic)
+    assert sent == done_jobs
+    assert m.sum("actorsys_offset_chain_total", topic=topic, verdict="store") == done_jobs
+    assert m.sum("actorsys_ack_latency_seconds_count", topic=topic) == sent
+    assert m.sum("actorsys_offset_chain_total", verdict="out_of_order") == 0
+    # And jobs: finished = in the store = attempts = observed durations
+    assert m.value("actorsys_jobs_finished_total", status="DONE") == done_jobs
+    assert m.value("actorsys_job_attempts_total") == attempts == done_jobs
+    assert m.value("actorsys_job_duration_seconds_count", outcome="done") == done_jobs
+    assert m.sum("actorsys_job_attempt_failures_total") == 0
+    assert m.value("actorsys_jobs", status="FAILED") == 0
+    # And the Kafka side: committed = end offsets, no lag, nothing in flight or paused
+    assert m.sum("actorsys_consumer_lag_seconds") == 0
+    assert m.sum("actorsys_inflight_bytes") == 0
+    assert m.sum("actorsys_partition_paused") == 0
+    assert m.value("actorsys_assigned_partitions") == PARTITIONS
+    assert m.sum("actorsys_commits_total") > 0
+    assert m.sum("actorsys_commit_failures_total") == 0
+    assert m.value("actorsys_rebalances_total", kind="assign") >= 1
+    assert m.value("actorsys_kafka_brokers_up") == 1
+    # And processes: one per role, a Consumer per partition, the configured workers
+    processes = m.by_label("actorsys_processes", "role")
+    assert processes == {
+        **{role: 1.0 for role in metrics.ROLES},
+        "consumer": float(PARTITIONS),
+        "worker": float(WORKERS),
+    }
+    rss = m.by_label("actorsys_process_resident_memory_bytes", "role")
+    assert all(v > 10_000_000 for v in rss.values()), rss
+    assert m.value("actorsys_job_store_up") == 1
+    assert m.value("actorsys_ready") == 1
+    # And every family is declared in actorsys.metrics, with its help text
+    ours = {name for name in m.help if name.startswith("actorsys_")}
+    declared = {spec.name.removesuffix("_total") for spec in metrics.SPECS.values()}
+    assert ours <= declared, ours - declared
+    for spec in metrics.SPECS.values():
+        family = spec.name.removesuffix("_total")
+        if family in m.help:
+            assert m.help[family] == spec.help
+    # And promtool accepts the exposition (format and naming conventions)
+    checked = run_promtool(promtool, "check", "metrics", stdin=m.text)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()
+
+
+def test_health_endpoints_say_what_is_wrong(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given a daemon subscribed to a topic that does not exist (nothing to assign)
+    daemon = _daemon(tmp_path, broker, f"{topic}-missing")
+    daemons.append(daemon.start())
+
+    def answering() -> bool:
+        daemon.check_alive()
+        try:
+            return daemon.http("/healthz")[0] == 200
+        except OSError:
+            return False
+
+    wait_for(answering, 60, "/healthz to answer")
+    # Then /healthz says the process is alive
+    code, body = daemon.http("/healthz")
+    health = json.loads(body)
+    assert code == 200
+    assert health["status"] == "ok"
+    assert health["pid"] == daemon.proc.pid  # type: ignore[union-attr]
+    assert health["uptime_s"] >= 0
+
+    # And /readyz is 503 and names the failing check, once the rest is up
+    def readiness() -> dict | None:
+        code, body = daemon.http("/readyz")
+        doc = json.loads(body)
+        checks = doc.get("checks", {})
+        return doc if code == 503 and checks.get("components") and checks["broker"] else None
+
+    doc = wait_for(readiness, 60, "/readyz to report only the missing assignment", 0.25)
+    assert doc["ready"] is False
+    assert doc["checks"] == {
+        "actor_system": True,
+        "components": True,
+        "broker": True,
+        "assignment": False,
+        "job_store": True,
+    }
+    assert doc["problems"] == ["no partition assigned yet"]
+    # And /metrics reports the daemon as not ready
+    assert _scrape(daemon).value("actorsys_ready") == 0
+
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()
+
+
+def test_readyz_is_200_with_every_check_passing(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=5,
+        rate=0,
+        count=10,
+        malformed_ratio=0,
+        partitions=2,
+    )
+    daemon = _daemon(tmp_path, broker, topic)
+    daemons.append(daemon.start())
+    daemon.wait_ready()
+    code, body = daemon.http("/readyz")
+    assert code == 200
+    assert json.loads(body) == {
+        "ready": True,
+        "problems": [],
+        "checks": {
+            "actor_system": True,
+            "components": True,
+            "broker": True,
+            "assignment": True,
+            "job_store": True,
+        },
+    }
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()

@@ -1,0 +1,89 @@
+"""A job handler with injectable faults, for fault-injection tests and
+`scripts/chaos.py`. It wraps the real iot_parquet handler, so the output
+check still applies; configure it through ``[output.options]``:
+
+* ``delay_s``: sleep this long per job (a slow handler, to overload the pool);
+* ``pid_dir``: while a job runs, a file ``<pid>-<job id>`` exists there, so a
+  test can find a worker that is in the middle of a job;
+* ``state_dir`` + ``fail_first_attempt_every``: jobs whose id is a multiple of
+  N fail their first attempt (a marker file remembers it across processes);
+* ``poison_partition`` + ``poison_offset``: the job holding that record always
+  raises (it must end FAILED and be dead-lettered);
+* ``crash_partition`` + ``crash_offset``: the job holding that record kills its
+  worker process every time (it must end FAILED, not loop).
+
+Use as ``handler = "tests.support.handlers:FaultyHandler"``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from actorsys.handlers.api import DeadLetterSink, HandlerResult, HandlerSettings, JobInput
+from actorsys.handlers.iot_parquet import IotParquetHandler
+
+OWN_OPTIONS = frozenset(
+    {
+        "delay_s",
+        "pid_dir",
+        "state_dir",
+        "fail_first_attempt_every",
+        "poison_partition",
+        "poison_offset",
+        "crash_partition",
+        "crash_offset",
+    }
+)
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose by FaultyHandler."""
+
+
+class FaultyHandler:
+    def __init__(self, settings: HandlerSettings) -> None:
+        options = dict(settings.options)
+        self._own: dict[str, Any] = {k: options.pop(k) for k in list(options) if k in OWN_OPTIONS}
+        self._inner = IotParquetHandler(
+            HandlerSettings(settings.output_dir, settings.metrics, options)
+        )
+
+    def _covers(self, job: JobInput, kind: str) -> bool:
+        partition = self._own.get(f"{kind}_partition")
+        offset = self._own.get(f"{kind}_offset")
+        return (
+            partition is not None
+            and offset is not None
+            and job.partition == partition
+            and job.start <= offset < job.end
+        )
+
+    def handle(self, job: JobInput, dead_letters: DeadLetterSink) -> HandlerResult:
+        marker = None
+        if pid_dir := self._own.get("pid_dir"):
+            marker = Path(pid_dir) / f"{os.getpid()}-{job.job_id}"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        try:
+            if self._covers(job, "crash"):
+                os._exit(17)
+            if self._covers(job, "poison"):
+                raise InjectedFailure(
+                    f"poison record at {job.partition}:{self._own['poison_offset']}"
+                )
+            every = self._own.get("fail_first_attempt_every")
+            if every and job.job_id % int(every) == 0:
+                seen = Path(self._own["state_dir"]) / f"failed-once-{job.job_id}"
+                if not seen.exists():
+                    seen.parent.mkdir(parents=True, exist_ok=True)
+                    seen.touch()
+                    raise InjectedFailure(f"first attempt of job {job.job_id} fails")
+            if delay := float(self._own.get("delay_s", 0)):
+                time.sleep(delay)  # the simulated slow work itself, not synchronisation
+            return self._inner.handle(job, dead_letters)
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
