@@ -122,11 +122,16 @@ class WorkersConfig:
     # A worker that overran its lease is replaced at once and asked to exit; one
     # that is still alive this much later (hung, or stopped) is killed.
     stop_grace_s: float = 30.0
+    # Run `count` workers on the leader itself (worker hosts join with their own slots).
+    on_leader: bool = True
+    # A worker host whose agent has not answered heartbeats for this long is lost:
+    # its running jobs go back to the queue (Thespian itself takes ~22 minutes).
+    host_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.count < 0:
             raise ConfigError(f"[workers] count must be >= 0, got {self.count}")
-        _positive("workers", stop_grace_s=self.stop_grace_s)
+        _positive("workers", stop_grace_s=self.stop_grace_s, host_timeout_s=self.host_timeout_s)
 
     @property
     def effective_count(self) -> int:
@@ -150,6 +155,11 @@ class DaemonConfig:
     shutdown_grace_s: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"
+    # The address other hosts reach this daemon's actor system at (the
+    # convention address worker hosts join with `--convention HOST:PORT`).
+    advertised_host: str = "127.0.0.1"
+    # This host's name in metrics, status and job records ("" = the hostname).
+    host_name: str = ""
 
     def __post_init__(self) -> None:
         for name in ("admin_port", "metrics_port"):

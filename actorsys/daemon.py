@@ -23,14 +23,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from thespian.actors import ActorSystem
-
 from actorsys import __version__, metrics
+from actorsys.actor_system import start_actor_system
 from actorsys.actors.supervisor import Supervisor
 from actorsys.config import EMBEDDED, AppConfig
+from actorsys.convention import MemberCapabilities, default_host_name
 from actorsys.errors import ActorsysError, ConfigError
 from actorsys.jobs.open import open_job_store
-from actorsys.logs import configure_process_logging, thespian_log_defs
+from actorsys.logs import configure_process_logging
 from actorsys.messages import (
     Drain,
     Drained,
@@ -181,17 +181,7 @@ class Daemon:
         # Actor processes inherit the environment: every one writes its metrics here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         self._metrics_dir = metrics_dir
-        # Actor processes must not see the terminal's Ctrl-C: only this process
-        # handles it, by draining. They inherit SIG_IGN across fork.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            asys = ActorSystem(
-                "multiprocTCPBase",
-                {"Admin Port": daemon.admin_port},
-                logDefs=thespian_log_defs(daemon.log_level, daemon.log_format),
-            )
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        asys = start_actor_system(self._capabilities(), daemon.log_level, daemon.log_format)
         self._stack.callback(self._shutdown_actor_system, asys)
         self._procs.refresh()
         supervisor = asys.createActor(Supervisor)
@@ -206,6 +196,19 @@ class Daemon:
         if not isinstance(reply, SupervisorReady):
             raise StartupError(f"the actor system did not start within {START_TIMEOUT_S:.0f}s")
         return asys, supervisor
+
+    def _capabilities(self) -> dict[str, Any]:
+        """The leader of a Thespian convention: its own address is the convention
+        address that worker hosts join (`actorsys join --convention HOST:PORT`)."""
+        daemon = self.config.daemon
+        me = MemberCapabilities(
+            host=daemon.host_name or default_host_name(),
+            admin_port=daemon.admin_port,
+            leader=(daemon.advertised_host, daemon.admin_port),
+            worker_slots=0,  # the leader's own workers are created locally
+            consumer=False,  # and so is its Kafka consumer
+        )
+        return me.as_capabilities()
 
     def _shutdown_actor_system(self, asys: Any) -> None:
         self._procs.refresh()

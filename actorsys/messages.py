@@ -65,6 +65,62 @@ class WorkerStart:
     job_manager: Address
     worker_master: Address
     worker_id: str
+    host: str  # the host (member) name it was placed on, for status and job records
+
+
+@dataclass(frozen=True, slots=True)
+class HostAgentStart:
+    """WorkerMaster -> the HostAgent it placed on a worker host."""
+
+    member_id: str
+    host: str
+    lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    member_id: str
+    seq: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderLease:
+    """Sent by the leader's actors to the actors they placed, every few seconds.
+    An actor whose lease lapses (the leader died or was cut off) stops itself,
+    so no host keeps consuming or working for a leader that is gone."""
+
+    valid_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentHere:
+    """HostAgent -> the member's Watchdog (found by global name): drain me here."""
+
+    agent: Address
+
+
+@dataclass(frozen=True, slots=True)
+class DrainHost:
+    """`actorsys join` (on SIGTERM) -> its Watchdog -> the HostAgent."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostDraining:
+    """HostAgent -> WorkerMaster (-> Supervisor): this host is leaving; retire its
+    workers after their current job and stop its consumer after a commit."""
+
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetireWorker:
+    """WorkerMaster -> Worker: finish the current job, take no more, exit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +128,11 @@ class KafkaConsumerStart:
     config: AppConfig
     bootstrap_servers: str
     job_manager: Address
+    member: str = ""  # set when placed on a member system (a second consumer daemon)
+
+    @property
+    def role(self) -> str:
+        return f"kafka_consumer@{self.member}" if self.member else "kafka_consumer"
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,10 @@ from actorsys.offset_chain import ChainVerdict
 log = logging.getLogger("actorsys.job_manager")
 
 TICK_S = 1.0
-EXPIRY_EVERY_TICKS = 10
+HEARTBEAT_EVERY_TICKS = 2
+ORPHAN_CHECK_EVERY_TICKS = 5
+# A JobManager silent this long is dead: its RUNNING jobs are taken back.
+MANAGER_SILENT_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +124,10 @@ class JobManager(ActorTypeDispatcher):
         try:
             # Jobs are claimed in this JobManager's name: after a restart it takes
             # back only its own, when several daemons share one store.
-            self._owner = f"{os.uname().nodename}:{msg.config.daemon.admin_port}"
+            daemon = msg.config.daemon
+            self._owner = f"{daemon.host_name or os.uname().nodename}:{daemon.admin_port}"
             self._store = open_job_store(jobs.store)
+            self._store.heartbeat(self._owner, time.time())
             recovered = self._store.recover_running(time.time(), owner=self._owner)
             self._unfinished = self._count_unfinished()
         except ActorsysError as exc:
@@ -386,8 +391,10 @@ class JobManager(ActorTypeDispatcher):
             self.send(self.myAddress, ActorExitRequest())
             return
         self._ticks += 1
-        if self._ticks % EXPIRY_EVERY_TICKS == 0:
-            self._requeue_expired()
+        if self._ticks % HEARTBEAT_EVERY_TICKS == 0:
+            self._heartbeat()
+        if self._ticks % ORPHAN_CHECK_EVERY_TICKS == 0:
+            self._requeue_orphaned()
         now = time.monotonic()
         for worker_id, lease in list(self._leases.items()):
             if lease.deadline <= now:
@@ -417,18 +424,30 @@ class JobManager(ActorTypeDispatcher):
         self._push_status()
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
-    def _requeue_expired(self) -> None:
-        """Jobs RUNNING far past any lease belong to a daemon that died while
-        sharing this store: nobody else would ever run them again."""
-        assert self._store is not None and self._config is not None
-        cutoff = time.time() - 2 * self._config.jobs.job_timeout_s
+    def _heartbeat(self) -> None:
+        assert self._store is not None
         try:
-            count = self._store.requeue_expired(cutoff, time.time())
+            self._store.heartbeat(self._owner, time.time())
         except JobStoreError as exc:
-            self._errors.log(logging.ERROR, "expire", "job store: %s", exc)
+            self._errors.log(logging.ERROR, "heartbeat", "job store: %s", exc)
+
+    def _requeue_orphaned(self) -> None:
+        """RUNNING jobs of a JobManager that stopped heartbeating (its daemon died,
+        possibly on another host sharing this store) would never finish: take
+        them back. Their late completions, if any, carry stale tokens."""
+        assert self._store is not None
+        try:
+            count = self._store.requeue_orphaned(time.time() - MANAGER_SILENT_S, time.time())
+        except JobStoreError as exc:
+            self._errors.log(logging.ERROR, "orphans", "job store: %s", exc)
             return
         if count:
-            log.warning("requeued %d job(s) whose daemon stopped running them", count)
+            log.warning(
+                "requeued %d job(s) of a job manager that stopped (no heartbeat for %.0fs)",
+                count,
+                MANAGER_SILENT_S,
+            )
+            self._unfinished = self._count_unfinished()
             self.send(self._worker_master, JobsAvailable())
 
     # --- draining ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from actorsys import metrics
 from actorsys.actors.consumer import Consumer as PartitionConsumer
 from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig
+from actorsys.convention import capability_check
 from actorsys.flow import FlowControl, TopicPartition
 from actorsys.kafka_clients import consumer_properties
 from actorsys.lag import ClientStats, TimeLag
@@ -37,6 +38,7 @@ from actorsys.messages import (
     FlushPartition,
     JobManagerMoved,
     KafkaConsumerStart,
+    LeaderLease,
     PartitionProgress,
     RecordChunk,
     StartFailed,
@@ -67,6 +69,12 @@ class _Drain:
 
 
 class KafkaConsumerActor(ActorTypeDispatcher):
+    @staticmethod
+    def actorSystemCapabilityCheck(
+        capabilities: dict[str, Any], requirements: dict[str, Any]
+    ) -> bool:
+        return capability_check(capabilities, requirements)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._config: AppConfig | None = None
@@ -84,6 +92,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._client_stats = ClientStats()  # brokers up, committed offsets
         self._rebalances = 0
         self._parent = ParentWatch()
+        self._lease_until: float | None = None
+        self._role = "kafka_consumer"
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -109,11 +119,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 on_lost=self._on_lost,
             )
         except (KafkaException, ValueError, TypeError) as exc:
-            self.send(
-                sender, StartFailed("kafka_consumer", f"cannot create the Kafka consumer: {exc}")
-            )
+            self.send(sender, StartFailed(msg.role, f"cannot create the Kafka consumer: {exc}"))
             return
-        self.send(sender, ComponentReady("kafka_consumer"))
+        self._role = msg.role
+        self.send(sender, ComponentReady(msg.role))
         self.wakeupAfter(timedelta(0), payload=POLL)
         self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
 
@@ -133,7 +142,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             delay = 0.0 if got else self._config.flow.poll_interval_ms / 1000  # type: ignore[union-attr]
             self.wakeupAfter(timedelta(seconds=delay), payload=POLL)
         elif msg.payload == HOUSEKEEPING:
-            if self._parent.orphaned():
+            lease_lapsed = self._lease_until is not None and time.monotonic() > self._lease_until
+            if self._parent.orphaned() or lease_lapsed:
                 log.warning("the Supervisor is gone; closing the Kafka consumer and exiting")
                 self._close()
                 self.send(self.myAddress, ActorExitRequest())
@@ -478,7 +488,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self.send(
             self._supervisor,
             ComponentStatus(
-                "kafka_consumer",
+                self._role,
                 {
                     "partitions": partitions,
                     "broker_ok": self._client_stats.broker_ok,
@@ -488,6 +498,11 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 },
             ),
         )
+
+    def receiveMsg_LeaderLease(self, msg: LeaderLease, sender: Any) -> None:
+        # Placed on a member by the leader: leave the group if the leader goes silent,
+        # rather than holding partitions nobody can ACK.
+        self._lease_until = time.monotonic() + msg.valid_s
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("kafka consumer ignores %s", type(msg).__name__)

@@ -10,29 +10,44 @@ requests from the latest snapshot each component pushes.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorTypeDispatcher, ChildActorExited, WakeupMessage
+from thespian.actors import (
+    ActorExitRequest,
+    ActorSystemConventionUpdate,
+    ActorTypeDispatcher,
+    ChildActorExited,
+    WakeupMessage,
+)
 
-from actorsys import metrics
+from actorsys import __version__, metrics
 from actorsys.actors.job_manager import JobManager
 from actorsys.actors.kafka_consumer import KafkaConsumerActor
-from actorsys.actors.worker_master import WorkerMaster
+from actorsys.actors.lifeline import end_actor_system_if_orphaned
+from actorsys.actors.worker_master import LEADER_LEASE_S, WorkerMaster
+from actorsys.convention import (
+    CONSUMER,
+    MEMBER_ID,
+    VERSION,
+    default_host_name,
+    member_id,
+    placed_on,
+)
 from actorsys.messages import (
     ComponentReady,
     ComponentStatus,
     ConsumingStopped,
     Drain,
     Drained,
+    HostDraining,
     JobManagerMoved,
     JobManagerStart,
     JobsQuiesced,
     KafkaConsumerStart,
+    LeaderLease,
     QuiesceJobs,
     StartFailed,
     StatusReport,
@@ -59,7 +74,10 @@ WATCHDOG_S = 2.0
 class _DrainState:
     reply_to: Any
     deadline: float
-    consuming_clean: bool = False
+    consuming_clean: bool = True
+    # Kafka consumers (this system's and members') whose ConsumingStopped is awaited.
+    # (A list: Thespian's ActorAddress is unhashable; found by equality.)
+    waiting_for: list[Any] = field(default_factory=list)
 
 
 class Supervisor(ActorTypeDispatcher):
@@ -72,12 +90,19 @@ class Supervisor(ActorTypeDispatcher):
         self._restarts: dict[str, int] = {}
         self._status: dict[str, dict[str, Any]] = {}
         self._drain: _DrainState | None = None
+        # Kafka consumers placed on member systems (second consumer daemons), by member.
+        self._remote_consumers: dict[str, Any] = {}
+        # Consumers of draining members, as (address, member id) pairs.
+        self._leaving: list[tuple[Any, str]] = []
+        self._local_member = ""
 
     # --- start-up -------------------------------------------------------------------------
 
     def receiveMsg_SupervisorStart(self, msg: SupervisorStart, sender: Any) -> None:
         self._start = msg
         self._starter = sender
+        daemon = msg.config.daemon
+        self._local_member = member_id(daemon.host_name or default_host_name(), daemon.admin_port)
         self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WATCHDOG)
         # The JobManager and the WorkerMaster need each other's address: create both,
         # then start them. The Kafka consumer starts once the JobManager is ready.
@@ -102,6 +127,8 @@ class Supervisor(ActorTypeDispatcher):
         if msg.role == JOB_MANAGER and KAFKA_CONSUMER not in self._children:
             self._children[KAFKA_CONSUMER] = self.createActor(KafkaConsumerActor)
             self._start_role(KAFKA_CONSUMER)
+            # Members that offer to consume get a Kafka consumer of their own.
+            self.notifyOnSystemRegistrationChanges(True)
         if self._starter is not None and self._ready >= set(ROLES):
             self.send(self._starter, SupervisorReady())
             self._starter = None
@@ -112,9 +139,68 @@ class Supervisor(ActorTypeDispatcher):
             self.send(self._starter, msg)
             self._starter = None
 
+    # --- second consumer daemons on member systems ------------------------------------------
+
+    def receiveMsg_ActorSystemConventionUpdate(
+        self, msg: ActorSystemConventionUpdate, sender: Any
+    ) -> None:
+        caps = msg.remoteCapabilities or {}
+        member = caps.get(MEMBER_ID)
+        if not member or member == self._local_member or self._drain is not None:
+            return
+        wanted = bool(msg.remoteAdded and caps.get(CONSUMER) and caps.get(VERSION) == __version__)
+        current = self._remote_consumers.get(member)
+        if wanted and current is None:
+            log.info("member %s consumes too: placing a Kafka consumer there", member)
+            self._place_consumer(member)
+        elif not wanted and current is not None:
+            # It left, or is draining (consume capability withdrawn): stop it.
+            del self._remote_consumers[member]
+            self.send(current, StopConsuming(deadline_s=10.0))
+            self.send(current, ActorExitRequest())
+
+    def _place_consumer(self, member: str) -> None:
+        assert self._start is not None
+        address = self.createActor(KafkaConsumerActor, targetActorRequirements=placed_on(member))
+        self._remote_consumers[member] = address
+        self.send(
+            address,
+            KafkaConsumerStart(
+                self._start.config,
+                self._start.bootstrap_servers,
+                self._children.get(JOB_MANAGER),
+                member,
+            ),
+        )
+
+    def receiveMsg_HostDraining(self, msg: HostDraining, sender: Any) -> None:
+        """A member leaves: its consumer commits what is ACKed, then exits."""
+        consumer = self._remote_consumers.pop(msg.member_id, None)
+        if consumer is not None:
+            self._leaving.append((consumer, msg.member_id))
+            self.send(consumer, StopConsuming(deadline_s=10.0))
+
+    def _take_leaving(self, address: Any) -> str | None:
+        for entry in self._leaving:
+            if entry[0] == address:
+                self._leaving.remove(entry)
+                return entry[1]
+        return None
+
+    def _lease_members(self) -> None:
+        lease = LeaderLease(LEADER_LEASE_S)
+        for address in self._remote_consumers.values():
+            self.send(address, lease)
+
     # --- restarts -------------------------------------------------------------------------
 
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:
+        if self._take_leaving(msg.childAddress) is not None:
+            return
+        member = next((m for m, a in self._remote_consumers.items() if a == msg.childAddress), None)
+        if member is not None:
+            self._remote_consumer_exited(member)
+            return
         role = next((r for r, a in self._children.items() if a == msg.childAddress), None)
         if role is None or self._drain is not None:
             return  # a duplicate notice, or an exit we asked for
@@ -127,27 +213,36 @@ class Supervisor(ActorTypeDispatcher):
         log.error("%s exited; recreating it in %.1fs (restart #%d)", role, delay, count + 1)
         self.wakeupAfter(timedelta(seconds=delay), payload=("restart", role))
 
+    def _remote_consumer_exited(self, member: str) -> None:
+        del self._remote_consumers[member]
+        if self._drain is not None:
+            return
+        key = f"{KAFKA_CONSUMER}@{member}"
+        count = self._restarts.get(key, 0)
+        self._restarts[key] = count + 1
+        delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
+        log.error("the Kafka consumer on %s exited; placing a new one in %.1fs", member, delay)
+        self.wakeupAfter(timedelta(seconds=delay), payload=("replace-consumer", member))
+
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if isinstance(msg.payload, tuple) and msg.payload[0] == "restart":
             self._recreate(msg.payload[1])
+        elif isinstance(msg.payload, tuple) and msg.payload[0] == "replace-consumer":
+            if self._drain is None and msg.payload[1] not in self._remote_consumers:
+                self._place_consumer(msg.payload[1])
+        elif msg.payload == "drain-deadline":
+            if self._drain is not None and self._drain.waiting_for:
+                self._drain.consuming_clean = False
+                self._drain.waiting_for.clear()
+                self._quiesce_jobs()
         elif msg.payload == WATCHDOG:
             self._watch_daemon()
+            self._lease_members()
 
     def _watch_daemon(self) -> None:
-        """An actor system whose daemon died (kill -9) must not run on alone:
-        nobody would drain it or stop it, and a restarted daemon would race it.
-        Thespian gives the actor system a process group of its own, so ending
-        that group ends exactly this actor system."""
         assert self._start is not None
-        try:
-            os.kill(self._start.daemon_pid, 0)
-        except ProcessLookupError:
-            group = os.getpgid(0)
-            if group != self._start.daemon_pgid:
-                log.error(
-                    "the daemon (pid %d) is gone; ending its actor system", self._start.daemon_pid
-                )
-                os.killpg(group, signal.SIGKILL)
+        if end_actor_system_if_orphaned(self._start.daemon_pid, self._start.daemon_pgid):
+            return
         metrics.process_memory("supervisor")
         self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WATCHDOG)
 
@@ -160,6 +255,8 @@ class Supervisor(ActorTypeDispatcher):
             for other in (WORKER_MASTER, KAFKA_CONSUMER):
                 if other in self._children:
                     self.send(self._children[other], JobManagerMoved(address))
+            for consumer in self._remote_consumers.values():
+                self.send(consumer, JobManagerMoved(address))
         elif role == WORKER_MASTER and JOB_MANAGER in self._children:
             self.send(self._children[JOB_MANAGER], WorkerMasterMoved(address))
 
@@ -167,22 +264,38 @@ class Supervisor(ActorTypeDispatcher):
 
     def receiveMsg_Drain(self, msg: Drain, sender: Any) -> None:
         self._drain = _DrainState(sender, time.monotonic() + msg.grace_s)
-        consumer = self._children.get(KAFKA_CONSUMER)
-        if consumer is None:
+        consumers = [
+            a
+            for a in (self._children.get(KAFKA_CONSUMER), *self._remote_consumers.values())
+            if a is not None
+        ]
+        if not consumers:
             self._quiesce_jobs()
             return
-        self.send(consumer, StopConsuming(deadline_s=msg.grace_s * 0.5))
+        # Every consumer — this system's and the members' — flushes, waits for its
+        # ACKs and commits, while the JobManager is still here to ACK.
+        self._drain.waiting_for = list(consumers)
+        for consumer in consumers:
+            self.send(consumer, StopConsuming(deadline_s=msg.grace_s * 0.5))
+        self.wakeupAfter(timedelta(seconds=msg.grace_s * 0.5 + 2), payload="drain-deadline")
 
     def receiveMsg_ConsumingStopped(self, msg: ConsumingStopped, sender: Any) -> None:
-        if self._drain is None:
+        if (member := self._take_leaving(sender)) is not None:
+            log.info("the consumer on %s committed and left", member)
+            self.send(sender, ActorExitRequest())
             return
-        self._drain.consuming_clean = msg.clean
+        drain = self._drain
+        if drain is None or sender not in drain.waiting_for:
+            return
+        drain.waiting_for.remove(sender)
+        drain.consuming_clean = drain.consuming_clean and msg.clean
         log.info(
             "consuming stopped (%s); committed %s",
             "clean" if msg.clean else "deadline reached",
             ", ".join(f"{t}[{p}]={o}" for t, p, o in msg.committed) or "nothing new",
         )
-        self._quiesce_jobs()
+        if not drain.waiting_for:
+            self._quiesce_jobs()
 
     def _quiesce_jobs(self) -> None:
         assert self._drain is not None

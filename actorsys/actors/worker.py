@@ -20,6 +20,7 @@ from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
 from actorsys import metrics
 from actorsys.actors.lifeline import ParentWatch
+from actorsys.convention import capability_check
 from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
@@ -31,8 +32,10 @@ from actorsys.messages import (
     JobDone,
     JobFailed,
     JobManagerMoved,
+    LeaderLease,
     NoJobAvailable,
     RequestJob,
+    RetireWorker,
     WorkerHello,
     WorkerStart,
 )
@@ -45,6 +48,12 @@ TICK_S = 1.0
 
 
 class Worker(ActorTypeDispatcher):
+    @staticmethod
+    def actorSystemCapabilityCheck(
+        capabilities: dict[str, Any], requirements: dict[str, Any]
+    ) -> bool:
+        return capability_check(capabilities, requirements)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start: WorkerStart | None = None
@@ -54,10 +63,13 @@ class Worker(ActorTypeDispatcher):
         self._asked_at: float | None = None
         self._host = os.uname().nodename
         self._parent = ParentWatch()
+        self._lease_until: float | None = None  # the leader's lease, once one arrived
+        self._retiring = False
 
     def receiveMsg_WorkerStart(self, msg: WorkerStart, sender: Any) -> None:
         self._start = msg
         self._job_manager = msg.job_manager
+        self._host = msg.host
         output = msg.config.output
         try:
             factory = load_handler_factory(output.handler)
@@ -81,6 +93,13 @@ class Worker(ActorTypeDispatcher):
             )
             self.send(self.myAddress, ActorExitRequest())
             return
+        if self._lease_until is not None and time.monotonic() > self._lease_until:
+            log.warning(
+                "%s: the leader has been silent past its lease; exiting",
+                self._start.worker_id if self._start else "worker",
+            )
+            self.send(self.myAddress, ActorExitRequest())
+            return
         metrics.process_memory("worker")
         if self._asked_at is not None:
             self._ask()  # a request went unanswered: ask again once it is overdue
@@ -96,6 +115,17 @@ class Worker(ActorTypeDispatcher):
 
     def receiveMsg_NoJobAvailable(self, msg: NoJobAvailable, sender: Any) -> None:
         self._asked_at = None
+        if self._retiring:
+            self.send(self.myAddress, ActorExitRequest())
+
+    def receiveMsg_LeaderLease(self, msg: LeaderLease, sender: Any) -> None:
+        self._lease_until = time.monotonic() + msg.valid_s
+
+    def receiveMsg_RetireWorker(self, msg: RetireWorker, sender: Any) -> None:
+        """Take no more jobs; leave once the request in flight (if any) is answered."""
+        self._retiring = True
+        if self._asked_at is None:
+            self.send(self.myAddress, ActorExitRequest())
 
     def receiveMsg_JobAssignment(self, msg: JobAssignment, sender: Any) -> None:
         self._asked_at = None
@@ -151,6 +181,9 @@ class Worker(ActorTypeDispatcher):
 
     def _ask(self) -> None:
         if self._start is None or self._handler is None:
+            return
+        if self._retiring:
+            self.send(self.myAddress, ActorExitRequest())
             return
         now = time.monotonic()
         # One request outstanding at a time; ask again if its answer seems lost.

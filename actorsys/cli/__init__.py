@@ -60,13 +60,14 @@ def main() -> None:
 
 
 def _register() -> None:
-    from actorsys.cli import broker, jobs, run, simulate, status
+    from actorsys.cli import broker, jobs, join, run, simulate, status
 
     main.add_command(run.run)
     main.add_command(broker.broker)
     main.add_command(simulate.simulate)
     main.add_command(status.status)
     main.add_command(jobs.jobs)
+    main.add_command(join.join)
 
 
 _register()

@@ -89,6 +89,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_done ON jobs (finished_at) WHERE status = 'DONE'",
         ),
     ),
+    Migration(
+        2,
+        "job manager heartbeats, so any job manager can take back a dead one's jobs",
+        (
+            """CREATE TABLE job_managers (
+                owner TEXT PRIMARY KEY,
+                heartbeat_at {float} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -48,7 +48,7 @@ _JOB_COLUMNS = (
 )
 
 RECOVERED_REASON = "interrupted: the job manager restarted while it was RUNNING"
-EXPIRED_REASON = "lease expired: the daemon running it stopped answering"
+EXPIRED_REASON = "interrupted: the job manager that ran it stopped (no heartbeat)"
 
 # The SQL below guards each move with "WHERE status = <source>"; check once, at
 # import, that the state machine in model.py allows every one of them.
@@ -252,12 +252,26 @@ class SqlJobStore(ABC):
             # Worker names are "<owner>/<worker id>": only this daemon's own jobs.
             return tx.run(f"{sql} AND worker LIKE ?", (RECOVERED_REASON, f"{owner}/%"))
 
-    def requeue_expired(self, started_before: float, now: float) -> int:
-        with self._tx("requeue_expired") as tx:
+    def heartbeat(self, owner: str, now: float) -> None:
+        with self._tx("heartbeat") as tx:
+            # Portable upsert: both SQLite and PostgreSQL know ON CONFLICT ... DO UPDATE.
+            tx.run(
+                "INSERT INTO job_managers (owner, heartbeat_at) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (owner, now),
+            )
+
+    def requeue_orphaned(self, silent_since: float, now: float) -> int:
+        # RUNNING jobs are claimed as "<owner>/<host>/<worker>"; an owner whose
+        # heartbeat is older than silent_since (or was never recorded) is gone.
+        with self._tx("requeue_orphaned") as tx:
             return tx.run(
                 f"UPDATE jobs SET status = {PENDING}, next_attempt_at = NULL, last_error = ?"
-                f" WHERE status = {RUNNING} AND started_at < ?",
-                (EXPIRED_REASON, started_before),
+                f" WHERE status = {RUNNING} AND NOT EXISTS (SELECT 1 FROM job_managers m"
+                # The pattern's "/%" is a parameter: a literal % means different
+                # things to the two drivers' placeholder syntaxes.
+                " WHERE jobs.worker LIKE m.owner || ? AND m.heartbeat_at >= ?)",
+                (EXPIRED_REASON, "/%", silent_since),
             )
 
     def retry_failed(self, job_id: int | None, now: float) -> int:

@@ -59,9 +59,14 @@ class JobStore(Protocol):
         when several daemons share the store). Returns how many."""
         ...
 
-    def requeue_expired(self, started_before: float, now: float) -> int:
-        """RUNNING jobs started before ``started_before`` (wall clock) go back to
-        PENDING: their daemon died and nobody else would ever run them."""
+    def heartbeat(self, owner: str, now: float) -> None:
+        """Record that the JobManager ``owner`` is alive (every few seconds)."""
+        ...
+
+    def requeue_orphaned(self, silent_since: float, now: float) -> int:
+        """RUNNING jobs claimed by a JobManager whose last heartbeat is older
+        than ``silent_since`` (wall clock) go back to PENDING: it died, and
+        nobody else would ever run them. Returns how many."""
         ...
 
     def retry_failed(self, job_id: int | None, now: float) -> int:

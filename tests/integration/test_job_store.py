@@ -439,17 +439,24 @@ def test_recover_running_of_one_owner_leaves_other_daemons_jobs(job_store: JobSt
     assert {job_store.get(i).status for i in (ids[0], ids[2])} == {JobStatus.PENDING}
 
 
-def test_requeue_expired_frees_jobs_of_a_dead_daemon(job_store: JobStore) -> None:
-    # Given one job running since T0 and one since T0 + 100
-    ids = [stored_job(job_store, 0, 10, partition=p) for p in range(2)]
-    assert job_store.claim(ids[0], "dead:1/worker-1", T0)
-    assert job_store.claim(ids[1], "live:1/worker-1", T0 + 100)
-    # When jobs started before T0 + 50 are requeued
-    assert job_store.requeue_expired(T0 + 50, T0 + 101) == 1
-    # Then only the old one is PENDING again, with the reason recorded
+def test_requeue_orphaned_takes_back_jobs_of_a_silent_job_manager(job_store: JobStore) -> None:
+    # Given two job managers sharing the store, one of which stopped heartbeating
+    job_store.heartbeat("dead:1", T0)
+    job_store.heartbeat("live:1", T0 + 100)
+    ids = [stored_job(job_store, 0, 10, partition=p) for p in range(3)]
+    assert job_store.claim(ids[0], "dead:1/h/worker-1", T0)
+    assert job_store.claim(ids[1], "live:1/h/worker-1", T0 + 100)
+    assert job_store.claim(ids[2], "never-seen:1/h/worker-1", T0 + 100)
+    # When jobs of managers silent since before T0 + 50 are taken back
+    assert job_store.requeue_orphaned(T0 + 50, T0 + 101) == 2
+    # Then the dead (and the never-heard-of) manager's jobs are PENDING, with a reason
     old = job_store.get(ids[0])
-    assert old.status is JobStatus.PENDING and "lease expired" in (old.last_error or "")
+    assert old.status is JobStatus.PENDING and "no heartbeat" in (old.last_error or "")
+    assert job_store.get(ids[2]).status is JobStatus.PENDING
     assert job_store.get(ids[1]).status is JobStatus.RUNNING
+    # And a heartbeat moves forward on the same row
+    job_store.heartbeat("dead:1", T0 + 200)
+    assert job_store.claim_next("x", T0 + 201) is not None
 
 
 def test_retry_failed_one_and_all(job_store: JobStore) -> None:
