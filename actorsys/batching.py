@@ -30,8 +30,10 @@ class Batch:
 class PartitionBatcher:
     """Joins record chunks into batches cut by record count, bytes and linger.
 
-    ``max_records`` and ``max_bytes`` are soft caps: a batch closes as soon as
-    it reaches one, so it may exceed it by at most one chunk.
+    A chunk that would push the open batch past ``max_records`` or
+    ``max_bytes`` closes it first, so with chunks no larger than a batch (the
+    KafkaConsumerActor cuts them so) a batch never exceeds ``max_records``;
+    only a single chunk larger than ``max_bytes`` makes a batch over it.
     """
 
     def __init__(self, max_records: int, max_bytes: int, linger_s: float) -> None:
@@ -60,6 +62,11 @@ class PartitionBatcher:
         if self._count and (chunk.start != self._end or chunk.starts_assignment):
             # The position jumped (a seek after a restart): never let one batch
             # claim offsets it did not read.
+            closed.append(self._cut())
+        elif self._count and (
+            self._count + chunk.record_count > self._max_records
+            or self._nbytes + len(chunk.payload) > self._max_bytes
+        ):
             closed.append(self._cut())
         if not self._count:
             self._start = chunk.start

@@ -165,9 +165,9 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             return 0
         pack = self._packer.pack
         # Per partition: packed records, and the offset of the first and last one.
+        # Per partition: the packed records and their offsets, in order.
         parts_by_tp: dict[TopicPartition, list[bytes]] = {}
-        first_by_tp: dict[TopicPartition, int] = {}
-        last_by_tp: dict[TopicPartition, int] = {}
+        offsets_by_tp: dict[TopicPartition, list[int]] = {}
         for m in messages:
             if m.error() is not None:
                 self._on_message_error(m)
@@ -179,22 +179,31 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             parts = parts_by_tp.get(tp)
             if parts is None:
                 parts_by_tp[tp] = [packed]
-                first_by_tp[tp] = offset
+                offsets_by_tp[tp] = [offset]
             else:
                 parts.append(packed)
-            last_by_tp[tp] = offset
+                offsets_by_tp[tp].append(offset)
         for tp, parts in parts_by_tp.items():
-            self._forward(tp, parts, first_by_tp[tp], last_by_tp[tp])
+            self._forward(tp, parts, offsets_by_tp[tp])
         self._records_consumed += len(messages)
         self._apply_flow()
         return len(messages)
 
-    def _forward(self, tp: TopicPartition, parts: list[bytes], first: int, last: int) -> None:
+    def _forward(self, tp: TopicPartition, parts: list[bytes], offsets: list[int]) -> None:
         part = self._partitions.get(tp)
         if part is None:
             # Records of a partition revoked in this very poll: drop them, never
             # deliver late (the new owner reads them; the offset chain dedupes).
             return
+        # Chunks of at most one batch, so the Consumer can keep max_records exact.
+        step = self._config.batching.max_records  # type: ignore[union-attr]
+        for i in range(0, len(parts), step):
+            chunk_offsets = offsets[i : i + step]
+            self._send_chunk(tp, part, parts[i : i + step], chunk_offsets[0], chunk_offsets[-1])
+
+    def _send_chunk(
+        self, tp: TopicPartition, part: _Partition, parts: list[bytes], first: int, last: int
+    ) -> None:
         starts_assignment = part.position is None or first < part.position
         start = first if starts_assignment else part.position
         payload = b"".join(parts)

@@ -65,9 +65,9 @@ def test_batch_is_cut_when_its_bytes_reach_the_cap() -> None:
     closed = [*batcher.add(chunk(0, 1, nbytes=40), 0.0), *batcher.add(chunk(1, 1, nbytes=40), 0.0)]
     assert closed == []
     closed = batcher.add(chunk(2, 1, nbytes=40), 0.0)
-    # Then the batch closes at the chunk that takes it to the cap (120 >= 100)
+    # Then the chunk that would take it past the cap (120 > 100) closes it first
     assert len(closed) == 1
-    assert (closed[0].start, closed[0].end, closed[0].nbytes) == (0, 3, 120)
+    assert (closed[0].start, closed[0].end, closed[0].nbytes) == (0, 2, 80)
 
 
 def test_batch_is_cut_when_its_bytes_reach_the_cap_exactly() -> None:
@@ -81,17 +81,18 @@ def test_batch_is_cut_when_its_bytes_reach_the_cap_exactly() -> None:
 
 
 @pytest.mark.parametrize("chunk_records", [1, 3, 7, 10, 25])
-def test_caps_are_soft_a_batch_exceeds_them_by_at_most_one_chunk(chunk_records: int) -> None:
+def test_a_chunk_that_would_overflow_closes_the_open_batch_first(chunk_records: int) -> None:
     # Given a 10-record cap
     batcher = PartitionBatcher(max_records=10, max_bytes=1_000_000, linger_s=60)
     # When many equal chunks arrive
     batches = []
     for i in range(20):
         batches += batcher.add(chunk(i * chunk_records, chunk_records), 0.0)
-    # Then every batch reached the cap, and overshot it by less than one chunk
+    # Then no batch holds more than the cap (unless one chunk alone is bigger), and
+    # each holds as many whole chunks as fit
     assert batches
     for b in batches:
-        assert 10 <= b.record_count < 10 + chunk_records
+        assert b.record_count == max(chunk_records, (10 // chunk_records) * chunk_records)
     # And together they cover the offsets without a hole or an overlap
     assert [b.start for b in batches[1:]] == [b.end for b in batches[:-1]]
 
@@ -249,9 +250,15 @@ def test_batches_tile_the_chunks_exactly(counts: list[int], max_records: int) ->
     assert all(a.end == b.start for a, b in itertools.pairwise(batches))
     assert sum(b.record_count for b in batches) == position
     assert b"".join(b.payload for b in batches) == b"".join(c.payload for c in chunks)
-    # And none but the last exceeds the cap by a whole chunk or stops short of it
-    for b in batches[:-1]:
-        assert max_records <= b.record_count < max_records + max(counts)
+    # And a batch exceeds the cap only when it is one oversized chunk, and
+    # closes early only when the next chunk would not have fitted
+    for b, nxt in itertools.pairwise(batches):
+        sizes = [c.record_count for c in chunks if b.start <= c.start < b.end]
+        assert b.record_count <= max_records or len(sizes) == 1
+        following = next(c for c in chunks if c.start == nxt.start)
+        assert b.record_count >= max_records or (
+            b.record_count + following.record_count > max_records
+        )
 
 
 # --- AckTracker: the committable offset -----------------------------------------------------
