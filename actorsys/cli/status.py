@@ -27,7 +27,6 @@ def _mib(n: int | None) -> str:
 
 def render(status: dict[str, Any]) -> str:
     comp = status.get("components", {})
-    kafka = comp.get("kafka_consumer", {})
     manager = comp.get("job_manager", {})
     pool = comp.get("worker_master", {})
     sup = comp.get("supervisor", {})
@@ -38,18 +37,27 @@ def render(status: dict[str, Any]) -> str:
         f"restarts: {sup.get('restarts') or '-'}   rss: {_mib(status.get('rss_bytes'))}",
         "",
         f"{'PARTITION':<28} {'COMMITTED':>10} {'HIGH':>10} {'LAG':>8} {'IN-FLIGHT':>10} "
-        f"{'BYTES':>10}  PAUSED",
+        f"{'BYTES':>10}  PAUSED  CONSUMER",
     ]
-    for p in kafka.get("partitions", []):
+    # "kafka_consumer" is the leader's; "kafka_consumer@<member>" one on another host.
+    rows = [
+        (role.partition("@")[2] or "leader", p)
+        for role, c in sorted(comp.items())
+        if role.startswith("kafka_consumer")
+        for p in c.get("partitions", [])
+    ]
+    for owner, p in rows:
+        where = f"{p['topic']}[{p['partition']}]"
+        paused = "yes" if p.get("paused") else "no"
         lines.append(
-            f"{p['topic'] + '[' + str(p['partition']) + ']':<28} "
-            f"{_dash(p.get('committed')):>10} {_dash(p.get('high_watermark')):>10} "
+            f"{where:<28} {_dash(p.get('committed')):>10} {_dash(p.get('high_watermark')):>10} "
             f"{_dash(p.get('lag')):>8} {p.get('inflight_records', 0):>10} "
-            f"{p.get('inflight_bytes', 0):>10}  {'yes' if p.get('paused') else 'no'}"
+            f"{p.get('inflight_bytes', 0):>10}  {paused:<6}  {owner}"
         )
-    if not kafka.get("partitions"):
+    if not rows:
         lines.append("(no partition assigned)")
     jobs = manager.get("jobs", {})
+    running = manager.get("running_by_host", {})
     lines += [
         "",
         "jobs: "
@@ -58,8 +66,16 @@ def render(status: dict[str, Any]) -> str:
         "workers: "
         + (", ".join(f"{h}={n}" for h, n in pool.get("workers_by_host", {}).items()) or "-")
         + "   running jobs: "
-        + (", ".join(f"{h}={n}" for h, n in manager.get("running_by_host", {}).items()) or "0"),
+        + (", ".join(f"{h}={n}" for h, n in running.items()) or "0"),
     ]
+    for member, host in sorted(pool.get("worker_hosts", {}).items()):
+        state = "LOST" if host.get("lost") else "up"
+        lines.append(
+            f"  host {host.get('host')} ({member}): {state}, {host.get('slots')} "
+            f"slot(s), last heartbeat {host.get('last_heartbeat_s')}s ago"
+        )
+    for member, why in sorted(pool.get("refused_hosts", {}).items()):
+        lines.append(f"  host {member} REFUSED: {why}")
     return "\n".join(lines)
 
 
