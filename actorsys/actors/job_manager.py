@@ -24,7 +24,7 @@ from actorsys import metrics
 from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig
 from actorsys.errors import ActorsysError, JobStoreError
-from actorsys.jobs.model import BatchSubmission, JobStatus
+from actorsys.jobs.model import BatchSubmission, JobStatus, SubmitResult
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.policy import RetryPolicy
 from actorsys.jobs.store import JobStore
@@ -53,6 +53,7 @@ from actorsys.offset_chain import ChainVerdict
 log = logging.getLogger("actorsys.job_manager")
 
 TICK_S = 1.0
+MAX_PARKED_PER_PARTITION = 256
 HEARTBEAT_EVERY_TICKS = 2
 ORPHAN_CHECK_EVERY_TICKS = 5
 # A JobManager silent this long is dead: its RUNNING jobs are taken back.
@@ -95,6 +96,8 @@ class JobManager(ActorTypeDispatcher):
         self._dead_letters: Any = None
         self._store_errors_at_push = 0  # for store_ok: no store error since the last push
         self._owner = ""
+        # Out-of-order batches waiting for their predecessor, by partition and start.
+        self._parked: dict[tuple[str, str, int], dict[int, tuple[BatchNotification, Any]]] = {}
         self._ticks = 0
         self._parent = ParentWatch()
         self.stats = {
@@ -164,6 +167,18 @@ class JobManager(ActorTypeDispatcher):
         self._persist(msg, sender)
 
     def _persist(self, msg: BatchNotification, sender: Any) -> bool:
+        """Submit a batch, then any parked batches the chain now reaches, in order.
+        False when the store could not persist (nothing ACKed)."""
+        result = self._submit(msg, sender)
+        key = (msg.consumer_group, msg.topic, msg.partition)
+        while result is not None and result.verdict is not ChainVerdict.OUT_OF_ORDER:
+            parked = self._parked.get(key)
+            if not parked or min(parked) > result.next_offset:
+                break
+            result = self._submit(*parked.pop(min(parked)))
+        return result is not None
+
+    def _submit(self, msg: BatchNotification, sender: Any) -> SubmitResult | None:
         assert self._store is not None
         try:
             result = self._store.submit_batch(
@@ -184,12 +199,20 @@ class JobManager(ActorTypeDispatcher):
             self.stats["store_errors"] += 1
             metrics.store_error("submit")
             self._errors.log(logging.ERROR, "submit", "job store cannot persist: %s", exc)
-            return False
+            return None
         verdict = result.verdict
         metrics.chain_verdict(msg.topic, verdict.value, result.gap)
+        key = (msg.consumer_group, msg.topic, msg.partition)
         if verdict is ChainVerdict.OUT_OF_ORDER:
+            # An earlier batch is still on its way (actor messages can overtake one
+            # another under load): park this one, unACKed, until the gap closes,
+            # instead of making its Consumer wait for a retransmission.
             self.stats["out_of_order"] += 1
-            return True
+            parked = self._parked.setdefault(key, {})
+            parked[msg.start] = (msg, sender)
+            if len(parked) > MAX_PARKED_PER_PARTITION:  # the Consumer retransmits it anyway
+                parked.pop(max(parked))
+            return result
         if verdict is ChainVerdict.DUPLICATE:
             self.stats["duplicates"] += 1
         elif verdict is ChainVerdict.TRIM:
@@ -210,7 +233,7 @@ class JobManager(ActorTypeDispatcher):
             self._unfinished += 1
             self.send(self._worker_master, JobsAvailable())
         self.send(sender, BatchAck(msg.topic, msg.partition, msg.start, msg.end))
-        return True
+        return result
 
     def _release_held(self) -> None:
         cap = self._config.flow.max_pending_jobs  # type: ignore[union-attr]
@@ -300,9 +323,12 @@ class JobManager(ActorTypeDispatcher):
 
     def _fail_attempt(self, job_id: int, token: int, error: str) -> None:
         assert self._store is not None and self._retry is not None
-        delay = self._retry.delay_after(token, self._rng)
         now = time.time()
         try:
+            # The retry budget counts attempts since the job's last replay.
+            record = self._store.get(job_id)
+            attempt = token - (record.replay_base if record is not None else 0)
+            delay = self._retry.delay_after(attempt, self._rng)
             status = self._store.fail_attempt(
                 job_id, token, error, None if delay is None else now + delay, now
             )

@@ -73,8 +73,11 @@ class JobRecord:
     finished_at: float | None
     next_attempt_at: float | None  # wall-clock epoch seconds: survives restarts
     last_error: str | None
-    worker: str | None  # "host/worker-id" of the current or last attempt
+    worker: str | None  # "owner/host/worker-id" of the current or last attempt
     output_files: tuple[str, ...]
+    # `attempts` when the job was last replayed (`actorsys jobs retry`): attempts
+    # never reset, so tokens stay unique; the retry budget counts from here.
+    replay_base: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "replays keep attempt numbers (tokens) unique: count attempts from a base",
+        ("ALTER TABLE jobs ADD COLUMN replay_base INTEGER NOT NULL DEFAULT 0",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

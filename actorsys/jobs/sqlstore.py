@@ -44,7 +44,7 @@ PENDING, RUNNING, DONE, FAILED = (f"'{s.value}'" for s in JobStatus)
 _JOB_COLUMNS = (
     "id, consumer_group, topic, partition_id, start_offset, end_offset, record_count, "
     "payload_bytes, status, attempts, created_at, started_at, finished_at, "
-    "next_attempt_at, last_error, worker, output_files"
+    "next_attempt_at, last_error, worker, output_files, replay_base"
 )
 
 RECOVERED_REASON = "interrupted: the job manager restarted while it was RUNNING"
@@ -275,8 +275,11 @@ class SqlJobStore(ABC):
             )
 
     def retry_failed(self, job_id: int | None, now: float) -> int:
+        # Attempts never go back: a token (the attempt number) is never reused, so
+        # a worker of an attempt before the replay is still rejected. The replay
+        # starts a fresh count of attempts from the base.
         reset = (
-            f"UPDATE jobs SET status = {PENDING}, attempts = 0, next_attempt_at = NULL,"
+            f"UPDATE jobs SET status = {PENDING}, replay_base = attempts, next_attempt_at = NULL,"
             f" finished_at = NULL WHERE status = {FAILED}"
         )
         with self._tx("retry_failed") as tx:
@@ -359,6 +362,7 @@ def _record(row: Row) -> JobRecord:
         last_error,
         worker,
         outputs,
+        replay_base,
     ) = row
     return JobRecord(
         id=int(job_id),
@@ -378,6 +382,7 @@ def _record(row: Row) -> JobRecord:
         last_error=last_error,
         worker=worker,
         output_files=tuple(json.loads(outputs)),
+        replay_base=int(replay_base),
     )
 
 

@@ -70,7 +70,9 @@ class JobStore(Protocol):
         ...
 
     def retry_failed(self, job_id: int | None, now: float) -> int:
-        """FAILED -> PENDING (attempts reset to 0) for one job, or all when None."""
+        """FAILED -> PENDING for one job, or all when None. ``attempts`` is kept
+        (tokens are never reused); ``replay_base`` records it, so the job gets a
+        full retry budget again."""
         ...
 
     def get(self, job_id: int) -> JobRecord | None: ...

@@ -473,14 +473,20 @@ def test_retry_failed_one_and_all(job_store: JobStore) -> None:
     one = job_store.retry_failed(ids[0], T0 + 1)
     not_failed = job_store.retry_failed(ids[3], T0 + 1)
     rest = job_store.retry_failed(None, T0 + 1)
-    # Then each FAILED job is PENDING once more with its attempts reset
+    # Then each FAILED job is PENDING once more, its retry budget counted afresh
+    # from a base, while its attempt numbers (tokens) go on: never reused
     assert (one, not_failed, rest) == (1, 0, 2)
     for job_id in ids[:3]:
         job = job_store.get(job_id)
-        assert job is not None and (job.status, job.attempts) == (JobStatus.PENDING, 0)
+        assert job is not None and job.status is JobStatus.PENDING
+        assert (job.attempts, job.replay_base) == (1, 1)
     assert job_store.retry_failed(None, T0 + 2) == 0
     retried = job_store.claim(ids[0], "w", T0 + 3)
     assert retried is not None and retried.payload == payload(0, 10)
+    assert retried.token == 2
+    # And a completion carrying the pre-replay token is rejected
+    assert not job_store.complete(ids[0], 1, [], T0 + 4)
+    assert job_store.complete(ids[0], 2, [], T0 + 4)
 
 
 # -- reading, purging, schema, reopening ---------------------------------------------------
