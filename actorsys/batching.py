@@ -152,6 +152,17 @@ class AckTracker:
             return oldest_start
         return self._acked_end
 
+    def postpone(self, start: int, end: int, now: float) -> None:
+        """The JobManager holds this batch on purpose: retransmit it only after
+        the longest timeout (still retransmitted, in case the JobManager dies)."""
+        entry = self._unacked.get((start, end))
+        if entry is not None:
+            self._unacked[(start, end)] = replace(
+                entry,
+                retransmit_at=now + self._max_ack_timeout_s,
+                timeout_s=self._max_ack_timeout_s,
+            )
+
     def due_retransmits(self, now: float) -> list[Batch]:
         """Batches whose ACK is overdue; each is rescheduled with a doubled timeout."""
         return self._resend(now, lambda entry: entry.retransmit_at <= now)

@@ -40,6 +40,8 @@ class KafkaConfig:
     partition_assignment_strategy: str = "cooperative-sticky"
     # Passed through to librdkafka verbatim (as kcat -X); wins over the above.
     properties: Mapping[str, str] = field(default_factory=dict)
+    # Passed to the dead-letter producer (e.g. message.max.bytes, compression.type).
+    producer_properties: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive("kafka", session_timeout_ms=self.session_timeout_ms)

@@ -64,6 +64,7 @@ class Daemon:
         self._stack = contextlib.ExitStack()
         self._procs = ActorSystemProcesses(config.daemon.admin_port)
         self._bootstrap = ""
+        self._broker: Any = None  # the embedded broker, when this daemon started one
 
     # --- the whole life -------------------------------------------------------------------
 
@@ -110,9 +111,12 @@ class Daemon:
             self._stop.set()
             return
         log.warning("second signal: stopping at once (uncommitted work is re-read on restart)")
+        # No orderly shutdown here: ActorSystem.shutdown() against a killed admin
+        # blocks for seconds. Kill what we started and leave; invariants 1-3 hold.
         self._procs.refresh()
         self._procs.kill_all()
-        self._stack.close()
+        if self._broker is not None:
+            self._broker.stop(timeout_s=1.0)
         os._exit(1)
 
     # --- start-up ---------------------------------------------------------------------------
@@ -157,6 +161,7 @@ class Daemon:
 
         broker = EmbeddedBroker(port=self.config.embedded_broker.port)
         bootstrap = broker.start()
+        self._broker = broker
         self._stack.callback(broker.stop)
         log.info("embedded broker (Tansu) at %s, pid %s", bootstrap, broker.pid)
         return bootstrap

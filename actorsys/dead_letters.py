@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from actorsys.errors import ActorsysError, ConfigError
 from actorsys.records import Record
@@ -99,11 +99,12 @@ class KafkaDeadLetterSink:
                 self._failures.append(f"offset {offset}: {err}")
 
         deadline = time.monotonic() + self._queue_full_timeout_s
+        value = record.value
         while True:
             try:
                 self._producer.produce(
                     self.topic,
-                    value=record.value,
+                    value=value,
                     key=record.key,
                     headers=headers,
                     on_delivery=on_delivery,
@@ -120,6 +121,13 @@ class KafkaDeadLetterSink:
                     ) from None
                 self._producer.poll(0.1)
             except KafkaException as exc:  # e.g. the record is too large for the producer
+                if value is not None and _too_large(exc):
+                    # Never let one huge record fail its whole job forever: the dead
+                    # letter keeps its key and provenance headers, and says how many
+                    # value bytes it had to drop (the original is still in the topic).
+                    headers.append(("value_dropped_bytes", str(len(value)).encode()))
+                    value = None
+                    continue
                 raise DeadLetterError(
                     f"dead letter for {self._source_topic}[{self._source_partition}]"
                     f"@{offset} could not be queued: {exc}"
@@ -153,3 +161,8 @@ class KafkaDeadLetterSink:
                 f"{self._pending} dead letter(s) to {self.topic!r} not delivered "
                 f"within {timeout_s:g} s"
             )
+
+
+def _too_large(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE

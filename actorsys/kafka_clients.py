@@ -50,6 +50,7 @@ def producer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, 
     for key, value in config.kafka.properties.items():
         if key.startswith(("security.", "sasl.", "ssl.", "client.")):
             props[key] = value
+    props.update(config.kafka.producer_properties)
     return props
 
 

@@ -217,6 +217,17 @@ class BatchAck:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchHeld:
+    """JobManager -> Consumer: received, but held back (too many unfinished jobs).
+    Not an ACK: the Consumer keeps it and retransmits, only much later."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionProgress:
     """Consumer -> KafkaConsumerActor whenever its ACKed work changes.
 

@@ -18,8 +18,10 @@ from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 from actorsys import metrics
 from actorsys.actors.lifeline import ParentWatch
 from actorsys.batching import AckTracker, Batch, PartitionBatcher
+from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
     BatchAck,
+    BatchHeld,
     BatchNotification,
     ConsumerStart,
     FlushPartition,
@@ -43,6 +45,7 @@ class Consumer(ActorTypeDispatcher):
         self._acks: AckTracker | None = None
         self._chaos = ChaosHooks.from_environment()
         self._parent = ParentWatch()
+        self._retransmit_log = RateLimitedLog(log)
 
     # --- wiring -----------------------------------------------------------------------
 
@@ -82,6 +85,10 @@ class Consumer(ActorTypeDispatcher):
         if self._acks.ack(msg.start, msg.end):
             self._ack_timer.acked(msg.start, msg.end, time.monotonic())
             self._report_progress()
+
+    def receiveMsg_BatchHeld(self, msg: BatchHeld, sender: Any) -> None:
+        if self._acks is not None:
+            self._acks.postpone(msg.start, msg.end, time.monotonic())
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._batcher is None:
@@ -133,7 +140,9 @@ class Consumer(ActorTypeDispatcher):
         if due and self._start is not None:
             metrics.batches_retransmitted(self._start.topic, self._start.partition, len(due))
         if due:
-            log.info(
+            self._retransmit_log.log(
+                logging.INFO,
+                "retransmit",
                 "partition %s[%d]: retransmitted %d unACKed batch(es)",
                 self._start.topic if self._start else "?",
                 self._start.partition if self._start else -1,

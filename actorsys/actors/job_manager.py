@@ -31,6 +31,7 @@ from actorsys.jobs.store import JobStore
 from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
     BatchAck,
+    BatchHeld,
     BatchNotification,
     ComponentReady,
     ComponentStatus,
@@ -163,6 +164,8 @@ class JobManager(ActorTypeDispatcher):
             # Back-pressure: hold the ACK. Consumers stop at their caps, so this
             # holds at most the configured in-flight bytes.
             self._held[(msg.topic, msg.partition, msg.start, msg.end)] = (msg, sender)
+            # Say so, or the Consumer would resend it on every ACK timeout.
+            self.send(sender, BatchHeld(msg.topic, msg.partition, msg.start, msg.end))
             return
         self._persist(msg, sender)
 

@@ -65,6 +65,7 @@ class Worker(ActorTypeDispatcher):
         self._parent = ParentWatch()
         self._lease_until: float | None = None  # the leader's lease, once one arrived
         self._retiring = False
+        self._lease_suspect = False
 
     def receiveMsg_WorkerStart(self, msg: WorkerStart, sender: Any) -> None:
         self._start = msg
@@ -93,13 +94,18 @@ class Worker(ActorTypeDispatcher):
             )
             self.send(self.myAddress, ActorExitRequest())
             return
-        if self._lease_until is not None and time.monotonic() > self._lease_until:
+        lapsed = self._lease_until is not None and time.monotonic() > self._lease_until
+        if lapsed and self._lease_suspect:
             log.warning(
                 "%s: the leader has been silent past its lease; exiting",
                 self._start.worker_id if self._start else "worker",
             )
             self.send(self.myAddress, ActorExitRequest())
             return
+        # A long job (or a dead-letter flush against a frozen broker) may have kept
+        # us from reading the leases queued meanwhile: they come before our next
+        # tick, so only a lease still lapsed then means the leader is gone.
+        self._lease_suspect = lapsed
         metrics.process_memory("worker")
         if self._asked_at is not None:
             self._ask()  # a request went unanswered: ask again once it is overdue
@@ -151,6 +157,7 @@ class Worker(ActorTypeDispatcher):
         except Exception as exc:  # a handler's failure fails this attempt, nothing more
             detail = "".join(traceback.format_exception_only(exc)).strip()
             log.warning("job %d attempt %d failed: %s", msg.job_id, msg.token, detail)
+            self._discard(job)
             self.send(
                 sender,
                 JobFailed(
@@ -178,6 +185,16 @@ class Worker(ActorTypeDispatcher):
                 ),
             )
         self._ask()
+
+    def _discard(self, job: JobInput) -> None:
+        """Let the handler remove what the failed attempt wrote (if it can)."""
+        discard = getattr(self._handler, "discard", None)
+        if discard is None:
+            return
+        try:
+            discard(job)
+        except Exception as exc:  # cleaning up must not hide the attempt's own failure
+            log.warning("job %d: discarding a failed attempt's output: %s", job.job_id, exc)
 
     def _ask(self) -> None:
         if self._start is None or self._handler is None:

@@ -17,6 +17,9 @@ Contract, which every handler must keep for actorsys's promise to hold:
 * **Raise to fail the attempt.** An exception fails this attempt of the
   job; the JobManager retries it with backoff, up to ``max_attempts``.
 * **Blocking is fine.** A worker runs one job at a time in its own process.
+* **Optional ``discard(job)``.** Called after an attempt fails: remove any
+  output that attempt left, so a job that ends FAILED (its records go to the
+  dead-letter topic) leaves no rows behind. Must not raise for missing files.
 """
 
 from __future__ import annotations

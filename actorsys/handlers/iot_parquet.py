@@ -54,7 +54,7 @@ class IotParquetHandler:
         if batch.valid_records:
             raw = build_raw_table(batch, job.topic, job.partition)
             agg = build_agg_table(raw, self._rules.metrics)
-            file_name = f"{job.topic}-{job.partition}-{job.start}-{job.end}.parquet"
+            file_name = _file_name(job)
             written += write_partitioned(raw, "ts", self._raw_root, file_name)
             written += write_partitioned(agg, "minute", self._agg_root, file_name)
         # Dead letters go out only once the files are written: a failed write
@@ -67,6 +67,19 @@ class IotParquetHandler:
             valid_records=batch.valid_records,
             invalid_records=len(batch.rejections),
         )
+
+    def discard(self, job: JobInput) -> None:
+        """Remove whatever a failed attempt of ``job`` wrote, so a job that ends
+        FAILED (its records dead-lettered) leaves no rows behind in raw or agg."""
+        name = _file_name(job)
+        for root in (self._raw_root, self._agg_root):
+            for path in root.glob(f"date=*/{name}"):
+                path.unlink(missing_ok=True)
+
+
+def _file_name(job: JobInput) -> str:
+    """A job's files are named from its interval only: a rerun rewrites them."""
+    return f"{job.topic}-{job.partition}-{job.start}-{job.end}.parquet"
 
 
 def rules_from_settings(settings: HandlerSettings) -> ValidationRules:

@@ -479,3 +479,18 @@ def test_batch_resent_to_a_new_job_manager_is_still_retransmitted_on_timeout() -
     later = tracker.due_retransmits(3600.0)
     # Then the batch is retransmitted again
     assert [(b.start, b.end) for b in later] == [(0, 10)]
+
+
+def test_a_held_batch_is_retransmitted_only_after_the_longest_timeout() -> None:
+    # Given a batch sent at t=0 (2 s ACK timeout, 30 s at most)
+    tracker = AckTracker(ack_timeout_s=2.0, max_ack_timeout_s=30.0)
+    tracker.track(batch(0, 10), 0.0)
+    # When the JobManager says it holds it, at t=1
+    tracker.postpone(0, 10, 1.0)
+    # Then it is not resent at the usual timeout, but still is after the longest one
+    assert tracker.due_retransmits(5.0) == []
+    assert [(b.start, b.end) for b in tracker.due_retransmits(31.0)] == [(0, 10)]
+    # And postponing a batch that was ACKed meanwhile changes nothing
+    assert tracker.ack(0, 10)
+    tracker.postpone(0, 10, 40.0)
+    assert len(tracker) == 0
