@@ -31,6 +31,12 @@ import msgpack
 
 TopicPartition = tuple[str, int]
 
+# Chunks remembered per partition. Only the oldest matters; past this many
+# (commits failing for a long time) newer ones are not remembered, and once
+# the remembered ones are committed the estimate falls back to the
+# high-watermark clock.
+MAX_CHUNKS = 10_000
+
 
 @dataclass(slots=True)
 class _Chunk:
@@ -48,7 +54,9 @@ class TimeLag:
     def consumed(self, tp: TopicPartition, end: int, first_record: bytes) -> None:
         """One poll's records of ``tp`` up to ``end`` (exclusive) were handed on;
         ``first_record`` is the first of them as packed by ``actorsys.records``."""
-        self._chunks.setdefault(tp, deque()).append(_Chunk(end, first_record))
+        chunks = self._chunks.setdefault(tp, deque())
+        if len(chunks) < MAX_CHUNKS:
+            chunks.append(_Chunk(end, first_record))
 
     def forget(self, tp: TopicPartition) -> None:
         """Revoked, or re-read from the committed offset after a restart."""

@@ -23,7 +23,9 @@ Rules this module keeps
   share vanishes when it dies); ``livemostrecent`` for facts one actor owns
   (the KafkaConsumerActor's partitions, the JobManager's job counts): the
   latest write wins, so a restarted actor takes over at once, and the dead
-  one's file is dropped. ``live*`` files of dead processes are removed at
+  one's file is dropped; ``livemax`` for the constant build info. Counters
+  and histograms add up over every process, dead ones included (their
+  counts happened). ``live*`` files of dead processes are removed at
   scrape time (``mark_process_dead``) so no stale gauge survives its writer.
 - Multiprocess mode cannot delete a labelled series. A series that must
   disappear (a revoked partition) is set to NaN, a *tombstone*, and

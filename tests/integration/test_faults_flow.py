@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
-from tests.support import scenarios_flow  # registers the scenarios
 from tests.support.scenario import SCENARIOS, ScenarioResult
 
 pytestmark = pytest.mark.integration

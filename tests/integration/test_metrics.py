@@ -70,21 +70,26 @@ def _store_facts(job_store: str) -> tuple[int, int]:
         store.close()
 
 
-def _settled(m: Exposition, report: ProduceReport, done_jobs: int) -> bool:
-    """The periodic gauges caught up with the end state."""
-    ends = report.end_offsets
-    return (
-        m.by_label("actorsys_committed_offset", "partition") == {str(p): e for p, e in ends.items()}
-        and m.by_label("actorsys_high_watermark_offset", "partition")
-        == {str(p): e for p, e in ends.items()}
-        and m.sum("actorsys_consumer_lag_records") == 0
-        and m.value("actorsys_jobs", status="DONE") == done_jobs
-        and m.sum("actorsys_inflight_records") == 0
-        and len(m.by_label("actorsys_process_resident_memory_bytes", "role")) == len(metrics.ROLES)
-        and m.sum("actorsys_workers") == WORKERS
+def _unsettled(m: Exposition, report: ProduceReport, done_jobs: int) -> list[str]:
+    """What the periodic gauges have not caught up with yet (nothing: settled)."""
+    ends = {str(p): float(e) for p, e in report.end_offsets.items()}
+    wanted = {
+        "committed offsets": (m.by_label("actorsys_committed_offset", "partition"), ends),
+        "high watermarks": (m.by_label("actorsys_high_watermark_offset", "partition"), ends),
+        "lag": (m.sum("actorsys_consumer_lag_records"), 0),
+        "DONE jobs": (m.value("actorsys_jobs", status="DONE"), done_jobs),
+        "in flight": (m.sum("actorsys_inflight_records"), 0),
+        "roles": (
+            set(m.by_label("actorsys_process_resident_memory_bytes", "role")),
+            set(metrics.ROLES),
+        ),
+        "workers": (m.sum("actorsys_workers"), WORKERS),
         # librdkafka statistics come every 5 s
-        and m.value("actorsys_kafka_brokers_up") == 1
-    )
+        "brokers up": (m.value("actorsys_kafka_brokers_up"), 1),
+    }
+    return [
+        f"{name}: {got!r}, want {want!r}" for name, (got, want) in wanted.items() if got != want
+    ]
 
 
 def test_metrics_move_by_exactly_what_was_driven(
@@ -123,11 +128,17 @@ def test_metrics_move_by_exactly_what_was_driven(
     wait_for(complete, 120, "every offset committed and every job done", 0.5)
     done_jobs, attempts = _store_facts(job_store)
 
+    problems: list[str] = []
+
     def settled() -> Exposition | None:
         scraped = _scrape(daemon)
-        return scraped if _settled(scraped, report, done_jobs) else None
+        problems[:] = _unsettled(scraped, report, done_jobs)
+        return None if problems else scraped
 
-    m = wait_for(settled, 20, "the gauges to settle on the end state", 0.5)
+    try:
+        m = wait_for(settled, 20, "the gauges to settle on the end state", 0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {problems}") from None
 
     # Then records in = records out, per partition and in total
     assert m.by_label("actorsys_records_consumed_total", "partition", topic=topic) == {
@@ -261,3 +272,64 @@ def test_readyz_is_200_with_every_check_passing(
     }
     assert daemon.terminate() == 0, daemon.log_tail()
     daemon.assert_nothing_left()
+
+
+def test_a_rebalance_moves_partition_series_to_the_new_owner(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given a daemon that owns all four partitions of a topic, caught up
+    report = produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=10,
+        rate=0,
+        count=2_000,
+        malformed_ratio=0,
+        partitions=4,
+        seed=5,
+    )
+    ends = {str(p): float(e) for p, e in report.end_offsets.items()}
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = _daemon(tmp_path, broker, topic, group)
+    daemons.append(first.start())
+    first.wait_ready()
+
+    def committed(daemon: DaemonProcess) -> dict[str, float]:
+        return _scrape(daemon).by_label("actorsys_committed_offset", "partition", topic=topic)
+
+    wait_for(lambda: committed(first) == ends, 60, "the first daemon to commit everything", 0.5)
+    # When a second daemon joins the group (its own metrics port and admin port)
+    second = new_daemon(
+        tmp_path,
+        "second",
+        bootstrap=broker.bootstrap_servers,
+        topics=[topic],
+        group_id=group,
+        output_dir=tmp_path / "out",
+        job_store=f"sqlite:///{tmp_path}/jobs.db",
+        extra={"workers": {"count": 1}},
+    )
+    daemons.append(second.start())
+    second.wait_ready()
+
+    # Then each daemon reports exactly the partitions it owns, between them all four,
+    # with the committed offsets (the newcomer learns them from the group)
+    def split() -> tuple[dict[str, float], dict[str, float]] | None:
+        a, b = committed(first), committed(second)
+        return (a, b) if a and b and not set(a) & set(b) and {**a, **b} == ends else None
+
+    mine, theirs = wait_for(split, 60, "the partitions to split between the daemons", 0.5)
+    m = _scrape(first)
+    for name in ("actorsys_consumer_lag_records", "actorsys_inflight_records"):
+        assert set(m.by_label(name, "partition", topic=topic)) == set(mine), name
+    # And the first daemon's retired Consumer processes left with their gauges
+    assert m.value("actorsys_processes", role="consumer") == len(mine)
+    assert m.value("actorsys_rebalances_total", kind="revoke") >= 1
+    theirs_scraped = _scrape(second)
+    assert theirs_scraped.value("actorsys_processes", role="consumer") == len(theirs)
+    assert theirs_scraped.sum("actorsys_consumer_lag_records", topic=topic) == 0
+
+    assert second.terminate() == 0, second.log_tail()
+    assert first.terminate() == 0, first.log_tail()
+    first.assert_nothing_left()
+    second.assert_nothing_left()
