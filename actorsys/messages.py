@@ -188,7 +188,9 @@ class RecordChunk:
     start: int
     end: int
     record_count: int
-    payload: bytes
+    # Kept out of repr: Thespian formats every message it moves, even with
+    # debug logging off, and a batch payload is up to megabytes.
+    payload: bytes = field(repr=False)
     starts_assignment: bool
 
 
@@ -202,7 +204,9 @@ class BatchNotification:
     start: int
     end: int
     record_count: int
-    payload: bytes
+    # Kept out of repr: Thespian formats every message it moves, even with
+    # debug logging off, and a batch payload is up to megabytes.
+    payload: bytes = field(repr=False)
     starts_assignment: bool
 
 
@@ -284,7 +288,9 @@ class JobAssignment:
     partition: int
     start: int
     end: int
-    payload: bytes
+    # Kept out of repr: Thespian formats every message it moves, even with
+    # debug logging off, and a batch payload is up to megabytes.
+    payload: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

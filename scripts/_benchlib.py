@@ -37,7 +37,8 @@ import psutil
 
 from actorsys.procs import ActorSystemProcesses, group_members, kill_group
 
-_STARTED = time.monotonic()
+# Progress lines count from here; bench.py passes its own start to the baseline child.
+_STARTED = float(os.environ.get("ACTORSYS_BENCH_T0", "0") or 0) or time.time()
 
 # librdkafka's documented defaults for the consumer settings that decide
 # fetch throughput: printed next to what a run sets, so a reader sees both.
@@ -56,7 +57,7 @@ LIBRDKAFKA_DEFAULTS: dict[str, str] = {
 
 def say(message: str) -> None:
     """A progress line on stderr."""
-    print(f"[bench {time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.time() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -71,7 +72,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 def key_settings(props: Mapping[str, str]) -> dict[str, str]:
     """The fetch-related settings, each as set or as librdkafka's default."""
     return {
-        key: props[key] if key in props else f"{default} (librdkafka default)"
+        key: props.get(key, f"{default} (librdkafka default)")
         for key, default in LIBRDKAFKA_DEFAULTS.items()
     }
 
@@ -155,6 +156,7 @@ class Sampler:
     context: dict[str, psutil.Process] = field(default_factory=dict)
     interval_s: float = 0.5
     peak_rss: int = 0
+    peak_pss: int = 0
     peak_processes: int = 0
     samples: int = 0
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
@@ -185,20 +187,24 @@ class Sampler:
     def tick(self) -> dict[int, float]:
         """Take one sample now; returns the subjects' cumulative CPU seconds by pid."""
         procs = self.subjects()
-        total = 0
+        total = total_pss = 0
         cpu: dict[int, float] = {}
         for proc in procs:
             with contextlib.suppress(psutil.Error):
-                rss = proc.memory_info().rss
+                # rss counts pages shared between forked processes once per process;
+                # pss divides them among their sharers, so its sum is the group's memory.
+                memory = proc.memory_full_info()
                 cpu[proc.pid] = _cpu_s(proc)
-                total += rss
+                total += memory.rss
+                total_pss += memory.pss
                 with self._lock:
-                    if rss > self.peak_rss_by_pid.get(proc.pid, 0):
-                        self.peak_rss_by_pid[proc.pid] = rss
+                    if memory.rss > self.peak_rss_by_pid.get(proc.pid, 0):
+                        self.peak_rss_by_pid[proc.pid] = memory.rss
         with self._lock:
             self.cpu_by_pid.update(cpu)
             self.samples += 1
             self.peak_rss = max(self.peak_rss, total)
+            self.peak_pss = max(self.peak_pss, total_pss)
             self.peak_processes = max(self.peak_processes, len(cpu))
             for name, proc in self.context.items():
                 with contextlib.suppress(psutil.Error):
@@ -543,9 +549,14 @@ def latency_summary(jobs: list[dict[str, Any]]) -> dict[str, Any]:
     if not values:
         return {"jobs": 0}
     p50, p99 = percentile(values, 50), percentile(values, 99)
+    first = min(j["mtime"] for j in jobs)
     return {
         "jobs": len(values),
         "rows": sum(j["rows"] for j in jobs),
+        # [file written (s after the first file), latency s, rows], in write order.
+        "per_job": [
+            [round(j["mtime"] - first, 3), round(j["latency_s"], 3), j["rows"]] for j in jobs
+        ],
         "p50_s": round(p50, 3) if p50 is not None else None,
         "p99_s": round(p99, 3) if p99 is not None else None,
         "max_s": round(max(values), 3),

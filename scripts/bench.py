@@ -21,16 +21,22 @@ Both consumers use the same librdkafka settings
 the results. Throughput is measured from the moment the partitions are
 assigned (the baseline's ``on_assign``; actorsys's "assigned" log line) to the
 moment everything is committed (and, for actorsys, every job is DONE): group
-joining and process start-up are excluded, and reported apart.
+joining and process start-up are excluded, and reported apart. "Done" is
+polled every 0.2 s, and actorsys commits on a 0.5 s tick, so small runs
+understate actorsys; use the default million records.
 
 Batch latency of a job = mtime of its raw Parquet file - ``ts`` of its oldest
 record (the producer's wall clock when the record was made), i.e. the worst
-record of each batch, from being produced to being in a file.
+record of each batch, from being produced to being in a file. On the
+pre-produced backlog this mostly says how long records waited in Kafka
+(behind the baseline's run, too); the latency phase is the real figure.
 
 Memory: peak of the summed RSS of the daemon and every process of its actor
-system (sampled every 0.5 s; forked processes share pages, so the sum
-overstates what they use together). CPU: user+sys seconds per actor role
-(learnt from the process tree), cumulative and within the measured window.
+system, sampled every 0.5 s; forked processes share pages, so the RSS sum
+overstates what they use together and the PSS sum is shown next to it.
+CPU: user+sys seconds per actor role (learnt from the process tree), from
+the assignment to done, and in total. "Other processes' CPU" is what the
+rest of the machine used meanwhile: a disturbed run says so.
 """
 
 from __future__ import annotations
@@ -113,6 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-baseline", action="store_true", help="skip the baseline")
     parser.add_argument("--skip-latency", action="store_true", help="skip the latency phase")
+    parser.add_argument("--skip-actorsys", action="store_true", help="skip actorsys on the backlog")
     parser.add_argument("--json", metavar="FILE", help="write every figure and setting here")
     parser.add_argument(
         "-X",
@@ -204,15 +211,19 @@ class Bench:
     # --- the whole run --------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        import confluent_kafka
-        import pyarrow
-        import thespian
+        from importlib.metadata import version
 
+        import confluent_kafka
+
+        import actorsys
+
+        self.results["actorsys_source"] = str(Path(actorsys.__file__).parent)
         self.results["versions"] = {
-            "confluent_kafka": confluent_kafka.version()[0],
+            **{
+                name: version(name)
+                for name in ("confluent-kafka", "pyarrow", "thespian", "msgpack")
+            },
             "librdkafka": confluent_kafka.libversion()[0],
-            "pyarrow": pyarrow.__version__,
-            "thespian": getattr(thespian, "__version__", "?"),
         }
         try:
             self.broker = EmbeddedBroker()
@@ -224,7 +235,8 @@ class Bench:
             report = self.produce_backlog(topic)
             if not self.args.skip_baseline:
                 self.results["baseline"] = self.baseline(topic, report)
-            self.results["actorsys"] = self.daemon_phase("throughput", topic, report=report)
+            if not self.args.skip_actorsys:
+                self.results["actorsys"] = self.daemon_phase("throughput", topic, report=report)
             if not self.args.skip_latency:
                 self.results["latency"] = self.latency_phase()
         finally:
@@ -304,10 +316,10 @@ class Bench:
         )
         child = psutil.Process(proc.pid)
         sampler = Sampler(lambda: [child] if proc.poll() is None else [], dict(self.context))
-        sys_before, ctx_before = system_cpu(), {}
+        sampler.tick()
+        sys_before, ctx_before = system_cpu(), sampler.context_snapshot()
         try:
             sampler.start()
-            ctx_before = sampler.context_snapshot()
             code = proc.wait(self.phase_timeout)
         except subprocess.TimeoutExpired:
             raise RuntimeError(
@@ -350,12 +362,15 @@ class Bench:
             "latency_backlog": latency_summary(latencies),
             "peak_rss_bytes": max(result["ru_maxrss_bytes"], sampler.peak_rss),
             "peak_rss_sampled_bytes": sampler.peak_rss,
+            "peak_pss_bytes": sampler.peak_pss,
+            "records_per_job": round(records / max(1, result["jobs"]), 1),
             "cpu_s": round(cpu_total, 2),
             "cpu_user_s": result["cpu_user_s"],
             "cpu_sys_s": result["cpu_sys_s"],
             "context_cpu_s": cpu_window(ctx_before, ctx_after),
             "system_cpu_s": cpu_window(sys_before, sys_after),
         }
+        out["foreign_cpu_s"] = _foreign(out["system_cpu_s"], out["context_cpu_s"], cpu_total)
         out["check"] = _check(report, out["valid"], out["invalid"], out["rows_written"])
         say(
             f"baseline: {records:,} records in {window:.2f}s = {out['records_per_s']:,.0f} "
@@ -412,7 +427,6 @@ class Bench:
             "config": setup["sections"],
             "consumer_properties": consumer_properties(config, self.bootstrap),
         }
-        broker_port = int(self.bootstrap.rsplit(":", 1)[1])
         try:
             run.start()
             sampler.start()
@@ -474,7 +488,9 @@ class Bench:
                 ),
                 "latency": latency_summary(latencies),
                 "peak_rss_bytes": sampler.peak_rss,
+                "peak_pss_bytes": sampler.peak_pss,
                 "peak_processes": sampler.peak_processes,
+                "records_per_job": round(records / max(1, jobs_done), 1),
                 "peak_rss_by_process": {
                     f"{labels.get(pid, 'unlabelled')}({pid})": rss
                     for pid, rss in sorted(sampler.peak_rss_by_pid.items())
@@ -489,6 +505,9 @@ class Bench:
                 "job_manager_stats": {k: v for k, v in jm.items() if isinstance(v, int | float)},
                 "process_labels": {str(pid): label for pid, label in sorted(labels.items())},
             }
+        )
+        out["foreign_cpu_s_window"] = _foreign(
+            out["system_cpu_s_window"], out["context_cpu_s_window"], out["cpu_s_window"]
         )
         out["check"] = _check(report, None, None, out["rows_written"])
         rate = out["records_per_s"]
@@ -532,6 +551,9 @@ class Bench:
                     + f", peak RSS {sampler.peak_rss / MB:.0f} MB"
                 )
             if time.monotonic() >= deadline:
+                status_path = self.workdir / f"{name}-status-at-timeout.json"
+                status_path.write_text(json.dumps(run.status(), indent=2))
+                say(f"{name}: timed out; daemon /status saved to {status_path}")
                 raise RuntimeError(
                     f"{name}: not done within {self.phase_timeout:.0f}s "
                     f"(committed {committed}, want {completion.end_offsets})"
@@ -552,6 +574,12 @@ def _report_dict(report: ProduceReport) -> dict[str, Any]:
     doc.pop("malformed_positions")
     doc["records_per_s"] = round(report.records_per_s, 1)
     return doc
+
+
+def _foreign(system: dict[str, float], context: dict[str, float], ours: float) -> float:
+    """CPU seconds the machine spent on processes other than ours, the broker and
+    this script (other engineers' tests, say): a disturbed run shows here."""
+    return round(system.get("busy", 0) - ours - sum(context.values()), 2)
 
 
 def _check(
@@ -586,11 +614,11 @@ def print_table(results: dict[str, Any]) -> None:
         f"{results['machine']['cpus']} CPUs",
         f"produced at {produced.get('records_per_s', 0):,.0f} records/s (backlog, rate 0)",
         "",
-        f"{'':34}{'baseline':>14}{'actorsys':>14}",
+        f"{'':38}{'baseline':>14}{'actorsys':>14}",
     ]
 
     def row(label: str, b: str, a: str) -> None:
-        lines.append(f"{label:34}{b:>14}{a:>14}")
+        lines.append(f"{label:38}{b:>14}{a:>14}")
 
     def get(doc: dict[str, Any] | None, *path: str) -> Any:
         for key in path:
@@ -619,16 +647,23 @@ def print_table(results: dict[str, Any]) -> None:
     row("records/s from first commit", "", _fmt(get(act, "records_per_s_from_first_commit")))
     row("jobs", _fmt(get(base, "jobs")), _fmt(get(act, "jobs")))
     row("jobs/s", _fmt(get(base, "jobs_per_s"), ".1f"), _fmt(get(act, "jobs_per_s"), ".1f"))
+    row("records per job", _fmt(get(base, "records_per_job")), _fmt(get(act, "records_per_job")))
     row(
         "batch latency p50 / p99 s (backlog)",
         f"{_fmt(get(base, 'latency_backlog', 'p50_s'), '.2f')} / "
         f"{_fmt(get(base, 'latency_backlog', 'p99_s'), '.2f')}",
-        f"{_fmt(get(act, 'latency', 'p50_s'), '.2f')} / {_fmt(get(act, 'latency', 'p99_s'), '.2f')}",
+        f"{_fmt(get(act, 'latency', 'p50_s'), '.2f')} / "
+        f"{_fmt(get(act, 'latency', 'p99_s'), '.2f')}",
     )
     row(
         "peak RSS MB",
         _fmt((get(base, "peak_rss_bytes") or 0) / MB if base else None),
         _fmt((get(act, "peak_rss_bytes") or 0) / MB if act else None),
+    )
+    row(
+        "peak PSS MB (shared pages split)",
+        _fmt((get(base, "peak_pss_bytes") or 0) / MB if base else None),
+        _fmt((get(act, "peak_pss_bytes") or 0) / MB if act else None),
     )
     row(
         "CPU s (window; total)",
@@ -640,7 +675,24 @@ def print_table(results: dict[str, Any]) -> None:
         _fmt(get(base, "context_cpu_s", "broker"), ".1f"),
         _fmt(get(act, "context_cpu_s_window", "broker"), ".1f"),
     )
+    row(
+        "other processes' CPU s (disturbance)",
+        _fmt(get(base, "foreign_cpu_s"), ".1f"),
+        _fmt(get(act, "foreign_cpu_s_window"), ".1f"),
+    )
     row("rows in raw files OK", str(get(base, "check", "ok") or "-"), str(get(act, "check", "ok")))
+    cpus = results["machine"]["cpus"] or 1
+    for name, doc, foreign, span in (
+        ("baseline", base, "foreign_cpu_s", "from_process_start_s"),
+        ("actorsys", act, "foreign_cpu_s_window", "window_s"),
+        ("latency phase", lat, "foreign_cpu_s_window", "window_s"),
+    ):
+        share = (get(doc, foreign) or 0) / max(1e-9, (get(doc, span) or 0) * cpus)
+        if doc and share > 0.1:
+            lines.append(
+                f"WARNING: other processes used {share:.0%} of the machine during the "
+                f"{name} run: its figures are disturbed; repeat when the machine is quiet"
+            )
     if act:
         lines.append("")
         lines.append("actorsys CPU s by role, assigned -> done (processes):")
@@ -678,11 +730,15 @@ def print_table(results: dict[str, Any]) -> None:
         f"load average at start {results['machine']['loadavg_at_start']}, "
         f"at end {results['machine'].get('loadavg_at_end')}"
     )
-    modified = results["git"].get("modified_actorsys_files")
-    lines.append(
-        f"git {results['git'].get('commit')}"
-        + (f", uncommitted changes in {', '.join(modified)}" if modified else "")
-    )
+    source = results.get("actorsys_source", "?")
+    if Path(source).is_relative_to(REPO):
+        modified = results["git"].get("modified_actorsys_files")
+        lines.append(
+            f"actorsys from the working tree at git {results['git'].get('commit')}"
+            + (f", uncommitted changes in {', '.join(modified)}" if modified else "")
+        )
+    else:
+        lines.append(f"actorsys imported from {source} (not the repository's working tree)")
     print("\n".join(lines), flush=True)
 
 
@@ -693,6 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    os.environ.setdefault("ACTORSYS_BENCH_T0", str(time.time()))
     bench = Bench(args)
     error: str | None = None
     try:
@@ -713,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"wrote {args.json}")
     with contextlib.suppress(Exception):
         print_table(results)
+    if error == "interrupted":
+        return 130
     return 1 if error else 0
 
 

@@ -44,6 +44,7 @@ class Consumer(ActorTypeDispatcher):
         self._batcher: PartitionBatcher | None = None
         self._acks: AckTracker | None = None
         self._chaos = ChaosHooks.from_environment()
+        self._early: list[RecordChunk] = []
         self._parent = ParentWatch()
         self._retransmit_log = RateLimitedLog(log)
 
@@ -56,9 +57,14 @@ class Consumer(ActorTypeDispatcher):
         self._batcher = PartitionBatcher(
             batching.max_records, batching.max_bytes, batching.linger_ms / 1000
         )
+        early, self._early = self._early, []
         self._acks = AckTracker(batching.ack_timeout_ms / 1000, batching.max_ack_timeout_ms / 1000)
         self._ack_timer = metrics.AckTimer(msg.topic)
         self.wakeupAfter(timedelta(seconds=TICK_S))
+        now = time.monotonic()
+        for chunk in sorted(early, key=lambda c: c.start):
+            for batch in self._batcher.add(chunk, now):
+                self._send(batch, now)
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager
@@ -69,6 +75,9 @@ class Consumer(ActorTypeDispatcher):
 
     def receiveMsg_RecordChunk(self, msg: RecordChunk, sender: Any) -> None:
         if self._batcher is None:
+            # Thespian may deliver a chunk before the ConsumerStart sent ahead of
+            # it: keep it (dropping it would leave its records in flight forever).
+            self._early.append(msg)
             return
         now = time.monotonic()
         for batch in self._batcher.add(msg, now):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
+from tests.support import scenarios_flow  # noqa: F401  (importing registers the scenarios)
 from tests.support.scenario import SCENARIOS, ScenarioResult
 
 pytestmark = pytest.mark.integration
