@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import pytest
 
@@ -78,3 +79,19 @@ def promtool() -> str:
     from tests.support.prom import ensure_promtool
 
     return ensure_promtool()
+
+
+class _Stoppable(Protocol):
+    def cleanup(self) -> None: ...
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[_Stoppable]]:
+    """Daemons and worker hosts a test starts; whatever happens, each is
+    stopped (and its whole actor system ended) afterwards, newest first."""
+    started: list[_Stoppable] = []
+    try:
+        yield started
+    finally:
+        for process in reversed(started):
+            process.cleanup()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +28,6 @@ pytestmark = pytest.mark.integration
 RECORDS = 20_000
 PARTITIONS = 3
 WORKERS = 2
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    try:
-        yield started
-    finally:
-        for daemon in started:
-            daemon.cleanup()
 
 
 def _daemon(tmp_path: Path, broker: EmbeddedBroker, topic: str, group: str = "g") -> DaemonProcess:

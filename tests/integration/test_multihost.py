@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
-from tests.support.checks import all_committed, assert_exactly_once, jobs_unfinished
+from tests.support.checks import assert_exactly_once, jobs_unfinished, wait_complete
 from tests.support.daemon import DaemonProcess, new_daemon
 from tests.support.member import MemberProcess
 from tests.support.waiting import wait_for
@@ -25,17 +24,6 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-
-
-@pytest.fixture
-def cluster() -> Iterator[list[Any]]:
-    """Everything a test starts, cleaned up whatever happens."""
-    started: list[Any] = []
-    try:
-        yield started
-    finally:
-        for proc in reversed(started):
-            proc.cleanup()
 
 
 def _leader(tmp_path: Path, broker: EmbeddedBroker, topic: str, **extra: dict) -> DaemonProcess:
@@ -69,16 +57,15 @@ def _wait_complete(
     tmp_path: Path,
     timeout_s: float = 120,
 ) -> None:
-    group, store = _group(daemon), f"sqlite:///{tmp_path}/jobs.db"
-
-    def done() -> bool:
-        daemon.check_alive()
-        return (
-            all_committed(broker.bootstrap_servers, group, topic, report)
-            and jobs_unfinished(store) == 0
-        )
-
-    wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
+    wait_complete(
+        daemon,
+        broker.bootstrap_servers,
+        _group(daemon),
+        topic,
+        report,
+        f"sqlite:///{tmp_path}/jobs.db",
+        timeout_s,
+    )
 
 
 def _hosts_that_ran_jobs(tmp_path: Path) -> dict[str, int]:
@@ -103,7 +90,7 @@ def _member(tmp_path: Path, leader: DaemonProcess, name: str, **kw: Any) -> Memb
 
 
 def test_jobs_run_on_worker_hosts(
-    tmp_path: Path, broker: EmbeddedBroker, topic: str, cluster: list[Any]
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given a leader that runs no workers itself and two worker hosts (three actor systems)
     report = produce(
@@ -117,10 +104,10 @@ def test_jobs_run_on_worker_hosts(
         seed=21,
     )
     leader = _leader(tmp_path, broker, topic, batching={"max_records": 1000})
-    cluster.append(leader.start())
+    daemons.append(leader.start())
     leader.wait_ready()
     for name in ("host-a", "host-b"):
-        cluster.append(_member(tmp_path, leader, name).start())
+        daemons.append(_member(tmp_path, leader, name).start())
     wait_for(
         lambda: _workers_by_host(leader) == {"host-a": 1, "host-b": 1},
         30,
@@ -133,7 +120,7 @@ def test_jobs_run_on_worker_hosts(
     assert set(ran) == {"host-a", "host-b"}, ran
     # And the output is exactly once; everything stops cleanly
     assert leader.terminate() == 0
-    for member in cluster[1:]:
+    for member in daemons[1:]:
         assert member.terminate() == 0
         member.assert_nothing_left()
     leader.assert_nothing_left()
@@ -141,7 +128,7 @@ def test_jobs_run_on_worker_hosts(
 
 
 def test_worker_host_killed_mid_job_loses_nothing(
-    tmp_path: Path, broker: EmbeddedBroker, topic: str, cluster: list[Any]
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given two worker hosts running slow jobs (each job takes a second)
     report = produce(
@@ -165,11 +152,11 @@ def test_worker_host_killed_mid_job_loses_nothing(
             "options": {"delay_s": 1.0, "pid_dir": str(pid_dir)},
         },
     )
-    cluster.append(leader.start())
+    daemons.append(leader.start())
     leader.wait_ready()
     doomed = _member(tmp_path, leader, "host-a")
     survivor = _member(tmp_path, leader, "host-b")
-    cluster += [doomed.start(), survivor.start()]
+    daemons += [doomed.start(), survivor.start()]
 
     # When host-a is killed with -9 (its whole actor system) in the middle of a job
     def job_running_on_doomed() -> bool:
@@ -191,7 +178,7 @@ def test_worker_host_killed_mid_job_loses_nothing(
 
 
 def test_worker_host_joining_under_load_takes_jobs(
-    tmp_path: Path, broker: EmbeddedBroker, topic: str, cluster: list[Any]
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given one worker host with a backlog of slow jobs
     report = produce(
@@ -211,9 +198,9 @@ def test_worker_host_joining_under_load_takes_jobs(
         batching={"max_records": 500},
         output={"handler": "tests.support.handlers:FaultyHandler", "options": {"delay_s": 0.5}},
     )
-    cluster.append(leader.start())
+    daemons.append(leader.start())
     leader.wait_ready()
-    cluster.append(_member(tmp_path, leader, "host-a").start())
+    daemons.append(_member(tmp_path, leader, "host-a").start())
     wait_for(
         lambda: _hosts_that_ran_jobs(tmp_path).get("host-a", 0) >= 2,
         60,
@@ -221,7 +208,7 @@ def test_worker_host_joining_under_load_takes_jobs(
     )
     # When a second worker host joins while the backlog lasts
     assert jobs_unfinished(f"sqlite:///{tmp_path}/jobs.db") > 5, "no backlog left to share"
-    cluster.append(_member(tmp_path, leader, "host-b", slots=2).start())
+    daemons.append(_member(tmp_path, leader, "host-b", slots=2).start())
     # Then it gets workers within seconds and starts taking jobs
     wait_for(lambda: _workers_by_host(leader).get("host-b") == 2, 15, "workers on host-b")
     wait_for(
@@ -233,15 +220,15 @@ def test_worker_host_joining_under_load_takes_jobs(
 
 
 def test_second_consumer_daemon_and_drain(
-    tmp_path: Path, broker: EmbeddedBroker, topic: str, cluster: list[Any]
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given a leader and a second host that also consumes (same group, one JobManager)
     create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
     leader = _leader(tmp_path, broker, topic, workers={"on_leader": True, "count": 1})
-    cluster.append(leader.start())
+    daemons.append(leader.start())
     leader.wait_ready()
     second = _member(tmp_path, leader, "host-b", consume=True)
-    cluster.append(second.start())
+    daemons.append(second.start())
 
     def both_consume() -> bool:
         comps = leader.status()["components"]

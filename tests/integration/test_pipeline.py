@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,9 @@ import pytest
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
 from tests.support.checks import (
-    all_committed,
     assert_exactly_once,
     committed_offsets,
-    jobs_unfinished,
+    wait_complete,
 )
 from tests.support.daemon import DaemonProcess, new_daemon
 from tests.support.waiting import wait_for
@@ -25,16 +23,6 @@ pytestmark = pytest.mark.integration
 
 RECORDS = 50_000
 PARTITIONS = 4
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    try:
-        yield started
-    finally:
-        for daemon in started:
-            daemon.cleanup()
 
 
 def _daemon(
@@ -66,14 +54,7 @@ def _wait_complete(
     job_store: str,
     timeout_s: float = 180,
 ) -> None:
-    def done() -> bool:
-        daemon.check_alive()
-        return (
-            all_committed(broker.bootstrap_servers, group, topic, report)
-            and jobs_unfinished(job_store) == 0
-        )
-
-    wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
+    wait_complete(daemon, broker.bootstrap_servers, group, topic, report, job_store, timeout_s)
 
 
 def test_end_to_end_exactly_once(

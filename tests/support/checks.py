@@ -12,6 +12,8 @@ from confluent_kafka import Consumer, TopicPartition
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.simulator import ProduceReport
+from tests.support.daemon import DaemonProcess
+from tests.support.waiting import wait_for
 
 
 def committed_offsets(
@@ -127,3 +129,22 @@ def assert_exactly_once(
     if dead_letters_exactly_once:
         assert len(sources) == len(set(sources)), "a dead letter was produced twice"
     assert all(h.get("error") for h in letters), "every dead letter says why"
+
+
+def wait_complete(
+    daemon: DaemonProcess,
+    bootstrap: str,
+    group: str,
+    topic: str,
+    report: ProduceReport,
+    job_store: str,
+    timeout_s: float = 180,
+) -> None:
+    """Wait (deadline-bounded) until every produced offset is committed and
+    no job is PENDING or RUNNING; fail at once if the daemon dies."""
+
+    def done() -> bool:
+        daemon.check_alive()
+        return all_committed(bootstrap, group, topic, report) and jobs_unfinished(job_store) == 0
+
+    wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
