@@ -2,12 +2,16 @@
 
 - :class:`Sampler`: RSS and CPU of a changing set of processes, every 0.5 s.
 - :class:`DaemonRun`: one ``actorsys run`` subprocess in a session of its own,
-  its actor system's process group, and the guarantee that both are gone.
+  its actor system's process group, and the guarantee that both are gone;
+  :class:`MemberRun`: the same for one ``actorsys join`` (a worker host).
 - :class:`Completion`: committed offsets (read without joining the group) and
   the job store's open jobs, i.e. "has the pipeline finished this data?".
 - :func:`job_latencies`: per job, raw Parquet file mtime minus the oldest
   record's producer timestamp (``ts``, read from the Parquet statistics).
-- :func:`label_actor_processes`: which actor runs in which process.
+- :func:`label_actor_processes`, :func:`label_member_processes`: which actor
+  runs in which process (on the leader, on a worker host).
+- :func:`stray_processes`: anything of a run still alive, found by markers
+  only its processes carry on their command lines.
 - The baseline consumer, run as ``python scripts/_benchlib.py baseline
   PARAMS.json`` so that its memory and CPU are its own.
 """
@@ -27,7 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -252,9 +256,10 @@ def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
     tree mirrors the actor tree: admin (the member whose parent is not a
     member) -> {logger, Supervisor}; Supervisor -> {JobManager (has jobs.db
     open), KafkaConsumerActor (has children and librdkafka's threads),
-    WorkerMaster (has children, one thread)}; WorkerMaster -> Workers;
-    KafkaConsumerActor -> per-partition Consumers. (Socket ownership does not
-    tell them apart: a forked child inherits its parent's Kafka sockets.)
+    WorkerMaster (one thread; no children when the leader runs no workers)};
+    WorkerMaster -> Workers; KafkaConsumerActor -> per-partition Consumers.
+    (Socket ownership does not tell them apart: a forked child inherits its
+    parent's Kafka sockets.)
     """
     children: dict[int, list[int]] = defaultdict(list)
     parent: dict[int, int] = {}
@@ -270,8 +275,12 @@ def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
         for pid in children[admin]:
             labels[pid] = "supervisor" if pid in supervisors else "thespian_logger"
         for sup in supervisors:
-            for pid in sorted(children[sup]):
-                if _has_open(by_pid[pid], "jobs.db") or not children[pid]:
+            kids = sorted(children[sup])
+            store_open = {pid for pid in kids if _has_open(by_pid[pid], "jobs.db")}
+            for pid in kids:
+                # With workers.on_leader = false the WorkerMaster has no children:
+                # it is then told from the JobManager by the store it has open.
+                if pid in store_open or (not store_open and not children[pid]):
                     labels[pid] = "job_manager"
                     continue
                 kafka = _threads(by_pid[pid]) > 1
@@ -283,6 +292,36 @@ def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
                 labels[pid] = role
                 for i, kid in enumerate(sorted(children[pid])):
                     labels[kid] = f"{kid_role}#{i}"
+    return labels
+
+
+def label_member_processes(members: list[psutil.Process]) -> dict[int, str]:
+    """Name each process of a worker host's (``actorsys join``) actor system.
+
+    Its admin forks every actor the leader places there, so they are all the
+    admin's children: the Thespian logger (forked first, at start-up), the
+    Watchdog (created by ``actorsys join``), the HostAgent, and the Workers --
+    the only ones with more than one thread (librdkafka's, of the dead-letter
+    producer a worker makes when it starts). Watchdog and HostAgent (both idle
+    but for a ping every 2 s) cannot be told apart from outside.
+    """
+    by_pid = {p.pid: p for p in members}
+    parent: dict[int, int] = {}
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            parent[proc.pid] = proc.ppid()
+    labels: dict[int, str] = {}
+    for admin in (pid for pid, ppid in parent.items() if ppid not in by_pid):
+        labels[admin] = "thespian_admin"
+        kids = sorted(pid for pid, ppid in parent.items() if ppid == admin)
+        workers = [pid for pid in kids if _threads(by_pid[pid]) > 1]
+        light = [pid for pid in kids if pid not in workers]
+        for i, pid in enumerate(workers):
+            labels[pid] = f"worker#{i}"
+        for i, pid in enumerate(light):
+            labels[pid] = "thespian_logger" if i == 0 else "agent_or_watchdog"
+    for pid in parent:  # anything deeper (not expected)
+        labels.setdefault(pid, "actor")
     return labels
 
 
@@ -311,21 +350,21 @@ _ASSIGNED = re.compile(
 )
 
 
-class DaemonRun:
-    """``actorsys run --config FILE`` in a session of its own, and its actor system."""
+class _SessionRun:
+    """A command in a session of its own that starts an actor system (admin on
+    ``admin_port``, in a process group of its own); stop() and cleanup() make
+    sure that neither the command nor any process of its actor system is left."""
 
-    def __init__(
-        self, command: list[str], config_path: Path, log_path: Path, ports: dict[str, int]
-    ):
-        self.command = [*command, "run", "--config", str(config_path)]
-        self.config_path = config_path
+    def __init__(self, command: list[str], log_path: Path, admin_port: int, what: str):
+        self.command = command
         self.log_path = log_path
-        self.admin_port = ports["admin"]
-        self.metrics_port = ports["metrics"]
-        self.actor_system = ActorSystemProcesses(self.admin_port)
+        self.admin_port = admin_port
+        self.what = what
+        self.actor_system = ActorSystemProcesses(admin_port)
         self.proc: subprocess.Popen[bytes] | None = None
         self._psproc: psutil.Process | None = None
         self.spawned_at = 0.0
+        self._term_sent_at: float | None = None
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -348,7 +387,7 @@ class DaemonRun:
         return self.proc is not None and self.proc.poll() is None
 
     def members(self) -> list[psutil.Process]:
-        """The daemon process and every process of its actor system."""
+        """The command's process and every process of its actor system."""
         found: list[psutil.Process] = []
         if self._psproc is not None and self.alive():
             found.append(self._psproc)
@@ -359,11 +398,86 @@ class DaemonRun:
     def check_alive(self) -> None:
         if not self.alive():
             code = self.proc.returncode if self.proc else None
-            raise RuntimeError(f"actorsys exited with {code}; log tail:\n{self.log_tail()}")
+            raise RuntimeError(f"{self.what} exited with {code}; log tail:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def wait_actor_system(self, timeout_s: float) -> None:
+        """Wait until its actor system's admin listens (and so its group is known)."""
+        deadline = time.monotonic() + timeout_s
+        while self.actor_system.refresh() is None:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self.what}: no actor system within {timeout_s:.0f}s:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def send_stop(self) -> None:
+        """SIGTERM (once), without waiting: several runs can drain side by side."""
+        if self.proc is None or self._term_sent_at is not None:
+            return
+        self.actor_system.refresh()
+        self._term_sent_at = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout_s: float = 90.0) -> dict[str, Any]:
+        """SIGTERM, wait for the drain, then make sure no process of it is left."""
+        if self.proc is None:
+            return {}
+        self.send_stop()
+        assert self._term_sent_at is not None
+        try:
+            code: int | None = self.proc.wait(
+                max(0.0, timeout_s - (time.monotonic() - self._term_sent_at))
+            )
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - self._term_sent_at
+        # The command ends its actor system on exit; wait a little for stragglers.
+        deadline = time.monotonic() + 15
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = len(self.leftovers())
+        killed = self.kill() if (left or code is None) else 0
+        return {"exit_code": code, "stop_s": round(took, 2), "leftover_processes_killed": killed}
+
+    def leftovers(self) -> list[psutil.Process]:
+        found = group_members(self.pid) if self.proc is not None else []
+        if self.actor_system.pgid is not None:
+            found += group_members(self.actor_system.pgid)
+        return found
+
+    def kill(self) -> int:
+        """SIGKILL everything of this run still alive; returns how many."""
+        if self.proc is None:
+            return 0
+        self.actor_system.refresh()
+        killed = kill_group(self.pid) + self.actor_system.kill_all()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        return killed
+
+    def cleanup(self) -> None:
+        """For ``finally``: whatever happened, leave no process behind."""
+        if self.proc is not None and (self.alive() or self.leftovers()):
+            self.kill()
+
+
+class DaemonRun(_SessionRun):
+    """``actorsys run --config FILE`` in a session of its own, and its actor system."""
+
+    def __init__(
+        self, command: list[str], config_path: Path, log_path: Path, ports: dict[str, int]
+    ):
+        super().__init__(
+            [*command, "run", "--config", str(config_path)], log_path, ports["admin"], "actorsys"
+        )
+        self.config_path = config_path
+        self.metrics_port = ports["metrics"]
 
     def ready(self) -> bool:
         try:
@@ -411,6 +525,11 @@ class DaemonRun:
         except (OSError, ValueError):
             return {}
 
+    def workers_by_host(self) -> dict[str, int]:
+        """The WorkerMaster's workers per host, from /status ({} until known)."""
+        comps = self.status().get("components", {})
+        return dict(comps.get("worker_master", {}).get("workers_by_host", {}) or {})
+
     def first_assigned_at(self) -> float | None:
         """Wall-clock time of the KafkaConsumerActor's first "assigned" log line."""
         if not self.log_path.exists():
@@ -422,47 +541,95 @@ class DaemonRun:
                 return local.timestamp() + int(match.group(2)) / 1000
         return None
 
-    def stop(self, timeout_s: float = 90.0) -> dict[str, Any]:
-        """SIGTERM, wait for the drain, then make sure no process of it is left."""
-        if self.proc is None:
-            return {}
-        started = time.monotonic()
-        self.actor_system.refresh()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            code = None
-        took = time.monotonic() - started
-        # The daemon ends its actor system on exit; wait a little for stragglers.
-        deadline = time.monotonic() + 15
-        while self.leftovers() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = len(self.leftovers())
-        killed = self.kill() if (left or code is None) else 0
-        return {"exit_code": code, "stop_s": round(took, 2), "leftover_processes_killed": killed}
 
-    def leftovers(self) -> list[psutil.Process]:
-        found = group_members(self.pid) if self.proc is not None else []
-        if self.actor_system.pgid is not None:
-            found += group_members(self.actor_system.pgid)
-        return found
+class MemberRun(_SessionRun):
+    """``actorsys join --convention 127.0.0.1:LEADER --host-name HOST --slots N``:
+    a worker host on this machine, in a session of its own, with its actor system."""
 
-    def kill(self) -> int:
-        """SIGKILL everything of this daemon still alive; returns how many."""
-        if self.proc is None:
-            return 0
-        self.actor_system.refresh()
-        killed = kill_group(self.pid) + self.actor_system.kill_all()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        return killed
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        host: str,
+        leader_admin_port: int,
+        admin_port: int,
+        slots: int,
+        log_path: Path,
+        drain_grace_s: float = 30,
+    ):
+        super().__init__(
+            [
+                *command,
+                "join",
+                "--convention",
+                f"127.0.0.1:{leader_admin_port}",
+                "--admin-port",
+                str(admin_port),
+                "--slots",
+                str(slots),
+                "--host-name",
+                host,
+                "--drain-grace-s",
+                f"{drain_grace_s:g}",
+            ],
+            log_path,
+            admin_port,
+            f"worker host {host}",
+        )
+        self.host = host
+        self.slots = slots
 
-    def cleanup(self) -> None:
-        """For ``finally``: whatever happened, leave no process behind."""
-        if self.proc is not None and (self.alive() or self.leftovers()):
-            self.kill()
+
+def stray_processes(markers: Iterable[str]) -> list[psutil.Process]:
+    """Live processes (not this one) whose command line contains one of ``markers``.
+
+    Thespian forks actors without exec, so every actor process carries the
+    command line of the ``actorsys run``/``join`` that started its system; a
+    unique config path or convention address finds them even when their
+    process group was never learnt.
+    """
+    wanted = [m for m in markers if m]
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            line = " ".join(proc.info["cmdline"] or [])
+            if any(m in line for m in wanted):
+                found.append(proc)
+    return found
+
+
+def kill_processes(procs: list[psutil.Process], timeout_s: float = 5.0) -> list[int]:
+    """SIGKILL these processes (by pid); returns the pids signalled."""
+    killed = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+            killed.append(proc.pid)
+    psutil.wait_procs(procs, timeout=timeout_s)
+    return killed
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while cleaning up, then raise KeyboardInterrupt if one
+    came: a Ctrl-C must not cut a cleanup short and leave processes behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            raise KeyboardInterrupt
 
 
 # --------------------------------------------------------------------------------------
@@ -499,6 +666,17 @@ class Completion:
         if self._store is None:
             return {}
         return {status.value: n for status, n in self._store.count_by_status().items()}
+
+    def jobs_by_worker(self) -> dict[str, int]:
+        """DONE jobs per worker, as job records name it: "<job manager>/<host>/<worker id>"."""
+        from actorsys.jobs.model import JobStatus
+
+        if self._store is None:
+            return {}
+        ran: dict[str, int] = defaultdict(int)
+        for job in self._store.list_jobs(JobStatus.DONE, limit=10_000_000):
+            ran[job.worker or "?"] += 1
+        return dict(sorted(ran.items()))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -14,7 +14,17 @@ One run (``make bench`` or ``.venv/bin/python scripts/bench.py --help``):
    PENDING/RUNNING job; then SIGTERM, and no process of it may be left;
 4. **latency**: a fresh daemon on a second topic fed at a steady
    ``--latency-rate`` for ``--latency-seconds``, well below capacity, so that
-   latency measures the pipeline rather than a backlog.
+   latency measures the pipeline rather than a backlog;
+5. **worker hosts** (``--worker-hosts N``): for k = 1 .. N, on the backlog of
+   step 1 (a fresh group each time), a leader daemon with
+   ``workers.on_leader = false`` plus k ``actorsys join`` members on this
+   machine (host names ``bench-host-1..k``, ``--slots-per-host`` slots each):
+   the same window and figures as step 3, plus the jobs each host ran (from
+   the job store: a job's ``worker`` is "<job manager>/<host>/<worker id>")
+   and CPU per process, labelled by host and role. All hosts share this
+   machine's CPUs: on a small machine this measures what the convention
+   costs, not a speed-up. ``--skip-baseline --skip-latency --worker-hosts N``
+   runs steps 3 and 5 only (step 3 is the one-daemon reference).
 
 Both consumers use the same librdkafka settings
 (``actorsys.kafka_clients.consumer_properties`` plus ``-X``), printed below
@@ -35,7 +45,8 @@ Memory: peak of the summed RSS of the daemon and every process of its actor
 system, sampled every 0.5 s; forked processes share pages, so the RSS sum
 overstates what they use together and the PSS sum is shown next to it.
 CPU: user+sys seconds per actor role (learnt from the process tree), from
-the assignment to done, and in total. "Other processes' CPU" is what the
+the assignment to done, and in total (each process's last sample before it
+exits). "Other processes' CPU" is what the
 rest of the machine used meanwhile: a disturbed run says so.
 """
 
@@ -54,7 +65,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +73,20 @@ import psutil
 from _benchlib import (
     Completion,
     DaemonRun,
+    MemberRun,
     Sampler,
     actorsys_sections,
     cpu_by_role,
     cpu_window,
+    deferred_interrupts,
     job_latencies,
     key_settings,
+    kill_processes,
     label_actor_processes,
+    label_member_processes,
     latency_summary,
     say,
+    stray_processes,
     system_cpu,
     write_toml,
 )
@@ -120,6 +136,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-baseline", action="store_true", help="skip the baseline")
     parser.add_argument("--skip-latency", action="store_true", help="skip the latency phase")
     parser.add_argument("--skip-actorsys", action="store_true", help="skip actorsys on the backlog")
+    parser.add_argument(
+        "--worker-hosts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the other phases, run a leader (no workers of its own) with k = 1..N "
+        "`actorsys join` worker hosts on this machine, on the same backlog (0: off)",
+    )
+    parser.add_argument(
+        "--slots-per-host",
+        type=int,
+        default=1,
+        help="worker slots of each worker host (`actorsys join --slots`)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write every figure and setting here")
     parser.add_argument(
         "-X",
@@ -140,9 +170,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the temporary directory (outputs, logs)"
     )
     args = parser.parse_args(argv)
-    for name in ("records", "partitions", "devices", "workers", "max_records"):
+    for name in ("records", "partitions", "devices", "workers", "max_records", "slots_per_host"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.worker_hosts < 0:
+        parser.error("--worker-hosts must be 0 (off) or more")
     if not 0 <= args.malformed_ratio <= 1:
         parser.error("--malformed-ratio must be between 0 and 1")
     if args.latency_rate <= 0 or args.latency_seconds <= 0:
@@ -239,6 +271,8 @@ class Bench:
                 self.results["actorsys"] = self.daemon_phase("throughput", topic, report=report)
             if not self.args.skip_latency:
                 self.results["latency"] = self.latency_phase()
+            if self.args.worker_hosts:
+                self.worker_hosts_phases(topic, report)
         finally:
             self.results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
             self.results["finished_at"] = time.time()
@@ -518,6 +552,233 @@ class Bench:
         )
         return out
 
+    # --- (d) worker hosts -----------------------------------------------------------------
+
+    def worker_hosts_phases(self, topic: str, report: ProduceReport) -> None:
+        doc: dict[str, Any] = {
+            "hosts": self.args.worker_hosts,
+            "slots_per_host": self.args.slots_per_host,
+            "note": (
+                "every host runs on this machine and shares its CPUs with the leader and the broker"
+            ),
+            "runs": [],
+        }
+        self.results["worker_hosts"] = doc
+        for k in range(1, self.args.worker_hosts + 1):
+            # Recorded from the start: a failed or interrupted run still shows its
+            # commands, stops and leftovers ("finished": false).
+            out: dict[str, Any] = {"k": k, "finished": False}
+            doc["runs"].append(out)
+            self.worker_hosts_phase(k, topic, report, out)
+            out["finished"] = True
+
+    def worker_hosts_phase(
+        self, k: int, topic: str, report: ProduceReport, out: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A leader that runs no workers, plus ``k`` worker hosts, on the backlog."""
+        name = f"hosts-{k}"
+        slots = self.args.slots_per_host
+        group = f"bench-{name}-{self.run_id}"
+        setup = self.settings_for(group, name)
+        workdir: Path = setup["workdir"]
+        setup["sections"]["kafka"]["topics"] = [topic]
+        setup["sections"]["workers"]["on_leader"] = False
+        config_path = write_toml(workdir / "actorsys.toml", setup["sections"])
+        config = load_config(config_path)
+        command = actorsys_command()
+        leader = DaemonRun(command, config_path, workdir / "leader.log", setup["ports"])
+        ports = set(setup["ports"].values())
+        members: list[MemberRun] = []
+        for i in range(1, k + 1):
+            port = free_port()
+            while port in ports:
+                port = free_port()
+            ports.add(port)
+            host = f"bench-host-{i}"
+            members.append(
+                MemberRun(
+                    command,
+                    host=host,
+                    leader_admin_port=leader.admin_port,
+                    admin_port=port,
+                    slots=slots,
+                    log_path=workdir / f"{host}.log",
+                )
+            )
+        runs: list[DaemonRun | MemberRun] = [leader, *members]
+        sampler = Sampler(lambda: [p for r in runs for p in r.members()], dict(self.context))
+        completion: Completion | None = None
+        expected = {m.host: m.slots for m in members}
+        labels: dict[int, str] = {}
+        out.update(
+            {
+                "group": group,
+                "slots_per_host": slots,
+                "leader_command": " ".join(leader.command),
+                "member_commands": {m.host: " ".join(m.command) for m in members},
+                "config": setup["sections"],
+            }
+        )
+        # Everything of this run carries one of these on its command line.
+        markers = [str(config_path), f"--convention 127.0.0.1:{leader.admin_port}"]
+        try:
+            leader.start()
+            sampler.start()
+            say(f"{name}: started leader `{' '.join(leader.command)}` (pid {leader.pid})")
+            leader.wait_actor_system(60)
+            for member in members:
+                member.start()
+                say(f"{name}: started `{' '.join(member.command)}` (pid {member.pid})")
+            for member in members:
+                member.wait_actor_system(60)
+            placed = self._wait_placed_and_assigned(name, leader, members, expected, sampler)
+            assigned_at = placed["assigned_at"]
+            cpu_assigned, sys_assigned, ctx_assigned = placed["samples"]
+            labels.update(_host_labels(leader, members))
+            say(
+                f"{name}: partitions assigned {assigned_at - leader.spawned_at:.1f}s after "
+                f"start; workers {expected} placed "
+                f"{placed['placed_at'] - leader.spawned_at:.1f}s after start"
+            )
+            completion = Completion(self.bootstrap, group, topic, report.end_offsets)
+            completion.open_store(config.jobs.store)
+            waited = self._wait_done(name, leader, completion, sampler, assigned_at, members)
+            done_at = waited["done_at"]
+            # The last samples before anything exits.
+            cpu_done, sys_done = sampler.tick(), system_cpu()
+            ctx_done = sampler.context_snapshot()
+            labels.update(_host_labels(leader, members))
+            say(f"{name}: processes: {_roles(labels)}")
+            counts = completion.job_counts()
+            by_worker = completion.jobs_by_worker()
+            workers_at_done = leader.workers_by_host()
+            status = leader.status()
+            say(f"{name}: done; stopping the worker hosts (drain), then the leader (SIGTERM)")
+            for member in members:
+                member.send_stop()
+            stops = {member.host: member.stop() for member in members}
+            stops["leader"] = leader.stop()
+            out["stop"] = stops
+            say(f"{name}: stopped: {stops}")
+        finally:
+            with deferred_interrupts():
+                sampler.stop()
+                if completion is not None:
+                    completion.close()
+                for run in reversed(runs):
+                    run.cleanup()
+                out["leftovers"] = _sweep(name, markers)
+
+        records = report.produced
+        window = _seconds(assigned_at, done_at)
+        latencies = job_latencies(workdir / "out" / "raw")
+        jobs_done = counts.get("DONE", 0)
+        window_cpu = {pid: cpu_done[pid] - cpu_assigned.get(pid, 0) for pid in cpu_done}
+        by_host: dict[str, int] = {}
+        for worker, n in by_worker.items():
+            parts = worker.split("/")
+            host = parts[1] if len(parts) >= 3 else f"? ({worker})"
+            by_host[host] = by_host.get(host, 0) + n
+        jm = status.get("components", {}).get("job_manager", {})
+        out.update(
+            {
+                "hosts": list(expected),
+                "records": records,
+                "jobs_by_status": counts,
+                "jobs": jobs_done,
+                "jobs_by_host": by_host,
+                "jobs_by_worker": by_worker,
+                "jobs_not_on_a_worker_host": sum(
+                    n for host, n in by_host.items() if host not in expected
+                ),
+                "workers_by_host_at_done": workers_at_done,
+                "rows_written": sum(j["rows"] for j in latencies),
+                "window": "partitions assigned (log line) -> offsets committed and no open job",
+                "spawned_at": leader.spawned_at,
+                "assigned_at": assigned_at,
+                "workers_placed_at": placed["placed_at"],
+                "placed_after_assigned_s": round(placed["placed_at"] - assigned_at, 3),
+                "first_commit_seen_at": waited["first_commit_at"],
+                "done_at": done_at,
+                "window_s": window,
+                "records_per_s": _rate(records, window),
+                "jobs_per_s": _rate(jobs_done, window),
+                "from_spawn_s": _seconds(leader.spawned_at, done_at),
+                "records_per_s_from_spawn": _rate(records, _seconds(leader.spawned_at, done_at)),
+                "records_per_job": round(records / max(1, jobs_done), 1),
+                "latency": latency_summary(latencies),
+                "peak_rss_bytes": sampler.peak_rss,
+                "peak_pss_bytes": sampler.peak_pss,
+                "peak_processes": sampler.peak_processes,
+                "peak_rss_by_process": {
+                    f"{labels.get(pid, 'unlabelled')}({pid})": rss
+                    for pid, rss in sorted(sampler.peak_rss_by_pid.items())
+                },
+                "cpu_s_total": round(sum(cpu_done.values()), 2),
+                "cpu_s_window": round(sum(window_cpu.values()), 2),
+                "cpu_window": "from partitions assigned to done",
+                "cpu_by_host_window": _cpu_by_host(window_cpu, labels),
+                "cpu_by_role_window": cpu_by_role(window_cpu, labels),
+                "cpu_by_role_total": cpu_by_role(cpu_done, labels),
+                "cpu_s_by_process_window": _by_process(window_cpu, labels),
+                "cpu_s_by_process_total": _by_process(cpu_done, labels),
+                "context_cpu_s_window": cpu_window(ctx_assigned, ctx_done),
+                "system_cpu_s_window": cpu_window(sys_assigned, sys_done),
+                "job_manager_stats": {k: v for k, v in jm.items() if isinstance(v, int | float)},
+                "process_labels": {str(pid): label for pid, label in sorted(labels.items())},
+            }
+        )
+        out["foreign_cpu_s_window"] = _foreign(
+            out["system_cpu_s_window"], out["context_cpu_s_window"], out["cpu_s_window"]
+        )
+        out["check"] = _check(report, None, None, out["rows_written"])
+        say(
+            f"{name}: {records:,} records in {window or 0:.2f}s = "
+            f"{out['records_per_s'] or 0:,.0f} records/s, {jobs_done} jobs "
+            f"({', '.join(f'{h}={n}' for h, n in by_host.items())}), "
+            f"peak RSS {sampler.peak_rss / MB:.0f} MB, raw rows OK: {out['check']['ok']}"
+        )
+        return out
+
+    def _wait_placed_and_assigned(
+        self,
+        name: str,
+        leader: DaemonRun,
+        members: list[MemberRun],
+        expected: dict[str, int],
+        sampler: Sampler,
+    ) -> dict[str, Any]:
+        """Until the leader has its partitions and every host its workers. The
+        window's first CPU sample is taken as soon as the assignment is seen."""
+        deadline = time.monotonic() + 120
+        assigned_at: float | None = None
+        placed_at: float | None = None
+        samples: tuple[dict[int, float], dict[str, float], dict[str, float]] | None = None
+        next_status = 0.0
+        seen: dict[str, int] = {}
+        while True:
+            leader.check_alive()
+            for member in members:
+                member.check_alive()
+            if assigned_at is None:
+                assigned_at = leader.first_assigned_at()
+                if assigned_at is not None:
+                    samples = (sampler.tick(), system_cpu(), sampler.context_snapshot())
+            if placed_at is None and time.monotonic() >= next_status:
+                next_status = time.monotonic() + 0.2
+                seen = leader.workers_by_host()
+                if seen == expected:
+                    placed_at = time.time()
+            if assigned_at is not None and placed_at is not None:
+                assert samples is not None
+                return {"assigned_at": assigned_at, "placed_at": placed_at, "samples": samples}
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{name}: within 120s: assigned={assigned_at is not None}, workers by "
+                    f"host {seen} (want {expected}); leader log tail:\n{leader.log_tail()}"
+                )
+            time.sleep(0.05)
+
     def _wait_done(
         self,
         name: str,
@@ -525,12 +786,15 @@ class Bench:
         completion: Completion,
         sampler: Sampler,
         since: float,
+        others: Sequence[MemberRun] = (),
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self.phase_timeout
         first_commit_at: float | None = None
         next_report = time.monotonic() + 5
         while True:
             run.check_alive()
+            for other in others:
+                other.check_alive()
             committed = completion.committed()
             now = time.time()
             done_count = sum(committed.values())
@@ -567,6 +831,52 @@ def _roles(labels: dict[int, str]) -> str:
         role = label.split("#", 1)[0]
         counts[role] = counts.get(role, 0) + 1
     return ", ".join(f"{n}x {role}" if n > 1 else role for role, n in counts.items())
+
+
+def _host_labels(leader: DaemonRun, members: Sequence[MemberRun]) -> dict[int, str]:
+    """ "<leader|host>/<role>" for every live process of a multi-host run."""
+    labels = {
+        pid: f"leader/{label}"
+        for pid, label in label_actor_processes(leader.actor_system.alive()).items()
+    }
+    if leader.alive():
+        labels[leader.pid] = "leader/daemon"
+    for member in members:
+        found = label_member_processes(member.actor_system.alive())
+        labels.update({pid: f"{member.host}/{label}" for pid, label in found.items()})
+        if member.alive():
+            labels[member.pid] = f"{member.host}/join"
+    return labels
+
+
+def _cpu_by_host(cpu_by_pid: dict[int, float], labels: dict[int, str]) -> dict[str, float]:
+    hosts: dict[str, float] = {}
+    for pid, seconds in cpu_by_pid.items():
+        host = labels.get(pid, "unlabelled").split("/", 1)[0]
+        hosts[host] = round(hosts.get(host, 0.0) + seconds, 2)
+    return hosts
+
+
+def _by_process(cpu_by_pid: dict[int, float], labels: dict[int, str]) -> dict[str, float]:
+    return {
+        f"{labels.get(pid, 'unlabelled')}({pid})": round(seconds, 2)
+        for pid, seconds in sorted(cpu_by_pid.items(), key=lambda kv: labels.get(kv[0], ""))
+    }
+
+
+def _sweep(name: str, markers: list[str]) -> list[dict[str, Any]]:
+    """After a run's cleanup: is anything of it still alive? Report and kill it."""
+    left = stray_processes(markers)
+    found = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            found.append({"pid": proc.pid, "cmdline": " ".join(proc.cmdline())[:200]})
+    if left:
+        killed = kill_processes(left)
+        say(f"{name}: LEFTOVER processes after cleanup: {found}; killed {killed}")
+    else:
+        say(f"{name}: no process left (leader, worker hosts, their actor systems)")
+    return found
 
 
 def _report_dict(report: ProduceReport) -> dict[str, Any]:
@@ -719,6 +1029,9 @@ def print_table(results: dict[str, Any]) -> None:
             f"{get(lat, 'latency', 'jobs')} jobs; peak RSS {lat['peak_rss_bytes'] / MB:,.0f} MB; "
             f"CPU {lat.get('cpu_s_window', 0):.1f}s",
         ]
+    hosts = results.get("worker_hosts")
+    if hosts:
+        lines += _hosts_table(hosts, act, results["machine"]["cpus"] or 1)
     props = (act or base or {}).get("consumer_properties", {})
     if props:
         lines += ["", "librdkafka consumer settings (both):"]
@@ -740,6 +1053,81 @@ def print_table(results: dict[str, Any]) -> None:
     else:
         lines.append(f"actorsys imported from {source} (not the repository's working tree)")
     print("\n".join(lines), flush=True)
+
+
+def _mb(value: float | None) -> float | None:
+    return value / MB if value is not None else None
+
+
+def _hosts_table(hosts: dict[str, Any], act: dict[str, Any] | None, cpus: int) -> list[str]:
+    runs = hosts.get("runs") or []
+    lines = [
+        "",
+        f"worker hosts: a leader with workers.on_leader = false plus k `actorsys join` hosts "
+        f"({hosts['slots_per_host']} slot(s) each), all on this machine's {cpus} CPUs",
+        f"  {'k':>3}{'records/s':>11}{'jobs/s':>8}{'window s':>10}{'RSS MB':>8}{'PSS MB':>8}"
+        f"{'rows OK':>9}  jobs per host",
+    ]
+
+    def row(k: str, doc: dict[str, Any], per_host: str) -> None:
+        lines.append(
+            f"  {k:>3}{_fmt(doc.get('records_per_s')):>11}{_fmt(doc.get('jobs_per_s'), '.1f'):>8}"
+            f"{_fmt(doc.get('window_s'), '.2f'):>10}"
+            f"{_fmt(_mb(doc.get('peak_rss_bytes'))):>8}"
+            f"{_fmt(_mb(doc.get('peak_pss_bytes'))):>8}"
+            f"{(doc.get('check') or {}).get('ok', '-')!s:>9}  {per_host}"
+        )
+
+    if act:
+        workers = (act.get("config") or {}).get("workers", {}).get("count")
+        row("ref", act, f"(one daemon, {workers} workers on it: the actorsys run above)")
+    for doc in runs:
+        per_host = ", ".join(f"{h}={n}" for h, n in (doc.get("jobs_by_host") or {}).items())
+        row(str(doc["k"]), doc, per_host)
+    if not runs:
+        return lines
+    lines.append("  CPU s, assigned -> done, by host and role (processes):")
+    for doc in runs:
+        if not doc.get("cpu_by_host_window"):
+            continue
+        by_host: dict[str, list[str]] = {}
+        for role, entry in (doc.get("cpu_by_role_window") or {}).items():
+            host, _, name = role.partition("/")
+            count = f" ({entry['processes']})" if entry["processes"] > 1 else ""
+            by_host.setdefault(host, []).append(f"{name or role} {entry['cpu_s']:.1f}{count}")
+        totals = doc.get("cpu_by_host_window") or {}
+        prefix = f"  k={doc['k']}"
+        for host in totals:
+            lines.append(
+                f"{prefix:7}{host} {totals[host]:.1f}: " + ", ".join(by_host.get(host, []))
+            )
+            prefix = ""
+        sys_cpu = doc.get("system_cpu_s_window") or {}
+        window = doc.get("window_s") or 0
+        lines.append(
+            f"{'':7}total {doc.get('cpu_s_window', 0):.1f}; broker "
+            f"{(doc.get('context_cpu_s_window') or {}).get('broker', 0):.1f}; machine busy "
+            f"{sys_cpu.get('busy', 0):.1f} of {window * cpus:.1f} CPU s"
+        )
+    for doc in runs:
+        notes = [] if doc.get("finished", True) else ["did not finish"]
+        if doc.get("placed_after_assigned_s", 0) > 0:
+            notes.append(
+                f"workers were placed {doc['placed_after_assigned_s']:.2f}s after the "
+                "assignment (inside the window)"
+            )
+        if doc.get("jobs_not_on_a_worker_host"):
+            notes.append(f"{doc['jobs_not_on_a_worker_host']} job(s) ran off the worker hosts")
+        if doc.get("leftovers"):
+            notes.append(f"{len(doc['leftovers'])} leftover process(es) found and killed")
+        share = (doc.get("foreign_cpu_s_window") or 0) / max(
+            1e-9, (doc.get("window_s") or 0) * cpus
+        )
+        if share > 0.1:
+            notes.append(f"other processes used {share:.0%} of the machine: disturbed")
+        if notes:
+            lines.append(f"  NOTE k={doc['k']}: " + "; ".join(notes))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
