@@ -87,7 +87,10 @@ class Supervisor(ActorTypeDispatcher):
         self._starter: Any = None
         self._children: dict[str, Any] = {}
         self._ready: set[str] = set()
-        self._restarts: dict[str, int] = {}
+        self._restarts: dict[str, int] = {}  # total, for status
+        # Restarts since the role last came up: drives the backoff, so one crash
+        # after weeks of health is retried at once, a crash loop slowly.
+        self._failing: dict[str, int] = {}
         self._status: dict[str, dict[str, Any]] = {}
         self._drain: _DrainState | None = None
         # Kafka consumers placed on member systems (second consumer daemons), by member.
@@ -124,6 +127,7 @@ class Supervisor(ActorTypeDispatcher):
 
     def receiveMsg_ComponentReady(self, msg: ComponentReady, sender: Any) -> None:
         self._ready.add(msg.role)
+        self._failing.pop(msg.role, None)
         if msg.role == JOB_MANAGER and KAFKA_CONSUMER not in self._children:
             self._children[KAFKA_CONSUMER] = self.createActor(KafkaConsumerActor)
             self._start_role(KAFKA_CONSUMER)
@@ -206,11 +210,14 @@ class Supervisor(ActorTypeDispatcher):
             return  # a duplicate notice, or an exit we asked for
         self._children.pop(role)
         self._ready.discard(role)
-        count = self._restarts.get(role, 0)
-        self._restarts[role] = count + 1
+        self._restarts[role] = self._restarts.get(role, 0) + 1
+        count = self._failing.get(role, 0)
+        self._failing[role] = count + 1
         metrics.actor_restarted(role)
         delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
-        log.error("%s exited; recreating it in %.1fs (restart #%d)", role, delay, count + 1)
+        log.error(
+            "%s exited; recreating it in %.1fs (restart #%d)", role, delay, self._restarts[role]
+        )
         self.wakeupAfter(timedelta(seconds=delay), payload=("restart", role))
 
     def _remote_consumer_exited(self, member: str) -> None:

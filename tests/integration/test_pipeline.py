@@ -3,10 +3,12 @@ multi-process Thespian actor system: exactly-once output, and after kill -9."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
@@ -159,3 +161,78 @@ def test_actor_system_ends_itself_when_the_daemon_is_killed(
     daemon.proc.wait(10)
     # Then the orphaned actor system notices and ends every one of its processes
     wait_for(lambda: not daemon.actor_system.alive(), 20, "the orphaned actor system to end")
+
+
+def _job_manager_process(daemon: DaemonProcess, db: Path) -> psutil.Process | None:
+    """The JobManager is the actor process that holds the job store open."""
+    for proc in daemon.actor_system.alive():
+        with contextlib.suppress(psutil.Error):
+            if any(f.path == str(db) for f in proc.open_files()):
+                return proc
+    return None
+
+
+def test_supervisor_recreates_a_killed_job_manager_which_reloads_from_the_store(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given a daemon working through a stream
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    reports: list[ProduceReport] = []
+    feeder = threading.Thread(
+        target=lambda: reports.append(
+            produce(
+                broker.bootstrap_servers,
+                topic,
+                devices=100,
+                rate=5_000,
+                count=30_000,
+                malformed_ratio=0.01,
+                partitions=PARTITIONS,
+                seed=13,
+            )
+        )
+    )
+    feeder.start()
+    try:
+        daemon = _daemon(tmp_path, broker, topic, group)
+        daemons.append(daemon.start())
+        daemon.wait_ready()
+        # When its JobManager process is killed with -9 mid-stream
+        manager = wait_for(
+            lambda: _job_manager_process(daemon, tmp_path / "jobs.db"), 30, "the JobManager process"
+        )
+        wait_for(
+            lambda: (
+                sum(
+                    max(o, 0)
+                    for o in committed_offsets(
+                        broker.bootstrap_servers, group, topic, list(range(PARTITIONS))
+                    ).values()
+                )
+                >= 5_000
+            ),
+            90,
+            "some offsets committed (jobs in the store)",
+        )
+        assert not reports, "the stream ended before the kill: the test proves nothing"
+        manager.kill()
+        # Then the Supervisor recreates it, and it carries on from the store
+        wait_for(
+            lambda: "job_manager exited; recreating it" in daemon.log_tail(400),
+            30,
+            "the Supervisor to notice",
+        )
+    finally:
+        feeder.join(120)
+    report = reports[0]
+    _wait_complete(daemon, broker, group, topic, report, f"sqlite:///{tmp_path}/jobs.db")
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()
+    assert_exactly_once(
+        tmp_path / "out",
+        topic,
+        report,
+        broker.bootstrap_servers,
+        f"{topic}.dlq",
+        dead_letters_exactly_once=False,
+    )
