@@ -28,7 +28,9 @@ class Record:
 def encode_records(records: Iterable[Record]) -> bytes:
     """Pack records into a payload stream."""
     packer = msgpack.Packer(use_bin_type=True)
-    return b"".join(packer.pack((r.offset, r.timestamp_ms, r.key, r.value)) for r in records)
+    return b"".join(
+        encode_record(r.offset, r.timestamp_ms, r.key, r.value, packer) for r in records
+    )
 
 
 def encode_record(

@@ -44,6 +44,7 @@ from actorsys.messages import (
     StartFailed,
     StopConsuming,
 )
+from actorsys.records import encode_record
 
 log = logging.getLogger("actorsys.kafka_consumer")
 
@@ -163,7 +164,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             return 0
         if not messages:
             return 0
-        pack = self._packer.pack
+        packer = self._packer
         # Per partition: packed records, and the offset of the first and last one.
         # Per partition: the packed records and their offsets, in order.
         parts_by_tp: dict[TopicPartition, list[bytes]] = {}
@@ -175,7 +176,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             tp = (m.topic(), m.partition())
             offset = m.offset()
             ts_type, ts = m.timestamp()
-            packed = pack((offset, ts if ts_type else None, m.key(), m.value()))
+            packed = encode_record(offset, ts if ts_type else None, m.key(), m.value(), packer)
             parts = parts_by_tp.get(tp)
             if parts is None:
                 parts_by_tp[tp] = [packed]

@@ -26,6 +26,20 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 4
 
 
+def _produce(broker: EmbeddedBroker, topic: str, count: int, seed: int) -> ProduceReport:
+    """A known stream: 100 devices, 1 % malformed, as fast as the producer goes."""
+    return produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=100,
+        rate=0,
+        count=count,
+        malformed_ratio=0.01,
+        partitions=PARTITIONS,
+        seed=seed,
+    )
+
+
 def _leader(tmp_path: Path, broker: EmbeddedBroker, topic: str, **extra: dict) -> DaemonProcess:
     sections: dict[str, dict] = {"workers": {"on_leader": False, "host_timeout_s": 5.0}}
     for section, values in extra.items():
@@ -93,16 +107,7 @@ def test_jobs_run_on_worker_hosts(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given a leader that runs no workers itself and two worker hosts (three actor systems)
-    report = produce(
-        broker.bootstrap_servers,
-        topic,
-        devices=100,
-        rate=0,
-        count=30_000,
-        malformed_ratio=0.01,
-        partitions=PARTITIONS,
-        seed=21,
-    )
+    report = _produce(broker, topic, 30_000, seed=21)
     leader = _leader(tmp_path, broker, topic, batching={"max_records": 1000})
     daemons.append(leader.start())
     leader.wait_ready()
@@ -131,16 +136,7 @@ def test_worker_host_killed_mid_job_loses_nothing(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given two worker hosts running slow jobs (each job takes a second)
-    report = produce(
-        broker.bootstrap_servers,
-        topic,
-        devices=100,
-        rate=0,
-        count=20_000,
-        malformed_ratio=0.01,
-        partitions=PARTITIONS,
-        seed=22,
-    )
+    report = _produce(broker, topic, 20_000, seed=22)
     pid_dir = tmp_path / "running"
     leader = _leader(
         tmp_path,
@@ -181,16 +177,7 @@ def test_worker_host_joining_under_load_takes_jobs(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given one worker host with a backlog of slow jobs
-    report = produce(
-        broker.bootstrap_servers,
-        topic,
-        devices=100,
-        rate=0,
-        count=20_000,
-        malformed_ratio=0.01,
-        partitions=PARTITIONS,
-        seed=23,
-    )
+    report = _produce(broker, topic, 20_000, seed=23)
     leader = _leader(
         tmp_path,
         broker,
@@ -238,16 +225,7 @@ def test_second_consumer_daemon_and_drain(
     # A cooperative rejoin on the embedded broker takes ~13 s when idle: allow for load.
     wait_for(both_consume, 120, "both daemons to own partitions")
     # When records stream in while both consume, and the second host drains mid-stream
-    report = produce(
-        broker.bootstrap_servers,
-        topic,
-        devices=100,
-        rate=0,
-        count=20_000,
-        malformed_ratio=0.01,
-        partitions=PARTITIONS,
-        seed=24,
-    )
+    report = _produce(broker, topic, 20_000, seed=24)
     assert second.terminate(timeout_s=120) == 0
     second.assert_nothing_left()
     # Then the leader takes its partitions over, and every record is in exactly one job
