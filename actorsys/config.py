@@ -3,6 +3,17 @@
 Every section is a frozen dataclass validated at construction. Unknown keys,
 wrong types and impossible values raise ``ConfigError`` with one line that
 names the key, so ``actorsys run`` can print it and exit 2.
+
+Secrets stay out of the file and out of every log and message: any string
+value may be written ``{ env = "NAME" }`` (read from the environment) or
+``{ file = "/path" }`` (the file's content, trailing newline stripped), and
+credentials (librdkafka's password, secret and key properties, a job store
+URL with a password) are held as :class:`~actorsys.secrets.Secret`, whose
+repr and pickle carry its name only.
+
+Some librdkafka properties are refused because they would switch off an
+invariant of the pipeline or bypass a first-class key (see
+``_FORBIDDEN_CONSUMER`` and ``_FORBIDDEN_PRODUCER``).
 """
 
 from __future__ import annotations
@@ -15,17 +26,104 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from actorsys.errors import ConfigError
+from actorsys.secrets import Secret, is_secret_property, redact_url, reveal, url_has_password
 
 EMBEDDED = "embedded"
+MIB = 1024 * 1024
 
 
 def _positive(section: str, **values: float) -> None:
     for name, value in values.items():
         if value <= 0:
             raise ConfigError(f"[{section}] {name} must be > 0, got {value}")
+
+
+# --- librdkafka properties actorsys does not let through --------------------------------------
+
+_COMMITS = (
+    "actorsys commits offsets itself, only once everything below them is stored as a job "
+    "(invariant 1); this property cannot be set"
+)
+# Consumer properties ([kafka.properties]) refused whatever their value. Allowed and worth
+# saying: isolation.level (read_committed, librdkafka's default, or read_uncommitted, which
+# also reads records of aborted transactions), group.instance.id, max.poll.interval.ms.
+_FORBIDDEN_CONSUMER: Final[Mapping[str, str]] = {
+    "enable.auto.commit": _COMMITS,
+    "auto.commit.enable": _COMMITS,  # librdkafka's old (topic-level) name of the same
+    "enable.auto.offset.store": _COMMITS,
+    "group.id": "use [kafka] group_id instead (the job store keys its offsets by it)",
+    "bootstrap.servers": "use [kafka] bootstrap_servers instead (every client of actorsys uses it)",
+    "metadata.broker.list": "use [kafka] bootstrap_servers instead (this is an alias of it)",
+    "auto.offset.reset": (
+        "use [kafka] auto_offset_reset instead (actorsys logs and counts the range a reset skips)"
+    ),
+    "partition.assignment.strategy": (
+        "use [kafka] partition_assignment_strategy instead (the consumer assigns incrementally "
+        "only for cooperative-sticky)"
+    ),
+    "group.protocol": (
+        "actorsys drives the classic rebalance protocol (its assign and revoke callbacks "
+        "commit and hand partitions over); the consumer protocol of KIP-848 is not supported"
+    ),
+    "session.timeout.ms": "use [kafka] session_timeout_ms instead",
+    "default.topic.config": "write topic properties directly in [kafka.properties]",
+}
+_PRODUCER_INSTEAD: Final = (
+    "use [kafka] bootstrap_servers instead (the dead-letter producer reaches the same cluster)"
+)
+# Dead-letter producer properties ([kafka.producer_properties]) refused whatever their value.
+# enable.idempotence may be false: with acks=all a retried dead letter may be duplicated, never
+# lost, and dead letters are deduplicated on their source_* headers anyway.
+_FORBIDDEN_PRODUCER: Final[Mapping[str, str]] = {
+    "bootstrap.servers": _PRODUCER_INSTEAD,
+    "metadata.broker.list": _PRODUCER_INSTEAD,
+    "transactional.id": (
+        "dead letters are not produced in transactions (the embedded broker cannot verify "
+        "them); deduplicate them on their source_* headers"
+    ),
+}
+# Producer properties whose value must keep every dead letter: acks and its alias.
+_ACKS_KEYS: Final = frozenset({"acks", "request.required.acks"})
+_ACKS_ALLOWED: Final = frozenset({"all", "-1"})
+
+
+def _property_names(key: str) -> tuple[str, str]:
+    """The names librdkafka may read ``key`` as: case-folded, and without the ``topic.``
+    prefix it accepts before a topic-level property (``topic.auto.commit.enable``)."""
+    name = key.strip().lower()
+    return name, name.removeprefix("topic.")
+
+
+def _checked_properties(
+    table: str, properties: Mapping[str, str | Secret], forbidden: Mapping[str, str]
+) -> dict[str, str | Secret]:
+    """``properties`` with forbidden keys refused and credentials wrapped as Secrets."""
+    checked: dict[str, str | Secret] = {}
+    for key, value in properties.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"[{table}] has an empty property name")
+        if not isinstance(value, str | Secret):
+            raise ConfigError(f"[{table}] {key} must be a string")
+        for name in _property_names(key):
+            if name in forbidden:
+                raise ConfigError(f"[{table}] {key}: {forbidden[name]}")
+        if isinstance(value, str) and is_secret_property(key):
+            value = Secret(f"{table}.{key}", value)
+        checked[key] = value
+    return checked
+
+
+def _check_acks(properties: Mapping[str, str | Secret]) -> None:
+    for key, value in properties.items():
+        name = _property_names(key)[1]
+        if name in _ACKS_KEYS and reveal(value).strip().lower() not in _ACKS_ALLOWED:
+            raise ConfigError(
+                f"[kafka.producer_properties] {key} must be all (or -1): with fewer "
+                f"acknowledgements a broker failure can lose dead letters; got {value!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +136,11 @@ class KafkaConfig:
     auto_offset_reset: str = "earliest"
     session_timeout_ms: int = 10_000
     partition_assignment_strategy: str = "cooperative-sticky"
-    # Passed through to librdkafka verbatim (as kcat -X); wins over the above.
-    properties: Mapping[str, str] = field(default_factory=dict)
+    # Passed through to librdkafka's consumer (as kcat -X), save the forbidden keys;
+    # the security settings among them reach every client. Credentials become Secrets.
+    properties: Mapping[str, str | Secret] = field(default_factory=dict)
     # Passed to the dead-letter producer (e.g. message.max.bytes, compression.type).
-    producer_properties: Mapping[str, str] = field(default_factory=dict)
+    producer_properties: Mapping[str, str | Secret] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _positive("kafka", session_timeout_ms=self.session_timeout_ms)
@@ -53,6 +152,13 @@ class KafkaConfig:
             raise ConfigError("[kafka] group_id must not be empty")
         if self.auto_offset_reset not in ("earliest", "latest", "error"):
             raise ConfigError("[kafka] auto_offset_reset must be earliest, latest or error")
+        consumer = _checked_properties("kafka.properties", self.properties, _FORBIDDEN_CONSUMER)
+        producer = _checked_properties(
+            "kafka.producer_properties", self.producer_properties, _FORBIDDEN_PRODUCER
+        )
+        _check_acks(producer)
+        object.__setattr__(self, "properties", consumer)
+        object.__setattr__(self, "producer_properties", producer)
 
     def dead_letter_topic_for(self, topic: str) -> str:
         return self.dead_letter_topic or f"{topic}.dlq"
@@ -97,17 +203,22 @@ class FlowConfig:
 
 @dataclass(frozen=True, slots=True)
 class JobsConfig:
-    store: str = "sqlite:///./data/jobs.db"
+    # A URL with a password becomes Secret("jobs.store", url); log store_for_logs instead.
+    store: str | Secret = "sqlite:///./data/jobs.db"
     max_attempts: int = 5
     retry_backoff_initial_s: float = 1.0
     retry_backoff_max_s: float = 300.0
     job_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        if not (self.store.startswith("sqlite://") or self.store.startswith("postgres")):
+        url = reveal(self.store)
+        if not (url.startswith("sqlite://") or url.startswith("postgres")):
             raise ConfigError(
-                f"[jobs] store must be sqlite:///path.db or postgresql://..., got {self.store!r}"
+                "[jobs] store must be sqlite:///path.db or postgresql://...,"
+                f" got {redact_url(url)!r}"
             )
+        if isinstance(self.store, str) and url_has_password(url):
+            object.__setattr__(self, "store", Secret("jobs.store", url))
         _positive(
             "jobs",
             max_attempts=self.max_attempts,
@@ -115,6 +226,11 @@ class JobsConfig:
             retry_backoff_max_s=self.retry_backoff_max_s,
             job_timeout_s=self.job_timeout_s,
         )
+
+    @property
+    def store_for_logs(self) -> str:
+        """The store URL with its password replaced by ``***``."""
+        return redact_url(self.store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +273,6 @@ class DaemonConfig:
     shutdown_grace_s: float = 30.0
     log_level: str = "INFO"
     log_format: str = "text"
-    # The address other hosts reach this daemon's actor system at (the
-    # convention address worker hosts join with `--convention HOST:PORT`).
-    advertised_host: str = "127.0.0.1"
     # This host's name in metrics, status and job records ("" = the hostname).
     host_name: str = ""
 
@@ -173,6 +286,51 @@ class DaemonConfig:
             raise ConfigError("[daemon] log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):
             raise ConfigError("[daemon] log_format must be text or json")
+
+
+_WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", "*"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """How this host's actor system meets the others: where it listens, the address
+    it gives them, and the key that proves a peer belongs to the cluster."""
+
+    # Every listener of the actor system binds here. Loopback by default: a
+    # single-host daemon is reachable from nowhere else.
+    bind_host: str = "127.0.0.1"
+    # The address other hosts connect to ("" means bind_host). Required when
+    # bind_host is a wildcard, which is no address anyone can connect to.
+    advertised_host: str = ""
+    # The cluster's shared key; the same file on every host.
+    key_file: str = "./data/cluster.key"
+    # The largest frame a peer may send; a bigger one is refused, not buffered.
+    max_frame_bytes: int = 64 * MIB
+
+    def __post_init__(self) -> None:
+        if not self.bind_host.strip():
+            raise ConfigError('[cluster] bind_host must not be empty (e.g. "127.0.0.1")')
+        if self.advertised_host.strip() in _WILDCARDS:
+            raise ConfigError(
+                f"[cluster] advertised_host {self.advertised_host!r} is a wildcard; "
+                "give the address other hosts reach this one at"
+            )
+        if self.bind_host.strip() in _WILDCARDS and not self.advertised_host.strip():
+            raise ConfigError(
+                f"[cluster] bind_host {self.bind_host!r} listens on every interface: set "
+                "[cluster] advertised_host to the address other hosts reach this one at"
+            )
+        if not self.key_file.strip():
+            raise ConfigError("[cluster] key_file must name the cluster key file")
+        if self.max_frame_bytes < MIB:
+            raise ConfigError(
+                f"[cluster] max_frame_bytes must be >= {MIB} (1 MiB), got {self.max_frame_bytes}"
+            )
+
+    @property
+    def effective_advertised_host(self) -> str:
+        """The address other hosts connect to."""
+        return self.advertised_host.strip() or self.bind_host.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +372,7 @@ class AppConfig:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     embedded_broker: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 
@@ -225,24 +384,94 @@ class AppConfig:
         return build_config(merged)
 
 
+_SOURCE_FORMS: Final = '{ env = "NAME" } or { file = "/path" }'
+# Keys that left their section: an old file gets told where they went.
+_MOVED: Final[Mapping[tuple[str, str], str]] = {
+    ("daemon", "advertised_host"): "[cluster] advertised_host",
+}
+
+
+def _from_source(where: str, source: Mapping[str, Any]) -> str:
+    """The string a ``{ env = "NAME" }`` or ``{ file = "/path" }`` table stands for.
+
+    Secrets belong in the environment or in a file only the daemon can read,
+    not in a configuration file that is copied around and checked in.
+    """
+    if set(source) == {"env"}:
+        name = source["env"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: env must name an environment variable")
+        value = os.environ.get(name)
+        if value is None:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return value
+    if set(source) == {"file"}:
+        path = source["file"]
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{where}: file must name a file")
+        try:
+            return Path(path).expanduser().read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: file {path!r} does not exist") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: file {path!r} is not UTF-8 text") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: file {path!r} cannot be read: {exc.strerror or exc}"
+            ) from None
+    raise ConfigError(
+        f"{where} must be a string or {_SOURCE_FORMS}, got a table of {', '.join(sorted(source))}"
+    )
+
+
+def _string(where: str, value: Any, secret_ok: bool = False) -> str | Secret:
+    """A string value, or the one its env/file table stands for."""
+    if isinstance(value, Mapping):
+        return _from_source(where, value)
+    if isinstance(value, str) or (secret_ok and isinstance(value, Secret)):
+        return value
+    raise ConfigError(f"{where} must be a string, got {value!r}")
+
+
+def _kafka_value(where: str, value: Any) -> str | Secret:
+    """A librdkafka property value: librdkafka takes strings; TOML may say 10 or true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Mapping):
+        return _from_source(where, value)
+    if isinstance(value, str | Secret):
+        return value
+    raise ConfigError(f"{where} must be a string, a number, true/false or {_SOURCE_FORMS}")
+
+
+def _strings(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list of strings")
+    items = [_from_source(where, v) if isinstance(v, Mapping) else v for v in value]
+    if not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{where} must be a list of strings")
+    return tuple(items)
+
+
 def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     """Check a TOML value against a field annotation; convert lists to tuples."""
     where = f"[{section}] {key}"
     origin = typing.get_origin(annotation)
     if origin is tuple:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of strings")
-        return tuple(value)
+        return _strings(where, value)
     if origin in (Mapping, dict) or annotation in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a table")
-        if section == "kafka":  # librdkafka takes strings; TOML may say 10 or true
-            return {
-                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
-            }
+        if section == "kafka":
+            return {str(k): _kafka_value(f"[kafka.{key}] {k}", v) for k, v in value.items()}
         return dict(value)
     if origin in (typing.Union, types.UnionType):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        options = typing.get_args(annotation)
+        if Secret in options:
+            return _string(where, value, secret_ok=True)
+        annotation = next(a for a in options if a is not type(None))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -256,15 +485,16 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
     if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
+        return _string(where, value)
     raise AssertionError(f"unsupported annotation {annotation!r} for {where}")
 
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any]) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{name}] must be a table")
+    for key in values:
+        if (name, key) in _MOVED:
+            raise ConfigError(f"[{name}] {key} moved to {_MOVED[name, key]}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)

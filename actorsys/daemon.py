@@ -23,9 +23,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psutil
+
 from actorsys import __version__, metrics
 from actorsys.actor_system import start_actor_system
 from actorsys.actors.supervisor import Supervisor
+from actorsys.cluster_key import load_key
 from actorsys.config import EMBEDDED, AppConfig
 from actorsys.convention import MemberCapabilities, default_host_name
 from actorsys.errors import ActorsysError, ConfigError
@@ -41,11 +44,15 @@ from actorsys.messages import (
     SupervisorStart,
 )
 from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.transport_security import TransportSettings, rejected_peers
 
 log = logging.getLogger("actorsys.daemon")
 
 START_TIMEOUT_S = 60.0
 STATUS_EVERY_S = 1.0
+# A previous actor system on our admin port (its daemon was just killed) ends
+# itself within about 2 s; a restart waits this long for it before giving up.
+PREVIOUS_SYSTEM_WAIT_S = 15.0
 
 
 class StartupError(ActorsysError):
@@ -56,7 +63,10 @@ class Daemon:
     def __init__(self, config: AppConfig) -> None:
         # Job records name their output files: make them absolute, whatever the cwd.
         output_dir = str(Path(config.output.dir).expanduser().resolve())
-        self.config = config.with_overrides({"output": {"dir": output_dir}})
+        key_file = str(Path(config.cluster.key_file).expanduser().resolve())
+        self.config = config.with_overrides(
+            {"output": {"dir": output_dir}, "cluster": {"key_file": key_file}}
+        )
         self._stop = threading.Event()
         self._signals = 0
         self._status: dict[str, Any] = {}
@@ -65,6 +75,11 @@ class Daemon:
         self._procs = ActorSystemProcesses(config.daemon.admin_port)
         self._bootstrap = ""
         self._broker: Any = None  # the embedded broker, when this daemon started one
+        # Thespian's own processes (admin, logger), by pid: if one dies, nothing
+        # restarts it and the actor system is dead, so neither is the daemon alive.
+        self._system_processes: dict[int, str] = {}
+        self._fatal: str | None = None
+        self._metrics_dir = ""
 
     # --- the whole life -------------------------------------------------------------------
 
@@ -90,13 +105,18 @@ class Daemon:
             )
             while not self._stop.is_set():
                 self._refresh_status(asys, supervisor)
+                self._fatal = self._fatal_problem()
+                if self._fatal is not None:
+                    log.error("%s; stopping (exit 1) so that a supervisor restarts it", self._fatal)
+                    break
                 self._stop.wait(STATUS_EVERY_S)
-            self._drain(asys, supervisor)
+            if self._fatal is None or self._system_alive():
+                self._drain(asys, supervisor)
         leftovers = self._procs.kill_all()
         if leftovers:
             log.warning("ended %d actor process(es) that outlived the actor system", leftovers)
         log.info("actorsys stopped")
-        return 0
+        return 0 if self._fatal is None else 1
 
     # --- signals ----------------------------------------------------------------------------
 
@@ -124,10 +144,18 @@ class Daemon:
     def _check_environment(self) -> None:
         daemon = self.config.daemon
         if port_in_use(daemon.admin_port):
-            raise StartupError(
-                f"admin port {daemon.admin_port} is in use (another actorsys "
-                "daemon or actor system?); choose another with --admin-port"
+            # Right after a kill -9 the previous actor system is still ending
+            # itself (it notices its daemon is gone within ~2 s): wait for it.
+            log.info(
+                "admin port %d is in use; waiting up to %.0fs for a previous actor system to end",
+                daemon.admin_port,
+                PREVIOUS_SYSTEM_WAIT_S,
             )
+            if not _wait_port_free(daemon.admin_port, PREVIOUS_SYSTEM_WAIT_S):
+                raise StartupError(
+                    f"admin port {daemon.admin_port} is in use (another actorsys "
+                    "daemon or actor system?); choose another with --admin-port"
+                )
         if daemon.metrics_port and port_in_use(daemon.metrics_port):
             raise StartupError(
                 f"metrics port {daemon.metrics_port} is in use; choose another with --metrics-port"
@@ -143,6 +171,12 @@ class Daemon:
             ) from None
         store = open_job_store(self.config.jobs.store)  # a clear error now, not in an actor
         store.close()
+        # Temporary files of writers killed mid-write (no worker runs yet; a file
+        # written in the last minute may belong to another host sharing the dir).
+        from actorsys.handlers.parquet_output import remove_orphaned_temp_files
+
+        if removed := remove_orphaned_temp_files(output):
+            log.info("removed %d orphaned temporary output file(s)", removed)
         # Load the handler here too, so a bad reference or bad options is one
         # clear line at start-up rather than a worker that cannot start.
         from actorsys.handlers import load_handler_factory
@@ -173,9 +207,12 @@ class Daemon:
         wanted = [(kafka.dead_letter_topic_for(t), 1) for t in kafka.topics]
         if self.config.simulator.enabled:
             wanted += [(t, self.config.simulator.partitions) for t in kafka.topics]
+        from actorsys.kafka_clients import admin_properties
+
+        security = admin_properties(self.config, self._bootstrap)
         for topic, partitions in wanted:
             try:
-                create_topic_if_missing(self._bootstrap, topic, partitions)
+                create_topic_if_missing(self._bootstrap, topic, partitions, client_config=security)
             except ActorsysError as exc:
                 log.warning("could not create topic %s (continuing): %s", topic, exc)
 
@@ -186,9 +223,28 @@ class Daemon:
         # Actor processes inherit the environment: every one writes its metrics here.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         self._metrics_dir = metrics_dir
-        asys = start_actor_system(self._capabilities(), daemon.log_level, daemon.log_format)
+        metrics.initialise(self.config.kafka.topics)
+        cluster = self.config.cluster
+        # One host: a key is made on first start. Worker hosts need a copy of it.
+        key = load_key(cluster.key_file, create=True)
+        transport = TransportSettings(cluster.bind_host, key, cluster.max_frame_bytes, metrics_dir)
+        asys = start_actor_system(
+            self._capabilities(),
+            daemon.log_level,
+            daemon.log_format,
+            transport,
+            cluster.effective_advertised_host,
+        )
         self._stack.callback(self._shutdown_actor_system, asys)
         self._procs.refresh()
+        # Before any actor exists, the actor system's group is Thespian's own
+        # processes: the admin (it listens on the admin port) and its logger.
+        # (The logger inherits the admin's listening socket, so tell them apart
+        # by parentage: the admin's parent is outside the group.)
+        members = {proc.pid: proc for proc in self._procs.alive()}
+        for pid, proc in members.items():
+            with contextlib.suppress(psutil.Error):
+                self._system_processes[pid] = "admin" if proc.ppid() not in members else "logger"
         supervisor = asys.createActor(Supervisor)
         reply = asys.ask(
             supervisor,
@@ -209,7 +265,7 @@ class Daemon:
         me = MemberCapabilities(
             host=daemon.host_name or default_host_name(),
             admin_port=daemon.admin_port,
-            leader=(daemon.advertised_host, daemon.admin_port),
+            leader=(self.config.cluster.effective_advertised_host, daemon.admin_port),
             worker_slots=0,  # the leader's own workers are created locally
             consumer=False,  # and so is its Kafka consumer
         )
@@ -230,7 +286,12 @@ class Daemon:
             return
         metrics.build_info(__version__)
         server = start_http_server(
-            daemon.metrics_host, daemon.metrics_port, self._metrics_dir, self.status, self.readiness
+            daemon.metrics_host,
+            daemon.metrics_port,
+            self._metrics_dir,
+            self.status,
+            self.readiness,
+            self.health,
         )
         self._stack.callback(server.server_close)
         self._stack.callback(server.shutdown)
@@ -289,7 +350,35 @@ class Daemon:
             "status_age_s": round(time.monotonic() - self._status_at, 1),
             "rss_bytes": self._procs.total_rss(),
             "components": self._status,
+            # Peers whose frames were dropped unread (wrong cluster key, oversized,
+            # malformed): a worker host with the wrong key shows up here.
+            "rejected_peers": rejected_peers(self._metrics_dir) if self._metrics_dir else [],
         }
+
+    # --- health -----------------------------------------------------------------------------
+
+    def _system_alive(self) -> bool:
+        return all(_alive(pid) for pid in self._system_processes)
+
+    def _fatal_problem(self) -> str | None:
+        """What makes this daemon useless for good (nothing inside it can repair
+        it), or None. /healthz fails and the daemon exits non-zero on it."""
+        gone = [
+            f"{role} (pid {pid})" for pid, role in self._system_processes.items() if not _alive(pid)
+        ]
+        if gone:
+            return f"Thespian's {' and '.join(sorted(gone))} process gone"
+        lost = self._status.get("supervisor", {}).get("lost_roles", {})
+        if lost:
+            role, why = next(iter(sorted(lost.items())))
+            return f"the {role} cannot be kept alive ({why})"
+        return None
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Alive: the actor system's own processes run and no core role was given
+        up on. (Readiness, below, is the stricter question.)"""
+        problem = self._fatal or self._fatal_problem()
+        return problem is None, {"problems": [problem] if problem else []}
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready: the actor system answers, every component started, a broker is
@@ -303,6 +392,7 @@ class Daemon:
             "components": not missing,
             # Unknown (None) until the consumer's first statistics: not a problem yet.
             "broker": consumer.get("broker_ok") is not False,
+            "topics": not consumer.get("missing_topics"),
             "assignment": bool(consumer.get("partitions")),
             "job_store": self._status.get("job_manager", {}).get("store_ok") is not False,
         }
@@ -310,6 +400,8 @@ class Daemon:
             "actor_system": "the actor system has not answered for over 5 s",
             "components": f"not started: {', '.join(sorted(missing))}",
             "broker": "the Kafka consumer is connected to no broker",
+            "topics": "waiting for topic(s) "
+            f"{', '.join(consumer.get('missing_topics') or [])} to exist",
             "assignment": "no partition assigned yet",
             "job_store": "the job store is failing (see the log and "
             "actorsys_job_store_errors_total)",
@@ -332,6 +424,24 @@ class Daemon:
                 "uncommitted work is re-read on restart)",
                 grace,
             )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True
+
+
+def _wait_port_free(port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while port_in_use(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)  # polling the kernel's socket table, not synchronising actors
+    return True
 
 
 def run_daemon(config: AppConfig) -> int:

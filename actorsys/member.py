@@ -18,17 +18,20 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 from actorsys.actor_system import start_actor_system
 from actorsys.actors.watchdog import GLOBAL_NAME, Watchdog, WatchProcess
+from actorsys.cluster_key import load_key
+from actorsys.config import AppConfig
 from actorsys.convention import MemberCapabilities
 from actorsys.errors import ActorsysError
 from actorsys.logs import RateLimitedLog, configure_process_logging
 from actorsys.messages import DrainHost
 from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.transport_security import KeyCheck, TransportSettings, check_key_with
 
 log = logging.getLogger("actorsys.member")
 
@@ -46,6 +49,9 @@ class MemberSettings:
     drain_grace_s: float = 60.0
     log_level: str = "INFO"
     log_format: str = "text"
+    # This host's own configuration: its [cluster] section (bind address, key file)
+    # and the secrets its actors need (never sent by the leader).
+    config: AppConfig = field(default_factory=AppConfig)
 
 
 class Member:
@@ -64,10 +70,18 @@ class Member:
                 f"admin port {caps.admin_port} is in use (another actor system "
                 "on this host?); choose another with --admin-port"
             )
+        cluster = self.settings.config.cluster
+        key = load_key(cluster.key_file, create=False)  # the leader's copy, never a new one
+        self._check_key(key)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        transport = TransportSettings(cluster.bind_host, key, cluster.max_frame_bytes)
         asys = start_actor_system(
-            caps.as_capabilities(), self.settings.log_level, self.settings.log_format
+            caps.as_capabilities(),
+            self.settings.log_level,
+            self.settings.log_format,
+            transport,
+            cluster.effective_advertised_host,
         )
         try:
             self._procs.refresh()
@@ -92,6 +106,24 @@ class Member:
                 log.warning("ended %d actor process(es) that outlived the actor system", left)
         log.info("worker host %s stopped", caps.member_id)
         return 0
+
+    def _check_key(self, key: bytes) -> None:
+        """Refuse to start with a key the leader does not share: its frames would
+        be dropped unread, and the host would sit in the convention doing nothing."""
+        host, port = self.settings.capabilities.leader
+        verdict = check_key_with(host, port, key)
+        if verdict is KeyCheck.REFUSED:
+            raise JoinError(
+                f"the leader at {host}:{port} refused this host's cluster key; copy the "
+                f"leader's key file to {self.settings.config.cluster.key_file} (mode 0600) "
+                "or set ACTORSYS_CLUSTER_KEY to the same key"
+            )
+        if verdict is KeyCheck.UNREACHABLE:
+            log.warning(
+                "the leader at %s:%d is not reachable yet; its key is checked when it is",
+                host,
+                port,
+            )
 
     def _check_leader(self) -> None:
         host, port = self.settings.capabilities.leader

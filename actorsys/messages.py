@@ -314,6 +314,24 @@ class JobFailed:
     host: str
     error: str
     duration_s: float
+    # An environment fault (full disk, I/O error, broker unreachable), not bad
+    # records: retried with backoff without using up the job's attempts.
+    transient: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardAttempt:
+    """JobManager -> a Worker: the job is FAILED (its records go to the
+    dead-letter topic); remove what its final attempt wrote. Decided only by
+    the JobManager, only for the attempt whose token is current, so a stale
+    attempt can never delete the output of one that succeeded."""
+
+    job_id: int
+    token: int
+    topic: str
+    partition: int
+    start: int
+    end: int
 
 
 @dataclass(frozen=True, slots=True)

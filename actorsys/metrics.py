@@ -69,6 +69,7 @@ LABELS = frozenset(
         "version",
     }
 )
+FRAME_REJECT_REASONS = ("bad_mac", "too_large", "malformed")
 # The process roles of `actorsys_process_resident_memory_bytes{role}`.
 ROLES = (
     "daemon",
@@ -340,6 +341,16 @@ WORKERS = _gauge(
 WORKERS_REPLACED = _counter(
     "actorsys_workers_replaced_total",
     "Workers that exited (crashed, killed or overran a lease) and were replaced.",
+)
+
+# --- the actor transport (every process with a Thespian endpoint) ---------------------------
+
+FRAMES_REJECTED = _counter(
+    "actorsys_transport_frames_rejected_total",
+    "Frames between actor systems dropped before anything was deserialized, by reason "
+    "(bad_mac: not signed with the cluster key; too_large: over the frame size cap; "
+    "malformed: no valid length header).",
+    ("reason",),
 )
 
 # --- processes (every actor, and the daemon) ------------------------------------------------
@@ -674,3 +685,73 @@ def daemon_ready(ready: bool) -> None:
 def build_info(version: str) -> None:
     if (m := _get()) is not None:
         m.child(BUILD_INFO, version).set(1)
+
+
+def frame_rejected(reason: str) -> None:
+    """A frame from another actor system was dropped unread (see FRAMES_REJECTED)."""
+    if (m := _get()) is not None:
+        m.child(FRAMES_REJECTED, reason).inc()
+
+
+# Label values known in advance, so every series exists (at 0) before its first
+# event: alerts built on rate() or absent() misfire on a series that is missing.
+DEAD_LETTER_REASONS = (
+    "not_json",
+    "invalid_utf8",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "not_finite",
+    "ts_out_of_range",
+    "tombstone",
+    "empty",
+    "too_large",
+    "job_failed",
+)
+JOB_STORE_OPERATIONS = ("submit", "claim", "complete", "fail", "count")
+ATTEMPT_FAILURE_REASONS_ALL = (*ATTEMPT_FAILURE_REASONS, "transient")
+ROLES_RESTARTED = ("job_manager", "worker_master", "kafka_consumer")
+REBALANCE_KINDS = ("assign", "revoke", "lost")
+CHAIN_VERDICTS = ("store", "duplicate", "trim", "gap", "out_of_order")
+
+
+def initialise(topics: Iterable[str]) -> None:
+    """Create every counter and histogram series whose labels are known up front,
+    at 0. Called once by the daemon at start; per-partition series are created
+    when a partition is assigned (``partition_assigned``)."""
+    if (m := _get()) is None:
+        return
+    topics = tuple(topics)
+    known: dict[MetricSpec, Iterable[tuple[object, ...]]] = {
+        COMMITS: [()],
+        COMMIT_FAILURES: [()],
+        JOB_ATTEMPTS: [()],
+        JOB_RETRIES: [()],
+        STALE_COMPLETIONS: [()],
+        RECORDS_WRITTEN: [()],
+        WORKERS_REPLACED: [()],
+        REBALANCES: [(k,) for k in REBALANCE_KINDS],
+        JOB_STORE_ERRORS: [(op,) for op in JOB_STORE_OPERATIONS],
+        JOB_ATTEMPT_FAILURES: [(r,) for r in ATTEMPT_FAILURE_REASONS_ALL],
+        JOBS_FINISHED: [("DONE",), ("FAILED",)],
+        DEAD_LETTERS: [(r,) for r in DEAD_LETTER_REASONS],
+        ACTOR_RESTARTS: [(r,) for r in ROLES_RESTARTED],
+        FRAMES_REJECTED: [(r,) for r in FRAME_REJECT_REASONS],
+        OFFSET_CHAIN: [(t, v) for t in topics for v in CHAIN_VERDICTS],
+        SKIPPED_OFFSETS: [(t,) for t in topics],
+        ACK_LATENCY: [(t,) for t in topics],
+        JOB_DURATION: [(o,) for o in ACK_OUTCOMES],
+    }
+    for spec, label_sets in known.items():
+        for labels in label_sets:
+            child = m.child(spec, *labels)
+            if spec.kind == "counter":
+                child.inc(0)
+
+
+def partition_assigned(topic: str, partition: int) -> None:
+    """The partition's counters exist at 0 from its assignment on."""
+    if (m := _get()) is None:
+        return
+    for spec in (RECORDS_CONSUMED, CONSUMED_BYTES, BATCHES_SENT, BATCHES_RETRANSMITTED):
+        m.child(spec, topic, partition).inc(0)

@@ -23,7 +23,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -271,7 +271,11 @@ _STATUS_EVERY_S = 5.0
 
 
 def create_topic_if_missing(
-    bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 10.0
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    timeout_s: float = 10.0,
+    client_config: Mapping[str, str] | None = None,
 ) -> bool:
     """Create ``topic`` with ``partitions`` partitions unless it exists.
 
@@ -281,7 +285,10 @@ def create_topic_if_missing(
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": _kafka_log})
+    # client_config: the cluster's security settings (SASL/SSL), as every client gets.
+    admin = AdminClient(
+        {**(client_config or {}), "bootstrap.servers": bootstrap_servers, "logger": _kafka_log}
+    )
     deadline = time.monotonic() + timeout_s
     # Ask for all topics, never one by name: a by-name metadata request can
     # auto-create the topic on brokers that allow it, with the wrong partitions.

@@ -5,6 +5,11 @@ transaction), then ACKs; hands jobs to workers that ask (work pulling);
 tracks attempts with tokens and leases; retries failures with backoff from a
 durable delay queue; dead-letters a job's records after its last attempt.
 Everything it knows it recovers from the store when it is recreated.
+
+The state it keeps between messages lives in plain objects it drives:
+``LeaseBook`` (who runs what, until when; outcomes not yet recorded),
+``HeldBatches``/``ParkedBatches`` (unACKed batches, capped in bytes) and
+``OutputHealth`` (transient output faults pause consumption).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import os
 import random
 import time
-from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,10 +27,13 @@ from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
 from actorsys import metrics
 from actorsys.actors.lifeline import ParentWatch
+from actorsys.backlog import HeldBatches, ParkedBatches
 from actorsys.config import AppConfig
 from actorsys.errors import ActorsysError, JobStoreError
-from actorsys.jobs.model import BatchSubmission, JobStatus, SubmitResult
+from actorsys.jobs.leases import LeaseBook, Outcome
+from actorsys.jobs.model import BatchSubmission, JobRecord, JobStatus, SubmitResult
 from actorsys.jobs.open import open_job_store
+from actorsys.jobs.output_health import OutputHealth
 from actorsys.jobs.policy import RetryPolicy
 from actorsys.jobs.store import JobStore
 from actorsys.logs import RateLimitedLog
@@ -35,6 +43,7 @@ from actorsys.messages import (
     BatchNotification,
     ComponentReady,
     ComponentStatus,
+    DiscardAttempt,
     JobAssignment,
     JobDone,
     JobFailed,
@@ -61,19 +70,20 @@ ORPHAN_CHECK_EVERY_TICKS = 5
 MANAGER_SILENT_S = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Lease:
-    job_id: int
-    token: int
-    worker: Any  # the worker's address
-    host: str
-    deadline: float  # monotonic
-
-
 @dataclass
 class _Quiesce:
     deadline: float
     reply_to: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrecorded:
+    """An attempt's outcome the store could not record yet (retried every tick)."""
+
+    worker_id: str
+    worker: Any  # where a DiscardAttempt goes, if the job ends FAILED (None: unknown)
+    host: str
+    outcome: Outcome
 
 
 class JobManager(ActorTypeDispatcher):
@@ -84,12 +94,15 @@ class JobManager(ActorTypeDispatcher):
         self._store: JobStore | None = None
         self._worker_master: Any = None
         self._supervisor: Any = None
-        self._leases: dict[str, _Lease] = {}  # by worker id
-        self._unfinished = 0  # PENDING + RUNNING, for the cap
-        # Notifications held back while the cap is reached, deduplicated by interval.
-        self._held: OrderedDict[tuple[str, int, int, int], tuple[BatchNotification, Any]] = (
-            OrderedDict()
-        )
+        self._leases = LeaseBook()
+        # Outcomes reported by workers that the store has not recorded, by (job, token).
+        self._unrecorded: dict[tuple[int, int], _Unrecorded] = {}
+        # PENDING + RUNNING, for the cap: recounted from the store every tick (other
+        # JobManagers sharing the store finish jobs too), adjusted in between.
+        self._unfinished = 0
+        self._held = HeldBatches(max_bytes=0)
+        self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION, max_bytes=0)
+        self._output = OutputHealth(1.0, 300.0)
         self._quiesce: _Quiesce | None = None
         self._retry: RetryPolicy | None = None
         self._rng = random.Random()
@@ -97,8 +110,6 @@ class JobManager(ActorTypeDispatcher):
         self._dead_letters: Any = None
         self._store_errors_at_push = 0  # for store_ok: no store error since the last push
         self._owner = ""
-        # Out-of-order batches waiting for their predecessor, by partition and start.
-        self._parked: dict[tuple[str, str, int], dict[int, tuple[BatchNotification, Any]]] = {}
         self._ticks = 0
         self._parent = ParentWatch()
         self.stats = {
@@ -111,6 +122,7 @@ class JobManager(ActorTypeDispatcher):
             "jobs_done": 0,
             "jobs_failed": 0,
             "attempts_failed": 0,
+            "transient_failures": 0,
             "store_errors": 0,
         }
 
@@ -121,10 +133,15 @@ class JobManager(ActorTypeDispatcher):
         self._bootstrap_servers = msg.bootstrap_servers
         self._worker_master = msg.worker_master
         self._supervisor = sender
-        jobs = msg.config.jobs
+        jobs, flow = msg.config.jobs, msg.config.flow
         self._retry = RetryPolicy(
             jobs.max_attempts, jobs.retry_backoff_initial_s, jobs.retry_backoff_max_s
         )
+        self._output = OutputHealth(jobs.retry_backoff_initial_s, jobs.retry_backoff_max_s)
+        # Unacknowledged batches are what the consumers' in-flight caps already
+        # bound; keeping them here must not take more than that.
+        self._held = HeldBatches(max_bytes=flow.max_inflight_bytes)
+        self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION, max_bytes=flow.max_inflight_bytes)
         try:
             # Jobs are claimed in this JobManager's name: after a restart it takes
             # back only its own, when several daemons share one store.
@@ -133,7 +150,7 @@ class JobManager(ActorTypeDispatcher):
             self._store = open_job_store(jobs.store)
             self._store.heartbeat(self._owner, time.time())
             recovered = self._store.recover_running(time.time(), owner=self._owner)
-            self._unfinished = self._count_unfinished()
+            self._unfinished = _unfinished(self._store.count_by_status())
         except ActorsysError as exc:
             self.send(sender, StartFailed("job_manager", str(exc)))
             return
@@ -146,24 +163,26 @@ class JobManager(ActorTypeDispatcher):
     def receiveMsg_WorkerMasterMoved(self, msg: WorkerMasterMoved, sender: Any) -> None:
         self._worker_master = msg.worker_master
         # The old pool is gone with its master: its jobs run again elsewhere.
-        for worker_id in list(self._leases):
-            self.receiveMsg_WorkerLost(WorkerLost(worker_id), sender)
+        for lease in self._leases:
+            self.receiveMsg_WorkerLost(WorkerLost(lease.worker_id), sender)
         self.send(self._worker_master, JobsAvailable())
 
-    def _count_unfinished(self) -> int:
-        assert self._store is not None
-        counts = self._store.count_by_status()
-        return counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
-
     # --- batches in -------------------------------------------------------------------------
+
+    def _accepting(self) -> bool:
+        """New batches are persisted (and ACKed) only while the workers keep up
+        and the output can be written; otherwise their ACK is withheld, which
+        pauses the partitions (back-pressure, never a buffer)."""
+        assert self._config is not None
+        return self._unfinished < self._config.flow.max_pending_jobs and self._output.healthy
 
     def receiveMsg_BatchNotification(self, msg: BatchNotification, sender: Any) -> None:
         if self._store is None:
             return  # not started: no ACK, the Consumer retransmits
-        if self._unfinished >= self._config.flow.max_pending_jobs:  # type: ignore[union-attr]
-            # Back-pressure: hold the ACK. Consumers stop at their caps, so this
-            # holds at most the configured in-flight bytes.
-            self._held[(msg.topic, msg.partition, msg.start, msg.end)] = (msg, sender)
+        if not self._accepting():
+            # Held at most up to the consumers' in-flight byte cap; past it the
+            # batch is let go (unACKed, so its Consumer sends it again later).
+            self._held.hold(msg, sender)
             # Say so, or the Consumer would resend it on every ACK timeout.
             self.send(sender, BatchHeld(msg.topic, msg.partition, msg.start, msg.end))
             return
@@ -173,12 +192,13 @@ class JobManager(ActorTypeDispatcher):
         """Submit a batch, then any parked batches the chain now reaches, in order.
         False when the store could not persist (nothing ACKed)."""
         result = self._submit(msg, sender)
-        key = (msg.consumer_group, msg.topic, msg.partition)
         while result is not None and result.verdict is not ChainVerdict.OUT_OF_ORDER:
-            parked = self._parked.get(key)
-            if not parked or min(parked) > result.next_offset:
+            parked = self._parked.take_next(
+                msg.consumer_group, msg.topic, msg.partition, result.next_offset
+            )
+            if parked is None:
                 break
-            result = self._submit(*parked.pop(min(parked)))
+            result = self._submit(*parked)
         return result is not None
 
     def _submit(self, msg: BatchNotification, sender: Any) -> SubmitResult | None:
@@ -199,22 +219,16 @@ class JobManager(ActorTypeDispatcher):
             )
         except JobStoreError as exc:
             # Nothing persisted, so nothing ACKed: the Consumer will retransmit.
-            self.stats["store_errors"] += 1
-            metrics.store_error("submit")
-            self._errors.log(logging.ERROR, "submit", "job store cannot persist: %s", exc)
+            self._store_error("submit", "job store cannot persist: %s", exc)
             return None
         verdict = result.verdict
         metrics.chain_verdict(msg.topic, verdict.value, result.gap)
-        key = (msg.consumer_group, msg.topic, msg.partition)
         if verdict is ChainVerdict.OUT_OF_ORDER:
             # An earlier batch is still on its way (actor messages can overtake one
             # another under load): park this one, unACKed, until the gap closes,
             # instead of making its Consumer wait for a retransmission.
             self.stats["out_of_order"] += 1
-            parked = self._parked.setdefault(key, {})
-            parked[msg.start] = (msg, sender)
-            if len(parked) > MAX_PARKED_PER_PARTITION:  # the Consumer retransmits it anyway
-                parked.pop(max(parked))
+            self._parked.park(msg, sender)
             return result
         if verdict is ChainVerdict.DUPLICATE:
             self.stats["duplicates"] += 1
@@ -239,16 +253,15 @@ class JobManager(ActorTypeDispatcher):
         return result
 
     def _release_held(self) -> None:
-        cap = self._config.flow.max_pending_jobs  # type: ignore[union-attr]
-        while self._held and self._unfinished < cap:
-            _key, (msg, sender) = self._held.popitem(last=False)
-            if not self._persist(msg, sender):
+        while self._held and self._accepting():
+            entry = self._held.pop_oldest()
+            if entry is None or not self._persist(*entry):
                 break
 
     # --- jobs out ----------------------------------------------------------------------------
 
     def receiveMsg_RequestJob(self, msg: RequestJob, sender: Any) -> None:
-        if self._store is None or self._quiesce is not None or msg.worker_id in self._leases:
+        if self._store is None or self._quiesce is not None or self._leases.holds(msg.worker_id):
             self.send(sender, NoJobAvailable())
             return
         try:
@@ -256,19 +269,16 @@ class JobManager(ActorTypeDispatcher):
                 f"{self._owner}/{msg.host}/{msg.worker_id}", time.time()
             )
         except JobStoreError as exc:
-            self.stats["store_errors"] += 1
-            metrics.store_error("claim")
-            self._errors.log(logging.ERROR, "claim", "job store cannot claim: %s", exc)
+            self._store_error("claim", "job store cannot claim: %s", exc)
             self.send(sender, NoJobAvailable())
             return
         if claimed is None:
             self.send(sender, NoJobAvailable())
             return
         job = claimed.record
-        timeout = self._config.jobs.job_timeout_s  # type: ignore[union-attr]
-        self._leases[msg.worker_id] = _Lease(
-            job.id, claimed.token, sender, msg.host, time.monotonic() + timeout
-        )
+        assert self._config is not None
+        deadline = time.monotonic() + self._config.jobs.job_timeout_s
+        self._leases.grant(msg.worker_id, sender, msg.host, job.id, claimed.token, deadline)
         metrics.job_attempt_started()
         self.send(
             sender,
@@ -283,100 +293,158 @@ class JobManager(ActorTypeDispatcher):
             ),
         )
 
+    # --- outcomes ----------------------------------------------------------------------------
+
     def receiveMsg_JobDone(self, msg: JobDone, sender: Any) -> None:
         metrics.job_attempt_ran("done", msg.duration_s)
-        self._end_lease(msg.worker_id, msg.job_id)
-        try:
-            accepted = self._store.complete(
-                msg.job_id,
-                msg.token,
-                msg.output_files,  # type: ignore[union-attr]
-                time.time(),
-            )
-        except JobStoreError as exc:
-            # The job stays RUNNING; its lease expiry will run it again (idempotent).
-            self.stats["store_errors"] += 1
-            metrics.store_error("complete")
-            self._errors.log(
-                logging.ERROR, "complete", "cannot record job %d done: %s", msg.job_id, exc
-            )
-            return
-        if not accepted:
-            self.stats["stale_completions"] += 1
-            metrics.stale_completion()
-            log.warning(
-                "rejected a stale completion of job %d (token %d) from %s/%s",
-                msg.job_id,
-                msg.token,
-                msg.host,
-                msg.worker_id,
-            )
-            return
-        self.stats["jobs_done"] += 1
-        metrics.job_finished("DONE")
-        metrics.records_written(msg.valid_records)
-        metrics.dead_letters(msg.dead_letters_by_reason)
-        self._job_finished()
+        outcome = Outcome(
+            done=True,
+            output_files=msg.output_files,
+            valid_records=msg.valid_records,
+            dead_letters_by_reason=msg.dead_letters_by_reason,
+        )
+        self._report(msg.worker_id, sender, msg.host, msg.job_id, msg.token, outcome)
 
     def receiveMsg_JobFailed(self, msg: JobFailed, sender: Any) -> None:
         metrics.job_attempt_ran("failed", msg.duration_s)
-        metrics.job_attempt_failed("handler_error")
-        self._end_lease(msg.worker_id, msg.job_id)
-        self._fail_attempt(msg.job_id, msg.token, msg.error)
+        metrics.job_attempt_failed("transient" if msg.transient else "handler_error")
+        outcome = Outcome(done=False, error=msg.error, transient=msg.transient)
+        self._report(msg.worker_id, sender, msg.host, msg.job_id, msg.token, outcome)
 
-    def _fail_attempt(self, job_id: int, token: int, error: str) -> None:
-        assert self._store is not None and self._retry is not None
-        now = time.time()
+    def receiveMsg_WorkerLost(self, msg: WorkerLost, sender: Any) -> None:
+        lease = self._leases.pop(msg.worker_id)
+        if lease is None or lease.outcome is not None:
+            return  # nothing running there, or it finished and awaits recording
+        metrics.job_attempt_failed("worker_lost")
+        error = f"worker {lease.host}/{msg.worker_id} died while running the job"
+        self._report(msg.worker_id, None, lease.host, lease.job_id, lease.token, _failed(error))
+        self._check_quiesced()
+
+    def _report(
+        self, worker_id: str, worker: Any, host: str, job_id: int, token: int, outcome: Outcome
+    ) -> None:
+        """A worker (or lease expiry, or a lost worker) ended an attempt: record it.
+        Until the store has recorded it the lease stays (it must not expire into
+        a second failure) and the outcome is retried every tick, so a store
+        error at completion never leaves a job RUNNING for ever."""
+        self._leases.report(worker_id, job_id, outcome)
+        self._unrecorded[(job_id, token)] = _Unrecorded(worker_id, worker, host, outcome)
+        self._record(job_id, token)
+
+    def _record(self, job_id: int, token: int) -> None:
+        entry = self._unrecorded[(job_id, token)]
         try:
+            if entry.outcome.done:
+                self._record_done(job_id, token, entry)
+            else:
+                self._record_failure(job_id, token, entry)
+        except JobStoreError as exc:
+            operation = "complete" if entry.outcome.done else "fail"
+            self._store_error(
+                operation, "cannot record job %d (retried every tick): %s", job_id, exc
+            )
+            return
+        del self._unrecorded[(job_id, token)]
+        self._leases.end(entry.worker_id, job_id)
+        self._check_quiesced()
+
+    def _record_done(self, job_id: int, token: int, entry: _Unrecorded) -> None:
+        assert self._store is not None
+        outcome = entry.outcome
+        if not self._store.complete(job_id, token, outcome.output_files, time.time()):
+            self._stale(job_id, token, entry)
+            return
+        self.stats["jobs_done"] += 1
+        metrics.job_finished("DONE")
+        metrics.records_written(outcome.valid_records)
+        metrics.dead_letters(outcome.dead_letters_by_reason)
+        if self._output.succeeded():
+            log.info("the output is writable again; resuming consumption")
+        self._job_finished()
+
+    def _record_failure(self, job_id: int, token: int, entry: _Unrecorded) -> None:
+        assert self._store is not None and self._retry is not None
+        outcome, now = entry.outcome, time.time()
+        record = self._store.get(job_id)
+        if outcome.transient:
+            delay: float | None = self._output.transient_failure(outcome.error, time.monotonic())
+        else:
             # The retry budget counts attempts since the job's last replay.
-            record = self._store.get(job_id)
             attempt = token - (record.replay_base if record is not None else 0)
             delay = self._retry.delay_after(attempt, self._rng)
-            status = self._store.fail_attempt(
-                job_id, token, error, None if delay is None else now + delay, now
-            )
-        except JobStoreError as exc:
-            self.stats["store_errors"] += 1
-            metrics.store_error("fail")
-            self._errors.log(logging.ERROR, "fail", "cannot record job %d failure: %s", job_id, exc)
-            return
+        status = self._store.fail_attempt(
+            job_id,
+            token,
+            outcome.error,
+            None if delay is None else now + delay,
+            now,
+            counts_attempt=not outcome.transient,
+        )
         if status is None:
-            self.stats["stale_completions"] += 1
-            metrics.stale_completion()
+            self._stale(job_id, token, entry)
             return
         self.stats["attempts_failed"] += 1
-        if status is JobStatus.FAILED:
+        if outcome.transient:
+            self.stats["transient_failures"] += 1
+            metrics.job_retry_scheduled()
+            self._errors.log(
+                logging.WARNING,
+                "transient",
+                "the output cannot be written (%s): consumption paused; job %d retried in "
+                "%.1fs without using an attempt",
+                outcome.error,
+                job_id,
+                delay or 0,
+            )
+        elif status is JobStatus.FAILED:
             self.stats["jobs_failed"] += 1
             metrics.job_finished("FAILED")
-            log.error("job %d FAILED after %d attempt(s): %s", job_id, token, error)
-            self._dead_letter_job(job_id, error)
+            log.error("job %d FAILED after %d attempt(s): %s", job_id, token, outcome.error)
+            self._dead_letter_job(job_id, outcome.error)
+            if record is not None:
+                self._discard(entry, token, record)
             self._job_finished()
         else:
             metrics.job_retry_scheduled()
             log.warning(
-                "job %d attempt %d failed, retry in %.1fs: %s", job_id, token, delay or 0, error
+                "job %d attempt %d failed, retry in %.1fs: %s",
+                job_id,
+                token,
+                delay or 0,
+                outcome.error,
             )
+
+    def _discard(self, entry: _Unrecorded, token: int, record: JobRecord) -> None:
+        """The job ended FAILED with this (current) token: its final attempt's
+        output goes. The worker that ran it does it; if that worker is gone, a
+        worker the WorkerMaster picks."""
+        discard = DiscardAttempt(
+            record.id, token, record.topic, record.partition, record.start_offset, record.end_offset
+        )
+        target = entry.worker if entry.worker is not None else self._worker_master
+        self.send(target, discard)
+
+    def _stale(self, job_id: int, token: int, entry: _Unrecorded) -> None:
+        self.stats["stale_completions"] += 1
+        metrics.stale_completion()
+        log.warning(
+            "rejected a stale %s of job %d (token %d) from %s/%s",
+            "completion" if entry.outcome.done else "failure",
+            job_id,
+            token,
+            entry.host,
+            entry.worker_id,
+        )
 
     def _job_finished(self) -> None:
         self._unfinished = max(0, self._unfinished - 1)
         self._release_held()
         self._check_quiesced()
 
-    def _end_lease(self, worker_id: str, job_id: int) -> None:
-        lease = self._leases.get(worker_id)
-        if lease is not None and lease.job_id == job_id:
-            del self._leases[worker_id]
-
-    def receiveMsg_WorkerLost(self, msg: WorkerLost, sender: Any) -> None:
-        lease = self._leases.pop(msg.worker_id, None)
-        if lease is not None:
-            metrics.job_attempt_failed("worker_lost")
-            self._fail_attempt(
-                lease.job_id,
-                lease.token,
-                f"worker {lease.host}/{msg.worker_id} died while running the job",
-            )
-            self._check_quiesced()
+    def _store_error(self, operation: str, message: str, *args: Any) -> None:
+        self.stats["store_errors"] += 1
+        metrics.store_error(operation)
+        self._errors.log(logging.ERROR, operation, message, *args)
 
     def _dead_letter_job(self, job_id: int, error: str) -> None:
         """After the last attempt, every record of the job goes to the dead-letter topic."""
@@ -424,34 +492,51 @@ class JobManager(ActorTypeDispatcher):
             self._heartbeat()
         if self._ticks % ORPHAN_CHECK_EVERY_TICKS == 0:
             self._requeue_orphaned()
-        now = time.monotonic()
-        for worker_id, lease in list(self._leases.items()):
-            if lease.deadline <= now:
-                del self._leases[worker_id]
-                log.warning(
-                    "job %d overran its lease on %s/%s; replacing the worker",
-                    lease.job_id,
-                    lease.host,
-                    worker_id,
-                )
-                self.send(self._worker_master, ReplaceWorker(worker_id))
-                metrics.job_attempt_failed("timeout")
-                self._fail_attempt(
-                    lease.job_id, lease.token, f"timed out after {self._config.jobs.job_timeout_s}s"
-                )  # type: ignore[union-attr]
+        for job_id, token in list(self._unrecorded):
+            self._record(job_id, token)
+        self._expire_leases()
+        counts = self._counts()
+        if counts is not None:
+            self._unfinished = _unfinished(counts)
         self._release_held()
         try:
             due = self._store.next_due_at()
-            pending = self._store.count_by_status().get(JobStatus.PENDING, 0)
-        except JobStoreError:
-            self.stats["store_errors"] += 1
-            metrics.store_error("count")
-            due, pending = None, 0
+        except JobStoreError as exc:
+            self._store_error("count", "job store: %s", exc)
+            due = None
+        pending = counts.get(JobStatus.PENDING, 0) if counts else 0
         if pending and (due is None or due <= time.time()):
             self.send(self._worker_master, JobsAvailable())
         self._check_quiesced()
-        self._push_status()
+        self._push_status(counts)
         self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def _expire_leases(self) -> None:
+        assert self._config is not None
+        for lease in self._leases.expired(time.monotonic()):
+            log.warning(
+                "job %d overran its lease on %s/%s; replacing the worker",
+                lease.job_id,
+                lease.host,
+                lease.worker_id,
+            )
+            self.send(self._worker_master, ReplaceWorker(lease.worker_id))
+            metrics.job_attempt_failed("timeout")
+            error = f"timed out after {self._config.jobs.job_timeout_s}s"
+            # The replaced worker may still be running: a DiscardAttempt goes to
+            # the WorkerMaster (a fresh worker), never to it.
+            self._unrecorded[(lease.job_id, lease.token)] = _Unrecorded(
+                lease.worker_id, None, lease.host, _failed(error)
+            )
+            self._record(lease.job_id, lease.token)
+
+    def _counts(self) -> Mapping[JobStatus, int] | None:
+        assert self._store is not None
+        try:
+            return self._store.count_by_status()
+        except JobStoreError as exc:
+            self._store_error("count", "job store: %s", exc)
+            return None
 
     def _heartbeat(self) -> None:
         assert self._store is not None
@@ -476,7 +561,6 @@ class JobManager(ActorTypeDispatcher):
                 count,
                 MANAGER_SILENT_S,
             )
-            self._unfinished = self._count_unfinished()
             self.send(self._worker_master, JobsAvailable())
 
     # --- draining ----------------------------------------------------------------------------
@@ -502,30 +586,28 @@ class JobManager(ActorTypeDispatcher):
 
     # --- inspection --------------------------------------------------------------------------
 
-    def _push_status(self) -> None:
-        try:
-            counts = {s.value: n for s, n in self._store.count_by_status().items()}  # type: ignore[union-attr]
-        except JobStoreError:
-            counts = {}
-            self.stats["store_errors"] += 1
-            metrics.store_error("count")
+    def _push_status(self, counts: Mapping[JobStatus, int] | None) -> None:
+        by_status = {s.value: n for s, n in counts.items()} if counts else {}
         # Ready means the store answered, and nothing failed on it since the last push.
         store_ok = self.stats["store_errors"] == self._store_errors_at_push
         self._store_errors_at_push = self.stats["store_errors"]
-        metrics.job_manager_state(counts, len(self._held), store_ok)
+        metrics.job_manager_state(by_status, len(self._held), store_ok)
         metrics.process_memory("job_manager")
-        running_by_host: dict[str, int] = {}
-        for lease in self._leases.values():
-            running_by_host[lease.host] = running_by_host.get(lease.host, 0) + 1
         self.send(
             self._supervisor,
             ComponentStatus(
                 "job_manager",
                 {
-                    "jobs": counts,
-                    "running_by_host": running_by_host,
+                    "jobs": by_status,
+                    "running_by_host": self._leases.running_by_host(),
                     "held_batches": len(self._held),
+                    "held_bytes": self._held.nbytes,
+                    "parked_batches": len(self._parked),
+                    "parked_bytes": self._parked.nbytes,
                     "unfinished": self._unfinished,
+                    "unrecorded_outcomes": len(self._unrecorded),
+                    "output_ok": self._output.healthy,
+                    "output_error": self._output.last_error if not self._output.healthy else "",
                     "store_ok": store_ok,
                     **self.stats,
                 },
@@ -534,3 +616,11 @@ class JobManager(ActorTypeDispatcher):
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("job manager ignores %s", type(msg).__name__)
+
+
+def _unfinished(counts: Mapping[JobStatus, int]) -> int:
+    return counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
+
+
+def _failed(error: str) -> Outcome:
+    return Outcome(done=False, error=error)

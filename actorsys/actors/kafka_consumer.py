@@ -51,6 +51,11 @@ log = logging.getLogger("actorsys.kafka_consumer")
 POLL = "poll"
 HOUSEKEEPING = "housekeeping"
 HOUSEKEEPING_S = 0.5
+# While a subscribed topic does not exist, ask for metadata this often (librdkafka
+# itself refreshes every 5 minutes), so consumption starts soon after it appears.
+MISSING_TOPIC_CHECK_S = 2.0
+# Once every topic exists, check this often (a topic may be deleted).
+TOPIC_CHECK_S = 30.0
 
 
 @dataclass
@@ -95,6 +100,9 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._parent = ParentWatch()
         self._lease_until: float | None = None
         self._role = "kafka_consumer"
+        self._missing_topics: tuple[str, ...] = ()
+        self._topics_checked_at = -float("inf")
+        self._waiting_log = RateLimitedLog(log, 30.0)
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -150,10 +158,47 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 self.send(self.myAddress, ActorExitRequest())
                 return
             self._commit(asynchronous=True)
+            self._check_topics()
             self._check_drain()
             self._push_status()
             if not self._closed:
                 self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
+
+    def _check_topics(self) -> None:
+        """Find subscribed topics that do not exist. Asking for metadata also
+        refreshes librdkafka's view, so a topic created later is picked up in
+        seconds rather than at its 5-minute metadata refresh."""
+        assert self._consumer is not None and self._config is not None
+        now = time.monotonic()
+        every = (
+            MISSING_TOPIC_CHECK_S if self._missing_topics or not self._partitions else TOPIC_CHECK_S
+        )
+        if now - self._topics_checked_at < every:
+            return
+        self._topics_checked_at = now
+        try:
+            metadata = self._consumer.list_topics(timeout=0.5)
+        except KafkaException as exc:
+            self._errors.log(logging.WARNING, "metadata", "cannot read topic metadata: %s", exc)
+            return
+        missing = tuple(
+            topic
+            for topic in self._config.kafka.topics
+            if (found := metadata.topics.get(topic)) is None
+            or found.error is not None
+            or not found.partitions
+        )
+        if missing:
+            self._waiting_log.log(
+                logging.WARNING,
+                "missing",
+                "waiting for topic %s to exist (checking every %.0fs)",
+                ", ".join(missing),
+                MISSING_TOPIC_CHECK_S,
+            )
+        elif self._missing_topics:
+            log.info("topic %s exists now", ", ".join(self._missing_topics))
+        self._missing_topics = missing
 
     def _poll(self) -> int:
         assert self._consumer is not None and self._config is not None and self._flow is not None
@@ -291,6 +336,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 continue
             self._partitions[key] = _Partition(consumer=self._create_partition_consumer(key))
             self._flow.assign(key)
+            metrics.partition_assigned(*key)
         log.info("assigned %s", _names(partitions))
         # Apply the assignment ourselves so that we can resume right after:
         # librdkafka keeps a partition's paused state across rebalances.
@@ -502,6 +548,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 {
                     "partitions": partitions,
                     "broker_ok": self._client_stats.broker_ok,
+                    "missing_topics": list(self._missing_topics),
                     "records_consumed": self._records_consumed,
                     "rebalances": self._rebalances,
                     "draining": self._drain is not None,

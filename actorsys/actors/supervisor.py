@@ -66,6 +66,11 @@ WORKER_MASTER = "worker_master"
 KAFKA_CONSUMER = "kafka_consumer"
 ROLES = {JOB_MANAGER: JobManager, WORKER_MASTER: WorkerMaster, KAFKA_CONSUMER: KafkaConsumerActor}
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
+# A role that fails this many restarts in a row (about a minute of backoff)
+# cannot be kept alive: the Supervisor stops trying and reports it lost, so the
+# daemon fails /healthz and exits non-zero and its own supervisor (systemd)
+# restarts the whole thing, instead of a daemon that looks alive doing nothing.
+MAX_FAILING_RESTARTS = len(RESTART_BACKOFF_S)
 WATCHDOG = "watchdog"
 WATCHDOG_S = 2.0
 
@@ -98,6 +103,9 @@ class Supervisor(ActorTypeDispatcher):
         # Consumers of draining members, as (address, member id) pairs.
         self._leaving: list[tuple[Any, str]] = []
         self._local_member = ""
+        # Roles given up on (MAX_FAILING_RESTARTS failures in a row), with why.
+        self._lost: dict[str, str] = {}
+        self._last_failure: dict[str, str] = {}
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -142,6 +150,13 @@ class Supervisor(ActorTypeDispatcher):
         if self._starter is not None:
             self.send(self._starter, msg)
             self._starter = None
+            return
+        # A role recreated after a crash that cannot start (its job store is
+        # unreachable, say) is a failure too: stop it, so its exit takes the
+        # restart path with backoff, and counts towards giving up.
+        self._last_failure[msg.role] = msg.reason
+        if msg.role in self._children and self._children[msg.role] == sender:
+            self.send(sender, ActorExitRequest())
 
     # --- second consumer daemons on member systems ------------------------------------------
 
@@ -210,8 +225,13 @@ class Supervisor(ActorTypeDispatcher):
             return  # a duplicate notice, or an exit we asked for
         self._children.pop(role)
         self._ready.discard(role)
-        self._restarts[role] = self._restarts.get(role, 0) + 1
         count = self._failing.get(role, 0)
+        if count >= MAX_FAILING_RESTARTS:
+            why = self._last_failure.get(role, "it keeps exiting")
+            self._lost[role] = f"gave up after {count} failed restarts: {why}"
+            log.error("%s cannot be kept alive (%s); the daemon must stop", role, self._lost[role])
+            return
+        self._restarts[role] = self._restarts.get(role, 0) + 1
         self._failing[role] = count + 1
         metrics.actor_restarted(role)
         delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
@@ -339,6 +359,7 @@ class Supervisor(ActorTypeDispatcher):
         components["supervisor"] = {
             "ready": sorted(self._ready),
             "restarts": dict(self._restarts),
+            "lost_roles": dict(self._lost),
             "draining": self._drain is not None,
         }
         self.send(sender, StatusReport(components))

@@ -26,8 +26,10 @@ from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
 from actorsys.handlers.api import HandlerSettings, JobHandler, JobInput
+from actorsys.jobs.output_health import is_transient
 from actorsys.kafka_clients import dead_letter_producer
 from actorsys.messages import (
+    DiscardAttempt,
     JobAssignment,
     JobAvailable,
     JobDone,
@@ -153,18 +155,26 @@ class Worker(ActorTypeDispatcher):
             msg.partition,
             dead_letter_topic=self._start.config.kafka.dead_letter_topic or None,
         )
-        job = JobInput(msg.job_id, msg.topic, msg.partition, msg.start, msg.end, [])
         try:
             # Run the job on the worker's own thread and wait for it: on Thespian's
             # deep call stack CPython 3.11+ allocates and frees a stack chunk on
             # nearly every call, which made the same handler 3x slower (measured).
-            job, result = self._job_thread.submit(self._run_job, msg, sink).result()
+            _job, result = self._job_thread.submit(self._run_job, msg, sink).result()
         except Exception as exc:  # a handler's failure fails this attempt, nothing more
             if isinstance(exc, _JobFailure):
-                job, exc = exc.job, exc.__cause__ or exc
+                exc = exc.__cause__ or exc
             detail = "".join(traceback.format_exception_only(exc)).strip()
-            log.warning("job %d attempt %d failed: %s", msg.job_id, msg.token, detail)
-            self._discard(job)
+            transient = is_transient(exc)
+            log.warning(
+                "job %d attempt %d failed%s: %s",
+                msg.job_id,
+                msg.token,
+                " (transient: the output cannot be written)" if transient else "",
+                detail,
+            )
+            # Nothing is discarded here: this attempt may be stale (another one may
+            # already have succeeded with the same output). Only the JobManager can
+            # tell, and it says so with a DiscardAttempt once the job is FAILED.
             self.send(
                 sender,
                 JobFailed(
@@ -174,6 +184,7 @@ class Worker(ActorTypeDispatcher):
                     self._host,
                     detail,
                     time.monotonic() - started,
+                    transient,
                 ),
             )
         else:
@@ -210,15 +221,18 @@ class Worker(ActorTypeDispatcher):
             raise _JobFailure(job) from exc
         return job, result
 
-    def _discard(self, job: JobInput) -> None:
-        """Let the handler remove what the failed attempt wrote (if it can)."""
+    def receiveMsg_DiscardAttempt(self, msg: DiscardAttempt, sender: Any) -> None:
+        """The JobManager recorded the job FAILED with this attempt's token: let
+        the handler remove what it wrote (if it can), so the job's records are
+        only in the dead-letter topic."""
         discard = getattr(self._handler, "discard", None)
         if discard is None:
             return
+        job = JobInput(msg.job_id, msg.topic, msg.partition, msg.start, msg.end, [])
         try:
             discard(job)
-        except Exception as exc:  # cleaning up must not hide the attempt's own failure
-            log.warning("job %d: discarding a failed attempt's output: %s", job.job_id, exc)
+        except Exception as exc:  # best effort: the job's records are dead-lettered anyway
+            log.warning("job %d: discarding the failed job's output: %s", msg.job_id, exc)
 
     def _ask(self) -> None:
         if self._start is None or self._handler is None:

@@ -47,6 +47,7 @@ from actorsys.convention import (
 from actorsys.messages import (
     ComponentReady,
     ComponentStatus,
+    DiscardAttempt,
     HostAgentStart,
     HostDraining,
     JobAvailable,
@@ -265,6 +266,14 @@ class WorkerMaster(ActorTypeDispatcher):
     def receiveMsg_JobsAvailable(self, msg: JobsAvailable, sender: Any) -> None:
         for worker in self._workers.values():
             self.send(worker.address, JobAvailable())
+
+    def receiveMsg_DiscardAttempt(self, msg: DiscardAttempt, sender: Any) -> None:
+        """The failed job's last worker is gone: a worker of this host removes
+        its output (workers of one host share its output directory)."""
+        local = next((w for w in self._workers.values() if not w.member), None)
+        target = local or next(iter(self._workers.values()), None)
+        if target is not None:
+            self.send(target.address, msg)
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager

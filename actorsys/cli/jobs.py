@@ -18,11 +18,13 @@ from typing import Any
 
 import click
 
+from actorsys.cli.run import JOB_STORE_PASSWORD_REFUSED
 from actorsys.config import load_config
 from actorsys.errors import ActorsysError
 from actorsys.jobs.model import JobRecord, JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.store import JobStore
+from actorsys.secrets import Secret, url_has_password
 
 
 def _when(ts: float | None) -> str:
@@ -47,8 +49,11 @@ def _store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextmanager
 def _opened(config_path: str | None, job_store: str | None) -> Iterator[JobStore]:
+    if job_store and url_has_password(job_store):
+        click.echo(f"actorsys: configuration error: {JOB_STORE_PASSWORD_REFUSED}", err=True)
+        sys.exit(2)
     try:
-        url = job_store or load_config(config_path).jobs.store
+        url: str | Secret = job_store or load_config(config_path).jobs.store
         store = open_job_store(url, create=False)
     except ActorsysError as exc:
         click.echo(f"actorsys: {exc}", err=True)

@@ -76,7 +76,19 @@ def render(status: dict[str, Any]) -> str:
         )
     for member, why in sorted(pool.get("refused_hosts", {}).items()):
         lines.append(f"  host {member} REFUSED: {why}")
+    for peer in status.get("rejected_peers", []):
+        lines.append(
+            f"  peer {peer['peer']} REFUSED: {peer['count']} frame(s) dropped unread "
+            f"({peer['reason']}: {_REJECTION_MEANING.get(peer['reason'], peer['reason'])})"
+        )
     return "\n".join(lines)
+
+
+_REJECTION_MEANING = {
+    "bad_mac": "not signed with this cluster's key",
+    "too_large": "over the frame size cap",
+    "malformed": "not an actorsys frame",
+}
 
 
 def _dash(value: Any) -> str:

@@ -10,17 +10,37 @@ re-reads the row its competitor committed.
 The connection runs in autocommit mode and each method opens an explicit
 transaction. A connection lost between calls (server restart) is replaced
 on the next call, so callers just retry after a ``JobStoreError``.
+
+Every session is set up so that a call either succeeds durably or fails in
+bounded time, never hangs the JobManager:
+
+- ``synchronous_commit = on``: a commit returns once its WAL is on disk, so
+  an ACK sent after ``submit_batch`` survives a server crash.
+- ``statement_timeout`` (30 s) and ``lock_timeout`` (10 s): a stuck server
+  or a forgotten lock fails the call with a ``JobStoreError``, which the
+  JobManager retries, instead of blocking it forever.
+- TCP keepalives (idle 30 s, then 3 probes 10 s apart): a server that
+  vanished without closing the socket (power cut, network partition) is
+  noticed in about a minute, not after the kernel's two hours.
+
+They travel as libpq's startup ``options`` (``-c name=value``), so they are
+in force before the first statement and again on every reconnection. What
+the URL (or ``PGOPTIONS``) sets explicitly wins: libpq ``keepalives*``
+parameters, ``options=-c name=value`` for any of the three settings, and our
+own query parameters ``statement_timeout_ms`` / ``lock_timeout_ms``, which
+are stripped before libpq sees the URL (0 turns a timeout off).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -28,9 +48,30 @@ from psycopg.conninfo import conninfo_to_dict
 
 from actorsys.errors import ConfigError, JobStoreError
 from actorsys.jobs.dialect import Dialect, Row, one_line
+from actorsys.jobs.schema import ensure_schema
 from actorsys.jobs.sqlstore import SqlJobStore
 
 DEFAULT_CONNECT_TIMEOUT_S = 5
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+DEFAULT_LOCK_TIMEOUT_MS = 10_000
+# libpq's TCP keepalive parameters: probe after 30 s idle, every 10 s, give
+# up after 3 unanswered probes.
+KEEPALIVES: Mapping[str, str] = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+# Our own URL query parameters (libpq rejects names it does not know), by
+# the server setting each one sets.
+_TIMEOUT_PARAMS: Mapping[str, str] = {
+    "statement_timeout_ms": "statement_timeout",
+    "lock_timeout_ms": "lock_timeout",
+}
+_URI_SCHEMES = frozenset({"postgresql", "postgres"})
+# A setting inside libpq's options string: "-c name=value", "-cname=value"
+# or "--name=value".
+_OPTION_SETTING = re.compile(r"(?:^|\s)(?:-c\s*|--)([A-Za-z0-9_.-]+)\s*=")
 
 
 def redact_password(url: str) -> str:
@@ -48,6 +89,65 @@ def _pg_sql(statement: str) -> str:
     shared SQL contains no other ``?`` or ``%``). Binary parameters spare
     escaping a payload into text and back (measured 20% on a 500 KB insert)."""
     return statement.replace("?", "%b")
+
+
+def split_timeout_params(url: str) -> tuple[str, dict[str, int]]:
+    """``url`` without our ``statement_timeout_ms`` / ``lock_timeout_ms`` query
+    parameters, and their values by server setting name (only those given).
+
+    Only URIs carry them; a ``key=value`` connection string passes unchanged.
+    Raises ``ConfigError`` for a value that is not a whole number >= 0."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _URI_SCHEMES or not parts.query:
+        return url, {}
+    kept: list[tuple[str, str]] = []
+    found: dict[str, int] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        setting = _TIMEOUT_PARAMS.get(name)
+        if setting is None:
+            kept.append((name, value))
+            continue
+        if setting in found:
+            raise ConfigError(f"job store URL {redact_password(url)!r}: {name} is given twice")
+        found[setting] = _milliseconds(url, name, value)
+    if not found:
+        return url, {}
+    # quote, not urlencode's default quote_plus: libpq reads "+" as a plus sign.
+    return urlunsplit(parts._replace(query=urlencode(kept, quote_via=quote))), found
+
+
+def _milliseconds(url: str, name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ConfigError(
+            f"job store URL {redact_password(url)!r}: {name} must be a whole number of"
+            f" milliseconds >= 0 (0: no limit), not {value!r}"
+        )
+    return number
+
+
+def options_settings(options: str) -> set[str]:
+    """The server settings a libpq ``options`` string sets, lower-cased (the
+    server folds names and reads ``--a-b`` as ``a_b``)."""
+    return {m.group(1).lower().replace("-", "_") for m in _OPTION_SETTING.finditer(options)}
+
+
+def session_connect_args(given: Mapping[str, str], defaults: Mapping[str, str]) -> dict[str, str]:
+    """The libpq parameters to add to a connection whose URL holds ``given``:
+    the keepalives it does not set, and an ``options`` string that sets each
+    of ``defaults`` (server setting -> value) its own options do not set,
+    ahead of its own options so those stay as they were."""
+    args = {name: value for name, value in KEEPALIVES.items() if name not in given}
+    # An explicit options parameter replaces PGOPTIONS: keep the operator's.
+    own = given.get("options", os.environ.get("PGOPTIONS", ""))
+    taken = options_settings(own)
+    ours = [f"-c {name}={value}" for name, value in defaults.items() if name not in taken]
+    if ours:
+        args["options"] = " ".join([*ours, own]).strip()
+    return args
 
 
 class _PgTx:
@@ -96,17 +196,20 @@ class PostgresJobStore(SqlJobStore):
         *,
         schema: str | None = None,
         connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     ) -> None:
         label = f"postgres job store {redact_password(url)}"
         super().__init__(f"{label} (schema {schema})" if schema else label)
+        url, settings = self._session_settings(url, statement_timeout_ms, lock_timeout_ms)
         try:
             given = conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise ConfigError(f"{self._label}: bad URL: {one_line(exc)}") from exc
+        self._connect_args: dict[str, Any] = session_connect_args(given, settings)
         # A connect_timeout in the URL wins; without one libpq would wait for TCP.
-        self._connect_args: dict[str, Any] = (
-            {} if "connect_timeout" in given else {"connect_timeout": connect_timeout_s}
-        )
+        if "connect_timeout" not in given:
+            self._connect_args["connect_timeout"] = connect_timeout_s
         self._url = url
         self._schema = schema
         self._closed = False
@@ -116,6 +219,26 @@ class PostgresJobStore(SqlJobStore):
         except BaseException:
             self._conn.close()
             raise
+
+    def _session_settings(
+        self, url: str, statement_timeout_ms: int, lock_timeout_ms: int
+    ) -> tuple[str, dict[str, str]]:
+        """The URL libpq may see, and the server settings every session wants
+        (the URL's ``*_timeout_ms`` parameters beating the arguments)."""
+        for name, ms in (
+            ("statement_timeout_ms", statement_timeout_ms),
+            ("lock_timeout_ms", lock_timeout_ms),
+        ):
+            if ms < 0:
+                raise ConfigError(f"{self._label}: {name} must be >= 0 (0: no limit), not {ms}")
+        libpq_url, from_url = split_timeout_params(url)
+        settings = {
+            "synchronous_commit": "on",
+            "statement_timeout": str(statement_timeout_ms),
+            "lock_timeout": str(lock_timeout_ms),
+            **{name: str(ms) for name, ms in from_url.items()},
+        }
+        return libpq_url, settings
 
     def _connect(self) -> psycopg.Connection[Row]:
         try:
@@ -132,6 +255,15 @@ class PostgresJobStore(SqlJobStore):
             conn.close()
             raise
         return conn
+
+    def _migrate(self, now: float) -> None:
+        """As the base class, without the statement timeout: building an index
+        on a large ``jobs`` table may take minutes, and an upgrade cut off at
+        30 s would roll back and be cut off again at every start. Lock waits
+        stay bounded by ``lock_timeout``."""
+        with self._tx("schema upgrade") as tx:
+            tx.run("SET LOCAL statement_timeout = 0")
+            ensure_schema(tx, self.dialect, self._label, now)
 
     @staticmethod
     def _use_schema(conn: psycopg.Connection[Row], schema: str) -> None:

@@ -104,6 +104,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "replays keep attempt numbers (tokens) unique: count attempts from a base",
         ("ALTER TABLE jobs ADD COLUMN replay_base INTEGER NOT NULL DEFAULT 0",),
     ),
+    Migration(
+        4,
+        "one job per start offset: the database itself backs the offset chain",
+        (
+            # submit_batch already stores each offset in exactly one job; this
+            # turns a bug there (or a hand-made INSERT) into an integrity error
+            # instead of a second job writing the same files. A database that
+            # already holds such twins fails this upgrade, naming the key.
+            "CREATE UNIQUE INDEX jobs_interval"
+            " ON jobs (consumer_group, topic, partition_id, start_offset)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -221,20 +221,28 @@ class SqlJobStore(ABC):
             return done
 
     def fail_attempt(
-        self, job_id: int, token: int, error: str, retry_at: float | None, now: float
+        self,
+        job_id: int,
+        token: int,
+        error: str,
+        retry_at: float | None,
+        now: float,
+        counts_attempt: bool = True,
     ) -> JobStatus | None:
         target = JobStatus.FAILED if retry_at is None else JobStatus.PENDING
         finished_at = now if target is JobStatus.FAILED else None
+        changes: dict[str, Any] = {
+            "last_error": error,
+            "next_attempt_at": retry_at,
+            "finished_at": finished_at,
+        }
         with self._tx("fail_attempt") as tx:
-            moved = self._end_attempt(
-                tx,
-                job_id,
-                token,
-                target,
-                last_error=error,
-                next_attempt_at=retry_at,
-                finished_at=finished_at,
-            )
+            moved = self._end_attempt(tx, job_id, token, target, **changes)
+            if moved and not counts_attempt:
+                # Tokens (attempt numbers) still grow, so a stale worker stays
+                # rejected; the retry budget counts from replay_base, which moves
+                # along: a transient fault costs the job no attempt.
+                tx.run("UPDATE jobs SET replay_base = replay_base + 1 WHERE id = ?", (job_id,))
             return target if moved else None
 
     def requeue(self, job_id: int, token: int, reason: str, now: float) -> bool:

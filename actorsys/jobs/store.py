@@ -42,11 +42,18 @@ class JobStore(Protocol):
         ...
 
     def fail_attempt(
-        self, job_id: int, token: int, error: str, retry_at: float | None, now: float
+        self,
+        job_id: int,
+        token: int,
+        error: str,
+        retry_at: float | None,
+        now: float,
+        counts_attempt: bool = True,
     ) -> JobStatus | None:
         """RUNNING -> PENDING with ``next_attempt_at = retry_at``, or -> FAILED when
         ``retry_at`` is None. Records ``last_error``. Returns the new status, or
-        None for a stale token."""
+        None for a stale token. ``counts_attempt=False`` (a transient fault: full
+        disk, broker down) leaves the job's retry budget as it was."""
         ...
 
     def requeue(self, job_id: int, token: int, reason: str, now: float) -> bool:
@@ -86,7 +93,11 @@ class JobStore(Protocol):
         """Newest first."""
         ...
 
-    def count_by_status(self) -> Mapping[JobStatus, int]: ...
+    def count_by_status(self) -> Mapping[JobStatus, int]:
+        """Every status, zero included. Cheap (an index): the JobManager recounts
+        unfinished jobs from here every tick, since other JobManagers sharing the
+        store finish jobs too."""
+        ...
 
     def next_offsets(self, consumer_group: str) -> Mapping[tuple[str, int], int]: ...
 

@@ -10,18 +10,20 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from actorsys.errors import JobStoreError
+from actorsys.errors import ConfigError, JobStoreError
 from actorsys.jobs.model import BatchSubmission, JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.schema import LATEST_VERSION
@@ -593,3 +595,153 @@ def test_postgres_store_reconnects_after_losing_its_connection() -> None:
         # Then the retry reaches the server again and nothing was lost
         assert counts[JobStatus.PENDING] == 1
         assert store.submit_batch(batch(10, 20), T0).verdict is ChainVerdict.STORE
+
+
+# -- the database backs the offset chain -------------------------------------------
+
+
+def _insert_job(backend: Backend, start: int, end: int, group: str = GROUP) -> None:
+    """One jobs row through raw SQL, as a bug or a hand-made fix would add it."""
+    backend.raw(
+        "INSERT INTO jobs (consumer_group, topic, partition_id, start_offset, end_offset,"
+        " record_count, payload_bytes, status, created_at)"
+        f" VALUES ('{group}', '{TOPIC}', 0, {start}, {end}, {end - start}, 0, 'PENDING', {T0})"
+    )
+
+
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+def test_a_second_job_with_the_same_start_offset_is_refused_by_the_database(
+    backend: Backend, job_store: JobStore
+) -> None:
+    # Given a job for [0, 10) stored through the offset chain
+    stored_job(job_store, 0, 10)
+    # When a second row for the same group, topic, partition and start is inserted
+    # Then the database refuses it, whatever its end
+    with pytest.raises(INTEGRITY_ERRORS, match=r"(?i)unique|duplicate"):
+        _insert_job(backend, 0, 5)
+    # while another start, or the same start in another group, is fine
+    _insert_job(backend, 10, 20)
+    _insert_job(backend, 0, 10, group="group-b")
+    assert backend.raw("SELECT COUNT(*) FROM jobs") == [(3,)]
+
+
+def _open_at_version_3(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Create the database as actorsys with migrations 1-3 only did."""
+    from actorsys.jobs import schema
+
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        patch.setattr(schema, "LATEST_VERSION", 3)
+        with closing(open_job_store(backend.url)) as old:
+            stored_job(old, 0, 10)
+    assert backend.raw("SELECT MAX(version) FROM schema_version") == [(3,)]
+
+
+def test_a_version_3_database_is_upgraded_with_the_unique_index(
+    backend: Backend, open_store: Callable[[], JobStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database written by the previous schema, holding a job
+    _open_at_version_3(backend, monkeypatch)
+    # When this code opens it
+    store = open_store()
+    # Then it is at the latest version, its job intact, and the index enforces
+    assert backend.raw("SELECT MAX(version) FROM schema_version") == [(LATEST_VERSION,)]
+    assert [(j.start_offset, j.end_offset) for j in store.list_jobs()] == [(0, 10)]
+    assert store.submit_batch(batch(10, 20), T0).verdict is ChainVerdict.STORE
+    with pytest.raises(INTEGRITY_ERRORS):
+        _insert_job(backend, 10, 15)
+
+
+def test_an_upgrade_over_twin_jobs_fails_and_changes_nothing(
+    backend: Backend, open_store: Callable[[], JobStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a version 3 database in which two jobs start at the same offset
+    _open_at_version_3(backend, monkeypatch)
+    _insert_job(backend, 0, 5)
+    # When this code opens it / Then it refuses, in one line, rather than hide the twins
+    with pytest.raises(JobStoreError, match="schema upgrade") as caught:
+        open_store()
+    assert "\n" not in str(caught.value)
+    # and the upgrade was rolled back whole
+    assert backend.raw("SELECT MAX(version) FROM schema_version") == [(3,)]
+    assert backend.raw("SELECT COUNT(*) FROM jobs") == [(2,)]
+
+
+# -- PostgreSQL sessions: durable, bounded, kept alive --------------------------------
+
+
+def _show(store: JobStore, setting: str) -> str:
+    conn = store._conn  # type: ignore[attr-defined]  # the store's own session
+    row = conn.execute(f"SHOW {setting}").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _conninfo(store: JobStore) -> dict[str, str]:
+    """The libpq parameters the store's connection was made with."""
+    conn = store._conn  # type: ignore[attr-defined]
+    return {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
+
+
+@pytest.mark.postgres
+def test_postgres_sessions_commit_synchronously_time_out_and_keep_alive() -> None:
+    with _postgres_backend() as pg, closing(open_job_store(pg.url)) as store:
+        # Given a store opened with the defaults / Then its session is set up
+        assert _show(store, "synchronous_commit") == "on"
+        assert _show(store, "statement_timeout") == "30s"
+        assert _show(store, "lock_timeout") == "10s"
+        info = _conninfo(store)
+        assert {k: info[k] for k in ("keepalives", "keepalives_idle")} == {
+            "keepalives": "1",
+            "keepalives_idle": "30",
+        }
+        assert (info["keepalives_interval"], info["keepalives_count"]) == ("10", "3")
+
+
+@pytest.mark.postgres
+def test_postgres_session_settings_in_the_url_win() -> None:
+    with _postgres_backend() as pg:
+        url = (
+            f"{pg.url}&statement_timeout_ms=4000&keepalives_idle=7"
+            "&options=-clock_timeout%3D1234&application_name=actorsys-url-wins"
+        )
+        # Given a URL that sets a timeout through our parameter, another
+        # through libpq's options, and one keepalive parameter
+        with closing(open_job_store(url)) as store:
+            # Then each wins over its default and the others keep theirs
+            assert _show(store, "statement_timeout") == "4s"
+            assert _show(store, "lock_timeout") == "1234ms"
+            assert _show(store, "synchronous_commit") == "on"
+            assert _show(store, "application_name") == "actorsys-url-wins"
+            info = _conninfo(store)
+            assert (info["keepalives_idle"], info["keepalives_count"]) == ("7", "3")
+
+
+@pytest.mark.postgres
+def test_postgres_call_behind_a_held_lock_fails_in_bounded_time() -> None:
+    with (
+        _postgres_backend() as pg,
+        closing(open_job_store(f"{pg.url}&lock_timeout_ms=200")) as store,
+        psycopg.connect(PG_URL, connect_timeout=5) as holder,
+    ):
+        schema = dict(parse_qsl(urlsplit(pg.url).query))["schema"]
+        # Given another session holding a lock the store needs, and not letting go
+        holder.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        holder.execute("LOCK TABLE partition_offsets IN ACCESS EXCLUSIVE MODE")
+        # When the JobManager stores a batch / Then it fails soon, instead of hanging
+        started = time.monotonic()
+        with pytest.raises(JobStoreError, match="lock timeout"):
+            store.submit_batch(batch(0, 10), T0)
+        assert time.monotonic() - started < 5
+        # and once the lock is gone, the retry goes through
+        holder.rollback()
+        assert store.submit_batch(batch(0, 10), T0).verdict is ChainVerdict.STORE
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", ""])
+def test_a_bad_timeout_parameter_is_a_config_error(value: str) -> None:
+    # No server needed: the URL is checked before connecting.
+    with pytest.raises(ConfigError, match="statement_timeout_ms"):
+        open_job_store(f"{PG_URL}?statement_timeout_ms={value}")

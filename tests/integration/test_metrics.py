@@ -212,18 +212,23 @@ def test_health_endpoints_say_what_is_wrong(
         code, body = daemon.http("/readyz")
         doc = json.loads(body)
         checks = doc.get("checks", {})
-        return doc if code == 503 and checks.get("components") and checks["broker"] else None
+        settled = checks.get("components") and checks["broker"] and checks["topics"] is False
+        return doc if code == 503 and settled else None
 
-    doc = wait_for(readiness, 60, "/readyz to report only the missing assignment", 0.25)
+    doc = wait_for(readiness, 60, "/readyz to report the missing topic and assignment", 0.25)
     assert doc["ready"] is False
     assert doc["checks"] == {
         "actor_system": True,
         "components": True,
         "broker": True,
+        "topics": False,
         "assignment": False,
         "job_store": True,
     }
-    assert doc["problems"] == ["no partition assigned yet"]
+    assert doc["problems"] == [
+        f"waiting for topic(s) {topic}-missing to exist",
+        "no partition assigned yet",
+    ]
     # And /metrics reports the daemon as not ready
     assert _scrape(daemon).value("actorsys_ready") == 0
 
@@ -255,6 +260,7 @@ def test_readyz_is_200_with_every_check_passing(
             "actor_system": True,
             "components": True,
             "broker": True,
+            "topics": True,
             "assignment": True,
             "job_store": True,
         },

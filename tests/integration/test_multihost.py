@@ -100,7 +100,9 @@ def _workers_by_host(daemon: DaemonProcess) -> dict[str, int]:
 
 
 def _member(tmp_path: Path, leader: DaemonProcess, name: str, **kw: Any) -> MemberProcess:
-    return MemberProcess(name, leader.admin_port, tmp_path / f"{name}.log", **kw)
+    return MemberProcess(
+        name, leader.admin_port, tmp_path / f"{name}.log", key_file=leader.key_file, **kw
+    )
 
 
 def test_jobs_run_on_worker_hosts(

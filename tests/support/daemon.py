@@ -47,6 +47,8 @@ def write_config(
         "workers": {"count": 2},
         "output": {"dir": str(output_dir)},
         "daemon": {"admin_port": admin_port, "metrics_port": metrics_port, "shutdown_grace_s": 20},
+        # Each test's own cluster key (made on first start), never the repository's.
+        "cluster": {"key_file": str(path.parent / "cluster.key")},
     }
     for section, values in (extra or {}).items():
         sections.setdefault(section, {}).update(values)
@@ -56,14 +58,23 @@ def write_config(
         for key, value in values.items():
             if isinstance(value, dict):
                 continue
-            lines.append(f"{key} = {json.dumps(value)}")
+            lines.append(f"{key} = {toml_value(value)}")
         for key, value in values.items():
             if isinstance(value, dict):
                 lines.append(f"[{section}.{key}]")
-                lines.extend(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items())
+                lines.extend(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
         lines.append("")
     path.write_text("\n".join(lines))
     return path
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value: JSON's strings, numbers, booleans and arrays are TOML too;
+    a table becomes an inline table (``{ env = "NAME" }``)."""
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + pairs + " }"
+    return json.dumps(value)
 
 
 @dataclass
@@ -79,6 +90,11 @@ class DaemonProcess:
 
     def __post_init__(self) -> None:
         self.actor_system = ActorSystemProcesses(self.admin_port)
+
+    @property
+    def key_file(self) -> Path:
+        """The cluster key the daemon makes on first start (worker hosts need it)."""
+        return self.config_path.parent / "cluster.key"
 
     def start(self) -> DaemonProcess:
         log = self.log_path.open("ab")
@@ -178,3 +194,36 @@ def new_daemon(tmp_path: Path, name: str, **config: Any) -> DaemonProcess:
         tmp_path / f"{name}.toml", admin_port=admin_port, metrics_port=metrics_port, **config
     )
     return DaemonProcess(config_path, tmp_path / f"{name}.log", metrics_port, admin_port)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def topic_daemon(
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    name: str = "daemon",
+    *,
+    group: str | None = None,
+    job_store: str | None = None,
+    output_dir: Path | None = None,
+    **extra: dict[str, Any],
+) -> DaemonProcess:
+    """A daemon (not started) consuming ``topic`` as group ``g-<topic>`` into
+    ``tmp_path/out`` with its own SQLite store, whose actors can import the
+    test handlers under ``tests/`` whatever the cwd."""
+    daemon = new_daemon(
+        tmp_path,
+        name,
+        bootstrap=bootstrap,
+        topics=[topic],
+        group_id=group or f"g-{topic}",
+        output_dir=output_dir or tmp_path / "out",
+        job_store=job_store or f"sqlite:///{tmp_path}/jobs.db",
+        extra=extra or None,
+    )
+    daemon.env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    return daemon

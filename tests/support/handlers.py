@@ -10,7 +10,10 @@ check still applies; configure it through ``[output.options]``:
 * ``poison_partition`` + ``poison_offset``: the job holding that record always
   raises (it must end FAILED and be dead-lettered);
 * ``crash_partition`` + ``crash_offset``: the job holding that record kills its
-  worker process every time (it must end FAILED, not loop).
+  worker process every time (it must end FAILED, not loop);
+* ``state_dir`` + ``overrun_then_fail_job`` + ``overrun_s``: the first attempt of
+  that job id writes nothing for ``overrun_s`` (past its lease, so another
+  worker runs the job meanwhile), then raises: a stale attempt that fails.
 
 Use as ``handler = "tests.support.handlers:FaultyHandler"``.
 """
@@ -35,6 +38,8 @@ OWN_OPTIONS = frozenset(
         "poison_offset",
         "crash_partition",
         "crash_offset",
+        "overrun_then_fail_job",
+        "overrun_s",
     }
 )
 
@@ -74,6 +79,14 @@ class FaultyHandler:
                 raise InjectedFailure(
                     f"poison record at {job.partition}:{self._own['poison_offset']}"
                 )
+            overrun = self._own.get("overrun_then_fail_job")
+            if overrun is not None and job.job_id == int(overrun):
+                seen = Path(self._own["state_dir"]) / f"overran-{job.job_id}"
+                if not seen.exists():
+                    seen.parent.mkdir(parents=True, exist_ok=True)
+                    seen.touch()
+                    time.sleep(float(self._own["overrun_s"]))  # the stuck attempt itself
+                    raise InjectedFailure(f"stale attempt of job {job.job_id} fails late")
             every = self._own.get("fail_first_attempt_every")
             if every and job.job_id % int(every) == 0:
                 seen = Path(self._own["state_dir"]) / f"failed-once-{job.job_id}"

@@ -23,12 +23,24 @@ class MemberProcess:
     slots: int = 1
     consume: bool = False
     admin_port: int = field(default_factory=free_port)
+    key_file: Path | None = None  # the leader's cluster key
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.actor_system = ActorSystemProcesses(self.admin_port)
 
     def start(self) -> MemberProcess:
+        """Start `actorsys join` and wait for its actor system to exist."""
+        self.start_process()
+        wait_for(
+            lambda: self.actor_system.refresh() is not None,
+            30,
+            f"{self.name}'s actor system to start",
+        )
+        return self
+
+    def start_process(self) -> MemberProcess:
+        """Start `actorsys join` without waiting (it may refuse to start)."""
         args = [
             sys.executable,
             "-m",
@@ -47,6 +59,8 @@ class MemberProcess:
         ]
         if self.consume:
             args.append("--consume")
+        if self.key_file is not None:
+            args += ["--key-file", str(self.key_file)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 args,
@@ -55,11 +69,6 @@ class MemberProcess:
                 start_new_session=True,
                 env=dict(os.environ),
             )
-        wait_for(
-            lambda: self.actor_system.refresh() is not None,
-            30,
-            f"{self.name}'s actor system to start",
-        )
         return self
 
     @property

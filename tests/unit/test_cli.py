@@ -14,10 +14,13 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+import actorsys.cli.join
 import actorsys.daemon
 from actorsys import __version__
 from actorsys.cli import main
-from actorsys.config import AppConfig
+from actorsys.config import AppConfig, ClusterConfig
+from actorsys.member import MemberSettings
+from actorsys.secrets import Secret
 
 
 def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -242,7 +245,8 @@ def test_run_flags_override_the_file(tmp_path: Path, daemon_calls: list[AppConfi
     # Given a configuration file with a group, a property and a worker count
     path = tmp_path / "ok.toml"
     path.write_text(
-        '[kafka]\ngroup_id = "from-file"\nproperties = { "client.id" = "file", "a" = 1 }\n'
+        '[kafka]\ngroup_id = "from-file"\n'
+        'properties = { "client.id" = "file", "fetch.max.bytes" = 1048576 }\n'
         "[workers]\ncount = 3\n"
     )
     # When run with flags that override some of it
@@ -259,7 +263,7 @@ def test_run_flags_override_the_file(tmp_path: Path, daemon_calls: list[AppConfi
         "-X",
         "client.id=flag",
         "-X",
-        "empty=",
+        "client.rack=",
         "--admin-port",
         "1999",
         "--log-format",
@@ -270,7 +274,11 @@ def test_run_flags_override_the_file(tmp_path: Path, daemon_calls: list[AppConfi
     (config,) = daemon_calls
     assert config.kafka.group_id == "from-flag"
     assert config.kafka.topics == ("a", "b")
-    assert config.kafka.properties == {"client.id": "flag", "a": "1", "empty": ""}
+    assert config.kafka.properties == {
+        "client.id": "flag",
+        "fetch.max.bytes": "1048576",
+        "client.rack": "",
+    }
     assert config.workers.count == 3
     assert config.daemon.admin_port == 1999
     assert config.daemon.log_format == "json"
@@ -282,3 +290,200 @@ def test_run_without_a_file_uses_the_defaults(daemon_calls: list[AppConfig]) -> 
     # Then the daemon gets the defaults
     assert result.exit_code == 0, result.output
     assert daemon_calls == [AppConfig()]
+
+
+# --- run: no secret on the command line, no invariant switched off -------------------------
+
+
+@pytest.mark.parametrize(
+    "key", ["sasl.password", "ssl.key.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"]
+)
+def test_run_refuses_a_secret_on_the_command_line(daemon_calls: list[AppConfig], key: str) -> None:
+    # When a secret is given with -X (every user of the machine sees argv)
+    result = invoke("run", "-X", f"{key}=hunter2")
+    # Then one line says where it belongs, without repeating it, and nothing starts
+    line = assert_one_line_error(result, "actorsys: configuration error:")
+    assert line == (
+        f"actorsys: configuration error: -X {key}: secrets must not be given on the command"
+        ' line (ps shows them); set it in [kafka.properties] as { env = "NAME" } or'
+        ' { file = "/path" }'
+    )
+    assert "hunter2" not in result.output
+    assert daemon_calls == []
+
+
+def test_run_refuses_a_job_store_password_on_the_command_line(
+    daemon_calls: list[AppConfig],
+) -> None:
+    result = invoke("run", "--job-store", "postgresql://u:hunter2@h/db")
+    line = assert_one_line_error(result, "actorsys: configuration error: --job-store:")
+    assert "ps shows it" in line and "{ env = " in line
+    assert "hunter2" not in result.output
+    assert daemon_calls == []
+
+
+def test_run_accepts_a_job_store_without_a_password(daemon_calls: list[AppConfig]) -> None:
+    result = invoke("run", "--job-store", "postgresql://u@h/db")
+    assert result.exit_code == 0, result.output
+    assert daemon_calls[0].jobs.store == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("prop", "fragment"),
+    [
+        ("enable.auto.commit=true", "[kafka.properties] enable.auto.commit: actorsys commits"),
+        ("enable.auto.offset.store=true", "[kafka.properties] enable.auto.offset.store:"),
+        ("group.id=other", "[kafka.properties] group.id: use [kafka] group_id instead"),
+        ("session.timeout.ms=45000", "[kafka.properties] session.timeout.ms: use [kafka]"),
+        ("no.such.property=1", "kafka property no.such.property (consumer): No such configuration"),
+        ("fetch.max.bytes=lots", "kafka property fetch.max.bytes (consumer): Invalid value"),
+    ],
+)
+def test_run_refuses_a_bad_kafka_property_before_starting(
+    daemon_calls: list[AppConfig], prop: str, fragment: str
+) -> None:
+    # When -X gives a property that voids an invariant, does not exist, or has a bad value
+    result = invoke("run", "-X", prop)
+    # Then one line names it, exit 2, and no process starts
+    line = assert_one_line_error(result, "actorsys: configuration error:")
+    assert fragment in line
+    assert daemon_calls == []
+
+
+def test_run_refuses_a_bad_kafka_property_in_the_file(
+    tmp_path: Path, daemon_calls: list[AppConfig]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[kafka.properties]\n"fetch.max.byte" = 1\n')
+    line = assert_one_line_error(invoke("run", "-c", str(path)), "actorsys: configuration error:")
+    assert "fetch.max.byte" in line
+    assert daemon_calls == []
+
+
+def test_run_takes_secrets_from_the_environment(
+    tmp_path: Path, daemon_calls: list[AppConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTORSYS_TEST_SASL", "hunter2")
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        '[kafka.properties]\n"security.protocol" = "SASL_PLAINTEXT"\n'
+        '"sasl.mechanism" = "PLAIN"\n"sasl.username" = "u"\n'
+        '"sasl.password" = { env = "ACTORSYS_TEST_SASL" }\n'
+    )
+    result = invoke("run", "-c", str(path))
+    assert result.exit_code == 0, result.output
+    (config,) = daemon_calls
+    assert config.kafka.properties["sasl.password"] == Secret(
+        "kafka.properties.sasl.password", "hunter2"
+    )
+
+
+def test_run_with_the_old_daemon_advertised_host_says_where_it_moved(
+    tmp_path: Path, daemon_calls: list[AppConfig]
+) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('[daemon]\nadvertised_host = "10.0.0.5"\n')
+    line = assert_one_line_error(invoke("run", "-c", str(path)), "actorsys: configuration error:")
+    assert line.endswith("[daemon] advertised_host moved to [cluster] advertised_host")
+    assert daemon_calls == []
+
+
+def test_run_cluster_flags_override_the_file(tmp_path: Path, daemon_calls: list[AppConfig]) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[cluster]\nbind_host = "10.0.0.5"\nkey_file = "/etc/a.key"\n')
+    result = invoke("run", "-c", str(path), "--bind-host", "0.0.0.0", "--advertised-host", "node-1")
+    assert result.exit_code == 0, result.output
+    (config,) = daemon_calls
+    assert config.cluster.bind_host == "0.0.0.0"
+    assert config.cluster.effective_advertised_host == "node-1"
+    assert config.cluster.key_file == "/etc/a.key"
+
+
+def test_run_with_a_wildcard_bind_host_alone_is_one_line(daemon_calls: list[AppConfig]) -> None:
+    line = assert_one_line_error(
+        invoke("run", "--bind-host", "0.0.0.0"), "actorsys: configuration error:"
+    )
+    assert "[cluster] advertised_host" in line
+    assert daemon_calls == []
+
+
+# --- join: this host's own configuration ---------------------------------------------------
+
+
+@pytest.fixture
+def member_calls(monkeypatch: pytest.MonkeyPatch) -> list[MemberSettings]:
+    """Replaces run_member: records the settings it would have run with, exits 0."""
+    calls: list[MemberSettings] = []
+
+    def fake_run_member(settings: MemberSettings) -> int:
+        calls.append(settings)
+        return 0
+
+    monkeypatch.setattr(actorsys.cli.join, "run_member", fake_run_member)
+    return calls
+
+
+def test_join_takes_this_hosts_config_and_cluster_flags(
+    tmp_path: Path, member_calls: list[MemberSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given this host's file with its own secret and [cluster] section
+    monkeypatch.setenv("ACTORSYS_TEST_SASL", "hunter2")
+    path = tmp_path / "worker.toml"
+    path.write_text(
+        '[cluster]\nbind_host = "10.0.0.7"\nkey_file = "/etc/k"\n'
+        '[kafka.properties]\n"sasl.password" = { env = "ACTORSYS_TEST_SASL" }\n'
+    )
+    # When the host joins with a flag overriding one key
+    result = invoke(
+        "join", "--convention", "10.0.0.5:1900", "-c", str(path), "--key-file", "/etc/other"
+    )
+    # Then the member runs with that configuration
+    assert result.exit_code == 0, result.output
+    (settings,) = member_calls
+    cluster = settings.config.cluster
+    assert (cluster.bind_host, cluster.key_file) == ("10.0.0.7", "/etc/other")
+    assert settings.config.kafka.properties["sasl.password"] == Secret(
+        "kafka.properties.sasl.password", "hunter2"
+    )
+
+
+def test_join_without_a_config_uses_the_defaults(member_calls: list[MemberSettings]) -> None:
+    result = invoke("join", "--convention", "10.0.0.5:1900", "--bind-host", "10.0.0.8")
+    assert result.exit_code == 0, result.output
+    assert member_calls[0].config.cluster == ClusterConfig(bind_host="10.0.0.8")
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "fragment"),
+    [
+        ('[daemon]\nadvertised_host = "x"\n', (), "moved to [cluster] advertised_host"),
+        ('[kafka.properties]\n"no.such" = 1\n', (), "kafka property no.such"),
+        ("", ("--bind-host", "0.0.0.0"), "[cluster] bind_host '0.0.0.0'"),
+        ('[kafka.properties]\n"sasl.password" = { env = "ACTORSYS_TEST_UNSET" }\n', (), "not set"),
+    ],
+    ids=["moved-key", "bad-property", "wildcard", "unset-env"],
+)
+def test_join_configuration_errors_are_one_line(
+    tmp_path: Path,
+    member_calls: list[MemberSettings],
+    monkeypatch: pytest.MonkeyPatch,
+    content: str,
+    args: tuple[str, ...],
+    fragment: str,
+) -> None:
+    monkeypatch.delenv("ACTORSYS_TEST_UNSET", raising=False)
+    path = tmp_path / "worker.toml"
+    path.write_text(content)
+    result = invoke("join", "--convention", "10.0.0.5:1900", "-c", str(path), *args)
+    line = assert_one_line_error(result, "actorsys: configuration error:")
+    assert fragment in line
+    assert member_calls == []
+
+
+# --- jobs: no password on the command line ---------------------------------------------------
+
+
+def test_jobs_refuses_a_job_store_password_on_the_command_line() -> None:
+    result = invoke("jobs", "list", "--job-store", "postgresql://u:hunter2@h/db")
+    line = assert_one_line_error(result, "actorsys: configuration error: --job-store:")
+    assert "hunter2" not in line

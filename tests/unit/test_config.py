@@ -1,5 +1,7 @@
 """Configuration: defaults, validation of every section, type checks, overrides,
-loading from TOML, and the Kafka client properties built from it."""
+loading from TOML, values from the environment or files, secrets, the Kafka
+properties actorsys refuses, [cluster], and the Kafka client properties built
+from it."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import pytest
 from actorsys.config import (
     AppConfig,
     BatchingConfig,
+    ClusterConfig,
     KafkaConfig,
     build_config,
     load_config,
 )
 from actorsys.errors import ConfigError
 from actorsys.kafka_clients import consumer_properties, producer_properties
+from actorsys.secrets import Secret, reveal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -413,15 +417,15 @@ def test_consumer_never_auto_commits_nor_stores_offsets() -> None:
     assert all(isinstance(v, str) for v in props.values())
 
 
-def test_consumer_properties_pass_through_wins() -> None:
-    # Given pass-through properties that also set keys actorsys sets
+def test_consumer_properties_pass_through_wins_over_tuning_defaults() -> None:
+    # Given pass-through properties that also set tuning keys actorsys sets
     config = build_config(
         {
             "kafka": {
                 "session_timeout_ms": 6000,
                 "properties": {
-                    "session.timeout.ms": 45000,
                     "fetch.queue.backoff.ms": "50",
+                    "queued.max.messages.kbytes": 4096,
                     "security.protocol": "SSL",
                 },
             }
@@ -429,9 +433,11 @@ def test_consumer_properties_pass_through_wins() -> None:
     )
     props = consumer_properties(config, "b:1")
     # Then the pass-through values win, and new keys are added
-    assert props["session.timeout.ms"] == "45000"
     assert props["fetch.queue.backoff.ms"] == "50"
+    assert props["queued.max.messages.kbytes"] == "4096"
     assert props["security.protocol"] == "SSL"
+    # And the first-class key is what sets the session timeout
+    assert props["session.timeout.ms"] == "6000"
 
 
 def test_producer_is_durable_and_takes_only_connection_properties() -> None:
@@ -445,7 +451,7 @@ def test_producer_is_durable_and_takes_only_connection_properties() -> None:
                     "ssl.ca.location": "/ca.pem",
                     "client.id": "me",
                     "fetch.max.bytes": 1000,
-                    "enable.auto.commit": True,
+                    "isolation.level": "read_committed",
                 }
             }
         }
@@ -460,5 +466,237 @@ def test_producer_is_durable_and_takes_only_connection_properties() -> None:
     assert props["ssl.ca.location"] == "/ca.pem"
     assert props["client.id"] == "me"
     assert "fetch.max.bytes" not in props
-    assert "enable.auto.commit" not in props
+    assert "isolation.level" not in props
     assert "group.id" not in props
+
+
+# --- values from the environment or a file ---------------------------------------------------
+
+
+def test_a_string_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a group id and a non-secret property written as { env = NAME }
+    monkeypatch.setenv("ACTORSYS_TEST_GROUP", "from-env")
+    monkeypatch.setenv("ACTORSYS_TEST_CLIENT", "client-env")
+    config = build_config(
+        {
+            "kafka": {
+                "group_id": {"env": "ACTORSYS_TEST_GROUP"},
+                "topics": [{"env": "ACTORSYS_TEST_GROUP"}, "b"],
+                "properties": {"client.id": {"env": "ACTORSYS_TEST_CLIENT"}},
+            }
+        }
+    )
+    # Then the values are the variables' (plain strings: they are not secret)
+    assert config.kafka.group_id == "from-env"
+    assert config.kafka.topics == ("from-env", "b")
+    assert config.kafka.properties == {"client.id": "client-env"}
+
+
+def test_a_string_may_come_from_a_file(tmp_path: Path) -> None:
+    # Given a password file ending in a newline, as editors and `echo` write them
+    password = tmp_path / "sasl.password"
+    password.write_text("s3cret\n")
+    config = build_config({"kafka": {"properties": {"sasl.password": {"file": str(password)}}}})
+    # Then the value is the content without the newline, held as a Secret
+    value = config.kafka.properties["sasl.password"]
+    assert isinstance(value, Secret)
+    assert value.reveal() == "s3cret"
+    assert value.name == "kafka.properties.sasl.password"
+
+
+def test_a_toml_file_may_point_at_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the documented TOML spelling
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "from-env")
+    path = tmp_path / "c.toml"
+    path.write_text('[kafka.properties]\n"sasl.password" = { env = "KAFKA_SASL_PASSWORD" }\n')
+    # Then the secret is read from the environment
+    assert reveal(load_config(path).kafka.properties["sasl.password"]) == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (
+            {"env": "ACTORSYS_TEST_UNSET"},
+            "[kafka] group_id: environment variable ACTORSYS_TEST_UNSET is not set",
+        ),
+        ({"env": ""}, "[kafka] group_id: env must name an environment variable"),
+        ({"env": 5}, "[kafka] group_id: env must name an environment variable"),
+        ({"file": "/no/such/file"}, "[kafka] group_id: file '/no/such/file' does not exist"),
+        ({"file": ""}, "[kafka] group_id: file must name a file"),
+        ({"env": "A", "file": "/b"}, "[kafka] group_id must be a string or { env"),
+        ({"value": "x"}, "[kafka] group_id must be a string or { env"),
+    ],
+    ids=["unset", "empty-name", "not-a-name", "missing-file", "empty-path", "both", "other-key"],
+)
+def test_env_and_file_errors_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, value: dict[str, Any], fragment: str
+) -> None:
+    monkeypatch.delenv("ACTORSYS_TEST_UNSET", raising=False)
+    assert fragment in config_error({"kafka": {"group_id": value}})
+
+
+def test_an_unreadable_file_names_the_key(tmp_path: Path) -> None:
+    # Given a directory where a file is expected, and a file that is not UTF-8
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\u00e9".encode("latin-1"))
+    where = "[kafka.properties] sasl.password"
+    message = config_error({"kafka": {"properties": {"sasl.password": {"file": str(tmp_path)}}}})
+    assert message.startswith(f"{where}: file ") and "cannot be read" in message
+    message = config_error({"kafka": {"properties": {"sasl.password": {"file": str(latin)}}}})
+    assert message == f"{where}: file {str(latin)!r} is not UTF-8 text"
+
+
+# --- secrets in the configuration ------------------------------------------------------------
+
+
+def test_credential_properties_become_secrets_even_when_literal() -> None:
+    config = build_config(
+        {
+            "kafka": {
+                "properties": {"sasl.password": "pw", "sasl.username": "u"},
+                "producer_properties": {"ssl.key.password": "kp"},
+            }
+        }
+    )
+    assert config.kafka.properties["sasl.password"] == Secret(
+        "kafka.properties.sasl.password", "pw"
+    )
+    assert config.kafka.properties["sasl.username"] == "u"
+    assert config.kafka.producer_properties["ssl.key.password"] == Secret(
+        "kafka.producer_properties.ssl.key.password", "kp"
+    )
+    assert "pw" not in repr(config) and "kp" not in repr(config)
+
+
+def test_a_job_store_url_with_a_password_becomes_a_secret() -> None:
+    # Given PostgreSQL URLs with and without a password
+    with_password = build_config({"jobs": {"store": "postgresql://u:pw@h/db"}}).jobs
+    without = build_config({"jobs": {"store": "postgresql://u@h/db"}}).jobs
+    # Then only the one with a password is wrapped, and both log without it
+    assert with_password.store == Secret("jobs.store", "postgresql://u:pw@h/db")
+    assert with_password.store_for_logs == "postgresql://u:***@h/db"
+    assert without.store == "postgresql://u@h/db"
+    assert without.store_for_logs == "postgresql://u@h/db"
+
+
+def test_a_bad_job_store_url_is_reported_without_its_password() -> None:
+    message = config_error({"jobs": {"store": "mysql://u:pw@h/db"}})
+    assert "[jobs] store" in message and "pw" not in message and "u:***@h" in message
+
+
+# --- properties that would void an invariant ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "instead"),
+    [
+        ("enable.auto.commit", "true", "actorsys commits offsets itself"),
+        ("enable.auto.commit", "false", "actorsys commits offsets itself"),
+        ("auto.commit.enable", "true", "actorsys commits offsets itself"),
+        ("topic.auto.commit.enable", "true", "actorsys commits offsets itself"),
+        ("enable.auto.offset.store", "true", "actorsys commits offsets itself"),
+        ("Enable.Auto.Commit", "true", "actorsys commits offsets itself"),
+        ("group.id", "other", "use [kafka] group_id instead"),
+        ("bootstrap.servers", "k:9092", "use [kafka] bootstrap_servers instead"),
+        ("metadata.broker.list", "k:9092", "use [kafka] bootstrap_servers instead"),
+        ("auto.offset.reset", "latest", "use [kafka] auto_offset_reset instead"),
+        ("topic.auto.offset.reset", "latest", "use [kafka] auto_offset_reset instead"),
+        (
+            "partition.assignment.strategy",
+            "range",
+            "use [kafka] partition_assignment_strategy instead",
+        ),
+        ("group.protocol", "consumer", "classic rebalance protocol"),
+        ("session.timeout.ms", "45000", "use [kafka] session_timeout_ms instead"),
+        ("default.topic.config", "x", "directly in [kafka.properties]"),
+    ],
+)
+def test_consumer_properties_that_void_an_invariant_are_refused(
+    key: str, value: str, instead: str
+) -> None:
+    # Given a pass-through property actorsys must own
+    message = config_error({"kafka": {"properties": {key: value}}})
+    # Then the error names the key and says what to do instead
+    assert message.startswith(f"[kafka.properties] {key}: ")
+    assert instead in message
+
+
+@pytest.mark.parametrize("value", ["read_committed", "read_uncommitted"])
+def test_isolation_level_is_allowed(value: str) -> None:
+    config = build_config({"kafka": {"properties": {"isolation.level": value}}})
+    assert consumer_properties(config, "b:1")["isolation.level"] == value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("acks", "1", "[kafka.producer_properties] acks must be all (or -1)"),
+        ("acks", "0", "[kafka.producer_properties] acks must be all (or -1)"),
+        ("request.required.acks", "1", "[kafka.producer_properties] request.required.acks must"),
+        ("topic.acks", "0", "[kafka.producer_properties] topic.acks must be all"),
+        ("bootstrap.servers", "k:1", "[kafka.producer_properties] bootstrap.servers: use [kafka]"),
+        ("transactional.id", "t", "[kafka.producer_properties] transactional.id: dead letters"),
+    ],
+)
+def test_producer_properties_that_can_lose_dead_letters_are_refused(
+    key: str, value: str, fragment: str
+) -> None:
+    assert fragment in config_error({"kafka": {"producer_properties": {key: value}}})
+
+
+@pytest.mark.parametrize("props", [{"acks": "all"}, {"acks": "-1"}, {"enable.idempotence": False}])
+def test_producer_properties_that_keep_dead_letters_are_accepted(props: dict[str, Any]) -> None:
+    build_config({"kafka": {"producer_properties": props}})
+
+
+def test_forbidden_properties_are_refused_when_built_directly() -> None:
+    # Given code that builds the section itself, not from a file
+    # Then the invariants hold all the same
+    with pytest.raises(ConfigError, match=r"\[kafka.properties\] enable.auto.commit"):
+        KafkaConfig(properties={"enable.auto.commit": "true"})
+
+
+# --- [cluster] ---------------------------------------------------------------------------------
+
+
+def test_cluster_defaults_bind_loopback() -> None:
+    cluster = AppConfig().cluster
+    assert cluster == ClusterConfig()
+    assert cluster.bind_host == "127.0.0.1"
+    assert cluster.effective_advertised_host == "127.0.0.1"
+    assert cluster.key_file == "./data/cluster.key"
+    assert cluster.max_frame_bytes == 64 * 1024 * 1024
+
+
+def test_the_advertised_host_defaults_to_the_bind_host() -> None:
+    assert ClusterConfig(bind_host="10.0.0.5").effective_advertised_host == "10.0.0.5"
+    both = ClusterConfig(bind_host="0.0.0.0", advertised_host="node-1.example")
+    assert both.effective_advertised_host == "node-1.example"
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"bind_host": "0.0.0.0"}, "[cluster] bind_host '0.0.0.0' listens on every interface"),
+        ({"bind_host": "::"}, "set [cluster] advertised_host"),
+        ({"bind_host": ""}, "[cluster] bind_host must not be empty"),
+        ({"advertised_host": "0.0.0.0"}, "[cluster] advertised_host '0.0.0.0' is a wildcard"),
+        ({"key_file": ""}, "[cluster] key_file"),
+        ({"max_frame_bytes": 1024 * 1024 - 1}, "[cluster] max_frame_bytes must be >= 1048576"),
+        ({"max_frame_bytes": "64"}, "[cluster] max_frame_bytes must be an integer"),
+    ],
+)
+def test_cluster_mistakes_are_one_line(values: dict[str, Any], fragment: str) -> None:
+    assert fragment in config_error({"cluster": values})
+
+
+def test_the_minimum_frame_is_accepted() -> None:
+    assert build_config({"cluster": {"max_frame_bytes": 1024 * 1024}}).cluster.max_frame_bytes
+
+
+def test_the_old_daemon_advertised_host_says_where_it_moved() -> None:
+    message = config_error({"daemon": {"advertised_host": "10.0.0.5"}})
+    assert message == "[daemon] advertised_host moved to [cluster] advertised_host"

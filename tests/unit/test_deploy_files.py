@@ -158,19 +158,41 @@ def test_dashboard_queries_are_valid_promql(
 # --- systemd ----------------------------------------------------------------------------------
 
 
-def _unit(name: str) -> dict[str, dict[str, str]]:
-    sections: dict[str, dict[str, str]] = {}
-    current: dict[str, str] = {}
+def _unit_entries(name: str) -> list[tuple[str, str, str]]:
+    """(section, key, value) of every setting, in order (keys may repeat)."""
+    entries = []
+    section = ""
     for line in (SYSTEMD / name).read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if line.startswith("["):
-            current = sections.setdefault(line.strip("[]"), {})
+            section = line.strip("[]")
         else:
             key, _, value = line.partition("=")
-            current[key] = value
+            entries.append((section, key, value))
+    return entries
+
+
+def _unit(name: str) -> dict[str, dict[str, str]]:
+    """Settings by section and key; a repeated key keeps its last value."""
+    sections: dict[str, dict[str, str]] = {}
+    for section, key, value in _unit_entries(name):
+        sections.setdefault(section, {})[key] = value
     return sections
+
+
+UNITS = ("actorsys.service", "actorsys-worker.service")
+HARDENING = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "PrivateTmp": "yes",
+    "ProtectHome": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes",
+}
 
 
 def _seconds(value: str) -> float:
@@ -209,3 +231,37 @@ def test_systemd_units_drain_on_stop(name: str, command: str, grace_s: Callable[
     # systemd must not kill a drain that would finish: past the grace period,
     # plus time to shut the actor system down.
     assert _seconds(service["TimeoutStopSec"]) >= grace_s() + 30
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_units_are_sandboxed_yet_can_write_their_state(name: str) -> None:
+    service = _unit(name)["Service"]
+    assert {key: service.get(key) for key in HARDENING} == HARDENING
+    # ProtectSystem=strict leaves only these writable: the job store and output live here.
+    writable = service["ReadWritePaths"].split()
+    assert "/var/lib/actorsys" in writable
+    assert service["WorkingDirectory"] in writable
+    assert service["User"] == "actorsys"
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_units_take_secrets_from_a_file_never_the_command_line(name: str) -> None:
+    entries = _unit_entries(name)
+    files = [value for section, key, value in entries if key == "EnvironmentFile"]
+    assert "-/etc/actorsys/secrets.env" in files  # optional: "-"
+    text = (SYSTEMD / name).read_text()
+    assert "0600" in text  # the comment says how to protect it
+    exec_start = _unit(name)["Service"]["ExecStart"]
+    assert not re.search(r"(?i)password|secret|://[^/\s]*:[^/\s]*@", exec_start), exec_start
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_units_show_an_ip_allow_list_to_adapt(name: str) -> None:
+    # Commented out: the networks differ per site; the comment says what must be reachable.
+    lines = (SYSTEMD / name).read_text().splitlines()
+    assert "#IPAddressDeny=any" in lines
+    assert any(line.startswith("#IPAddressAllow=localhost") for line in lines)
+    assert "IPAddressDeny" not in _unit(name)["Service"]
+    text = " ".join(lines)
+    for must_reach in ("Kafka", "admin_port", "ephemeral", "DNS"):
+        assert must_reach in text, must_reach

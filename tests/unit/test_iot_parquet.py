@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from actorsys.errors import ConfigError
 from actorsys.handlers.api import HandlerSettings, JobInput
 from actorsys.handlers.iot_parquet import IotParquetHandler
+from actorsys.handlers.parquet_output import remove_orphaned_temp_files
 from actorsys.records import Record
 
 TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -356,3 +358,63 @@ def test_written_files_are_durable_and_visible_only_complete(tmp_path: Path) -> 
             f.seek(-4, os.SEEK_END)
             assert f.read(4) == b"PAR1"
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+NO_SUCH_PID = 4_194_305  # above Linux's largest pid_max: never a live process
+
+
+def _orphan(path: Path, *, age_s: float = 3600.0) -> Path:
+    """A temporary file as a writer killed mid-write leaves it, ``age_s`` old."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PAR1 partial")
+    then = time.time() - age_s
+    os.utime(path, (then, then))
+    return path
+
+
+def test_orphaned_temp_files_are_removed_and_parquet_files_kept(tmp_path: Path) -> None:
+    # Given finished output, and the temporary files of writers that died mid-write
+    result = _handler(tmp_path).handle(_job([_value(device_id="a", ts=TS)]), RecordingSink())
+    finished = {p: Path(p).read_bytes() for p in result.output_files}
+    day = "date=2026-01-01"
+    orphans = [
+        _orphan(
+            tmp_path / "raw" / day / f".tmp-{NO_SUCH_PID}-iot.telemetry-3-100-103.parquet.partial"
+        ),
+        _orphan(tmp_path / "agg" / day / f".tmp-{NO_SUCH_PID}-x.parquet.partial"),
+        _orphan(tmp_path / "raw" / "deeper" / "date=2026-01-02" / ".tmp-1x.partial"),
+    ]
+    # and files that must stay: other names, other trees, writes that may be in progress
+    kept = [
+        _orphan(tmp_path / "raw" / day / f".tmp-{NO_SUCH_PID}-looks-temporary.parquet"),
+        _orphan(tmp_path / "raw" / day / "notes.partial"),
+        _orphan(tmp_path / "elsewhere" / f".tmp-{NO_SUCH_PID}-x.parquet.partial"),
+        _orphan(tmp_path / "raw" / day / f".tmp-{os.getpid()}-alive.parquet.partial"),
+        _orphan(tmp_path / "agg" / day / f".tmp-{NO_SUCH_PID}-young.parquet.partial", age_s=1),
+    ]
+
+    # When the daemon starts and cleans up
+    removed = remove_orphaned_temp_files(tmp_path)
+
+    # Then exactly the orphans are gone, and every Parquet file is as it was
+    assert removed == len(orphans)
+    assert not any(p.exists() for p in orphans)
+    assert all(p.exists() for p in kept)
+    assert {p: Path(p).read_bytes() for p in result.output_files} == finished
+    # A young file goes too once no minimum age is asked; a second pass finds nothing else
+    assert remove_orphaned_temp_files(tmp_path, min_age_s=0) == 1
+    assert remove_orphaned_temp_files(tmp_path, min_age_s=0) == 0
+
+
+def test_orphan_cleanup_of_a_missing_output_dir_removes_nothing(tmp_path: Path) -> None:
+    assert remove_orphaned_temp_files(tmp_path / "never-written") == 0
+
+
+def test_orphan_cleanup_does_not_follow_symlinks_out_of_the_output(tmp_path: Path) -> None:
+    # Given a link from the output tree to a directory elsewhere holding an orphan-like file
+    outside = _orphan(tmp_path / "outside" / f".tmp-{NO_SUCH_PID}-x.parquet.partial")
+    (tmp_path / "out" / "raw").mkdir(parents=True)
+    (tmp_path / "out" / "raw" / "link").symlink_to(outside.parent, target_is_directory=True)
+    # When the output is cleaned / Then the file behind the link is untouched
+    assert remove_orphaned_temp_files(tmp_path / "out") == 0
+    assert outside.exists()

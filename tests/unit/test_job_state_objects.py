@@ -1,0 +1,115 @@
+"""The plain objects under the JobManager: leases, held and parked batches,
+transient output faults. Fake clocks (plain numbers), no actors."""
+
+from __future__ import annotations
+
+import errno
+import random
+
+from confluent_kafka import KafkaError, KafkaException
+
+from actorsys.backlog import HeldBatches, ParkedBatches
+from actorsys.jobs.leases import LeaseBook, Outcome
+from actorsys.jobs.output_health import OutputHealth, is_transient
+from actorsys.messages import BatchNotification
+
+
+def _batch(start: int, end: int, nbytes: int = 10, partition: int = 0) -> BatchNotification:
+    return BatchNotification("g", "t", partition, start, end, end - start, b"x" * nbytes, False)
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+
+def test_a_lease_expires_at_its_deadline_once() -> None:
+    book = LeaseBook()
+    book.grant("w1", "addr", "h", job_id=7, token=1, deadline=10.0)
+    assert book.expired(now=9.9) == []
+    [gone] = book.expired(now=10.0)
+    assert (gone.job_id, gone.token) == (7, 1)
+    assert book.expired(now=99.0) == [] and not book.holds("w1")
+
+
+def test_a_reported_outcome_keeps_the_lease_from_expiring_until_recorded() -> None:
+    # Given a worker that finished while the store could not record it
+    book = LeaseBook()
+    book.grant("w1", "addr", "h", job_id=7, token=1, deadline=10.0)
+    book.report("w1", 7, Outcome(done=True))
+    # When its deadline passes, Then the attempt is not failed a second time
+    assert book.expired(now=50.0) == []
+    assert [lease.job_id for lease in book.unrecorded()] == [7]
+    # And once recorded the lease ends
+    assert book.end("w1", 7) is not None and len(book) == 0
+
+
+def test_ending_or_reporting_another_job_of_the_worker_changes_nothing() -> None:
+    book = LeaseBook()
+    book.grant("w1", "addr", "h", job_id=8, token=2, deadline=10.0)
+    assert book.report("w1", 7, Outcome(done=True)) is None
+    assert book.end("w1", 7) is None
+    assert book.holds("w1") and book.running_by_host() == {"h": 1}
+
+
+# --- held and parked batches --------------------------------------------------------------------
+
+
+def test_held_batches_are_capped_in_bytes_and_deduplicated() -> None:
+    held = HeldBatches(max_bytes=25)
+    assert held.hold(_batch(0, 10), "c") and held.hold(_batch(10, 20), "c")
+    assert not held.hold(_batch(20, 30), "c")  # would pass 25 bytes: let go (unACKed)
+    assert held.hold(_batch(0, 10), "c")  # a retransmission replaces, it does not add
+    assert (len(held), held.nbytes, held.dropped) == (2, 20, 1)
+    first = held.pop_oldest()
+    assert first is not None and first[0].start == 0 and held.nbytes == 10
+
+
+def test_held_batches_always_keep_one_even_if_larger_than_the_cap() -> None:
+    held = HeldBatches(max_bytes=5)
+    assert held.hold(_batch(0, 10, nbytes=100), "c")
+    assert held.nbytes == 100
+
+
+def test_parked_batches_drop_the_furthest_ahead_past_the_byte_cap() -> None:
+    parked = ParkedBatches(max_per_partition=10, max_bytes=25)
+    for start in (20, 10, 30):
+        parked.park(_batch(start, start + 10), "c")
+    # 30 bytes > 25: the batch needed last (start 30) went
+    assert parked.nbytes == 20 and len(parked) == 2
+    assert parked.take_next("g", "t", 0, next_offset=5) is None
+    entry = parked.take_next("g", "t", 0, next_offset=10)
+    assert entry is not None and entry[0].start == 10 and parked.nbytes == 10
+
+
+def test_parked_batches_are_capped_in_count_per_partition() -> None:
+    parked = ParkedBatches(max_per_partition=2, max_bytes=10_000)
+    for start in (10, 20, 30):
+        parked.park(_batch(start, start + 10), "c")
+    assert len(parked) == 2 and parked.take_next("g", "t", 0, 30) is not None
+
+
+# --- transient output faults --------------------------------------------------------------------
+
+
+def test_environment_faults_are_transient_and_bad_data_is_not() -> None:
+    assert is_transient(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_transient(OSError(errno.EIO, "Input/output error"))
+    assert is_transient(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    # pyarrow reports write failures as OSError with the text but no errno
+    assert is_transient(OSError("IOError: No space left on device. Detail: [errno 28]"))
+    assert is_transient(KafkaException(KafkaError(KafkaError._TRANSPORT, "down", retriable=True)))
+    wrapped = RuntimeError("dead letters not delivered")
+    wrapped.__cause__ = KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert is_transient(wrapped)
+    assert not is_transient(ValueError("not json"))
+    assert not is_transient(OSError(errno.ENOENT, "No such file or directory"))
+
+
+def test_output_health_backs_off_and_recovers_on_success() -> None:
+    health = OutputHealth(initial_s=1.0, max_s=8.0, rng=random.Random(1))
+    assert health.healthy
+    delays = [health.transient_failure("disk full", now=float(i)) for i in range(6)]
+    assert not health.healthy and health.unhealthy_since == 0.0
+    assert all(0.1 <= d <= 8.0 for d in delays)
+    assert max(delays[3:]) > max(delays[:1])  # the ceiling grows with the streak
+    assert health.succeeded() is True and health.healthy
+    assert health.succeeded() is False
