@@ -13,18 +13,25 @@ Record format (value, UTF-8 JSON; key = the device id)::
 
     {"device_id": "dev-0042", "ts": 1732000000000, "temperature": 21.37,
      "humidity": 48.2, "battery": 87.5}
+
+``ts`` is event time, which need not be wall time: ``time_scale`` makes it run
+K times faster (so a test closes event-time hours in minutes) and
+``late_ratio``/``late_max_s`` move some records back in event time, to
+exercise the pipeline's handling of late data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -69,6 +76,27 @@ SimRecord = tuple[bytes, bytes | None, Kind]
 _VALID_TEMPLATE = b'{"device_id":"%s","ts":%d,"temperature":%.2f,"humidity":%.1f,"battery":%.1f}'
 
 
+# Sentinels of an empty event-time range: any real ts is between them.
+_NO_TS_MIN = 2**63
+_NO_TS_MAX = -(2**63)
+
+
+def _check_event_time(time_scale: float, late_ratio: float, late_max_s: float) -> None:
+    """Refuse event-time settings that cannot mean what was asked for.
+
+    ``late_ratio > 0`` with a ``late_max_s`` under a millisecond is refused
+    rather than ignored: it would ask for late records and silently make none.
+    """
+    if not (time_scale > 0 and math.isfinite(time_scale)):
+        raise ValueError(f"time_scale must be a finite number > 0, got {time_scale}")
+    if not 0.0 <= late_ratio <= 1.0:
+        raise ValueError(f"late_ratio must be between 0 and 1, got {late_ratio}")
+    if not (late_max_s >= 0 and math.isfinite(late_max_s)):
+        raise ValueError(f"late_max_s must be a finite number >= 0, got {late_max_s}")
+    if late_ratio > 0 and late_max_s < 0.001:
+        raise ValueError(f"late_ratio {late_ratio} needs late_max_s of at least 0.001 (1 ms)")
+
+
 class IotRecordFactory:
     """Makes plausible sensor readings from ``devices`` devices.
 
@@ -77,6 +105,14 @@ class IotRecordFactory:
     ``malformed_ratio`` a record is malformed instead, of a kind drawn evenly
     from :data:`MALFORMED_KINDS`. A fixed ``seed`` makes the sequence of keys,
     kinds and values repeatable (timestamps come from ``clock``).
+
+    Event time (``ts``, integer epoch ms) starts at ``epoch_ms`` (default: the
+    wall time) with the first record and runs ``time_scale`` times as fast as
+    ``clock``, so ``time_scale=60`` turns one wall second into a minute of event
+    time. With probability ``late_ratio`` a valid record is late: its ``ts`` is
+    moved back by up to ``late_max_s`` seconds of event time (at least 1 ms, so
+    every record counted late really is older than its reading). Malformed
+    records are never made late: they go to the dead letters whatever their ts.
     """
 
     def __init__(
@@ -85,21 +121,58 @@ class IotRecordFactory:
         malformed_ratio: float = 0.0,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        time_scale: float = 1.0,
+        late_ratio: float = 0.0,
+        late_max_s: float = 0.0,
+        epoch_ms: int | None = None,
     ) -> None:
         if devices < 1:
             raise ValueError(f"devices must be at least 1, got {devices}")
         if not 0.0 <= malformed_ratio <= 1.0:
             raise ValueError(f"malformed_ratio must be between 0 and 1, got {malformed_ratio}")
+        _check_event_time(time_scale, late_ratio, late_max_s)
         self.devices = devices
         self.malformed_ratio = malformed_ratio
+        self.time_scale = time_scale
+        self.late_ratio = late_ratio
+        self.late_max_s = late_max_s
         self._rng = random.Random(seed)
-        self._clock = clock
+        self._wall_clock = clock
+        # The first reading anchors event time (_first_tick swaps in the plain
+        # clock), so a factory made before a slow topic creation does not
+        # start hours into its event time at a large time_scale.
+        self._clock: Callable[[], float] = self._first_tick
+        self._epoch_asked = epoch_ms
+        self._epoch_ms = 0.0  # set by _first_tick
+        self._started = 0.0
+        self._ms_per_s = 1000.0 * time_scale
+        self._late_max_ms = int(late_max_s * 1000)
+        self._late = 0
+        self._ts_min = _NO_TS_MIN
+        self._ts_max = _NO_TS_MAX
         rng = self._rng
         self._ids = [f"dev-{i:04d}" for i in range(devices)]
         self._keys = [device_id.encode() for device_id in self._ids]
         self._temperature = [rng.uniform(12.0, 30.0) for _ in range(devices)]
         self._humidity = [rng.uniform(30.0, 70.0) for _ in range(devices)]
         self._battery = [rng.uniform(40.0, 100.0) for _ in range(devices)]
+
+    @property
+    def late(self) -> int:
+        """How many valid records so far were made late."""
+        return self._late
+
+    @property
+    def event_ms_range(self) -> tuple[int, int] | None:
+        """The oldest and newest ``ts`` of the valid records so far (None before any).
+
+        Only valid records count: they are the ones that reach the output, so
+        this says which event-time hours (or days) a run filled.
+        """
+        if self._ts_max < self._ts_min:
+            return None
+        return self._ts_min, self._ts_max
 
     def record(self) -> SimRecord:
         """The next record."""
@@ -110,11 +183,22 @@ class IotRecordFactory:
 
     def batch(self, n: int) -> list[SimRecord]:
         """The next ``n`` records (the fast path the producer uses)."""
-        return [self.record() for _ in range(n)]
+        record = self.record
+        return [record() for _ in range(n)]
 
     def __iter__(self) -> Iterator[SimRecord]:
         while True:
             yield self.record()
+
+    # -- event time ----------------------------------------------------------
+
+    def _first_tick(self) -> float:
+        """Read the clock for the first time: event time starts here, at ``epoch_ms``."""
+        now = self._wall_clock()
+        self._started = now
+        self._epoch_ms = now * 1000.0 if self._epoch_asked is None else float(self._epoch_asked)
+        self._clock = self._wall_clock
+        return now
 
     # -- valid -------------------------------------------------------------
 
@@ -131,11 +215,23 @@ class IotRecordFactory:
         self._temperature[device] = temperature
         self._humidity[device] = humidity
         self._battery[device] = battery
-        ts = int(self._clock() * 1000)
+        # Elapsed wall time first, then scaled: keeps ms precision at any scale.
+        elapsed_s = self._clock() - self._started
+        ts = int(self._epoch_ms + elapsed_s * self._ms_per_s)
         return ts, temperature + (r() - 0.5) * 0.1, humidity, battery
 
     def _valid(self, device: int) -> SimRecord:
         ts, temperature, humidity, battery = self._reading(device)
+        # The late draw only when asked for, so a seed's sequence without late
+        # records is the same as before the option existed.
+        if self.late_ratio and self._rng.random() < self.late_ratio:
+            # 1 .. late_max_ms milliseconds back.
+            ts -= self._late_max_ms - int(self._rng.random() * self._late_max_ms)
+            self._late += 1
+        if ts < self._ts_min:
+            self._ts_min = ts
+        if ts > self._ts_max:
+            self._ts_max = ts
         key = self._keys[device]
         value = _VALID_TEMPLATE % (key, ts, temperature, humidity, battery)
         return key, value, Kind.VALID
@@ -217,7 +313,10 @@ class ProduceReport:
 
     ``end_offsets`` maps each partition written to its last delivered offset
     + 1; ``malformed_positions`` holds the ``(partition, offset)`` of every
-    malformed record. The dict fields are not to be mutated.
+    malformed record. ``late`` counts the valid records whose ts was moved back
+    and ``event_ms_range`` is the oldest and newest ts of the valid records
+    (None if there were none), so a test knows which event-time hours it
+    filled. The dict fields are not to be mutated.
     """
 
     topic: str
@@ -228,18 +327,39 @@ class ProduceReport:
     malformed_positions: frozenset[tuple[int, int]]
     elapsed_s: float
     malformed_by_kind: dict[str, int]
+    # Defaults: reports built by hand (tests that produce records themselves)
+    # predate these fields.
+    late: int = 0
+    event_ms_range: tuple[int, int] | None = None
 
     @property
     def records_per_s(self) -> float:
         return self.produced / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def summary(self) -> str:
-        """One line for humans."""
-        return (
+    def summary(self, event_time: bool = False) -> str:
+        """One line for humans.
+
+        The late count is added only when there are late records, and the
+        event-time range only with ``event_time``, so the default line stays
+        the one scripts already parse.
+        """
+        line = (
             f"produced {self.produced} records to {self.topic} "
             f"({self.valid} valid, {self.malformed} malformed) "
             f"in {self.elapsed_s:.2f} s: {self.records_per_s:,.0f} records/s"
         )
+        if self.late:
+            line += f"; {self.late} late"
+        if event_time and self.event_ms_range is not None:
+            first, last = (_iso_ms(ms) for ms in self.event_ms_range)
+            line += f"; event time {first} to {last}"
+        return line
+
+
+def _iso_ms(ms: int) -> str:
+    """Epoch milliseconds as UTC ISO-8601, e.g. ``2024-11-19T07:06:40.000Z``."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 ProgressCallback = Callable[[int], None]
@@ -391,6 +511,10 @@ def produce(
     stop: threading.Event | None = None,
     producer_config: dict[str, object] | None = None,
     timeout_s: float = 10.0,
+    time_scale: float = 1.0,
+    late_ratio: float = 0.0,
+    late_max_s: float = 0.0,
+    epoch_ms: int | None = None,
 ) -> ProduceReport:
     """Produce simulated IoT records to ``topic`` and report what was delivered.
 
@@ -399,16 +523,27 @@ def produce(
     records (0: until ``stop`` is set), then waits for every delivery report.
     ``progress`` is ``True`` for a status line on stderr every few seconds, or
     a callable given the running total several times a second.
-    ``producer_config`` overrides the librdkafka settings.
+    ``producer_config`` overrides the librdkafka settings. ``time_scale``,
+    ``late_ratio``, ``late_max_s`` and ``epoch_ms`` shape event time as in
+    :class:`IotRecordFactory`; event time starts with the first record.
 
-    Raises :class:`BrokerError` if the broker is unreachable within
-    ``timeout_s`` and :class:`DeliveryError` if any record was not delivered.
+    Raises :class:`ValueError` for a bad setting before touching the broker,
+    :class:`BrokerError` if the broker is unreachable within ``timeout_s`` and
+    :class:`DeliveryError` if any record was not delivered.
     """
     if rate < 0:
         raise ValueError(f"rate must be >= 0, got {rate}")
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    factory = IotRecordFactory(devices, malformed_ratio, seed)
+    factory = IotRecordFactory(
+        devices,
+        malformed_ratio,
+        seed,
+        time_scale=time_scale,
+        late_ratio=late_ratio,
+        late_max_s=late_max_s,
+        epoch_ms=epoch_ms,
+    )
     create_topic_if_missing(bootstrap_servers, topic, partitions, timeout_s)
 
     deliveries = _Deliveries()
@@ -494,6 +629,8 @@ def produce(
         malformed_positions=frozenset(deliveries.malformed),
         elapsed_s=elapsed,
         malformed_by_kind=malformed_by_kind,
+        late=factory.late,
+        event_ms_range=factory.event_ms_range,
     )
 
 

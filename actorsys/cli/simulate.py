@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -18,6 +19,28 @@ from actorsys.simulator import ProduceReport, produce
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar  # click's bar type, not exported
+
+
+def _finite(_ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse nan and inf, which click's FloatRange lets through (nan fails no comparison)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", param=param)
+    return value
+
+
+def _late_option(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Check --late-ratio against --late-max-s, in whichever of the two click parses second.
+
+    A ratio above 0 with a maximum under 1 ms asks for late records and would
+    silently get none. Checked while parsing, so it is one line and exit 2 like
+    any bad flag, before the broker is contacted.
+    """
+    value = _finite(ctx, param, value)
+    given = {**ctx.params, str(param.name): value}
+    ratio, max_s = given.get("late_ratio"), given.get("late_max_s")
+    if ratio is not None and max_s is not None and ratio > 0 and max_s < 0.001:
+        raise click.UsageError(f"--late-ratio {ratio:g} needs --late-max-s >= 0.001", ctx=ctx)
+    return value
 
 
 @click.command(cls=OneLineUsageCommand)
@@ -42,6 +65,7 @@ if TYPE_CHECKING:
     type=click.FloatRange(min=0),
     default=1000.0,
     show_default=True,
+    callback=_finite,
     help="Records per second; 0 produces as fast as possible.",
 )
 @click.option(
@@ -56,6 +80,7 @@ if TYPE_CHECKING:
     type=click.FloatRange(0.0, 1.0),
     default=0.01,
     show_default=True,
+    callback=_finite,
     help="Probability that a record is malformed (not JSON, missing field, "
     "wrong type or tombstone).",
 )
@@ -68,10 +93,41 @@ if TYPE_CHECKING:
 )
 @click.option("--seed", type=int, default=None, help="Random seed, for a repeatable feed.")
 @click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    metavar="K",
+    callback=_finite,
+    help="Event time (the records' ts) runs K times wall time: at 60 a wall minute "
+    "fills an hour of event time, starting now.",
+)
+@click.option(
+    "--late-ratio",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    metavar="R",
+    callback=_late_option,
+    help="Probability that a valid record is late: its ts is moved back by up to "
+    "--late-max-s seconds of event time.",
+)
+@click.option(
+    "--late-max-s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="S",
+    callback=_late_option,
+    help="How far back a late record's ts moves, at most, in seconds of event time "
+    "(needs at least 0.001 when --late-ratio is above 0).",
+)
+@click.option(
     "--connect-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
+    callback=_finite,
     help="Seconds to wait for the broker before giving up.",
 )
 def simulate(
@@ -83,6 +139,9 @@ def simulate(
     malformed_ratio: float,
     partitions: int,
     seed: int | None,
+    time_scale: float,
+    late_ratio: float,
+    late_max_s: float,
     connect_timeout: float,
 ) -> None:
     """Produce simulated IoT sensor readings to a Kafka topic.
@@ -95,6 +154,12 @@ def simulate(
 
     A share of records is deliberately malformed (--malformed-ratio) to
     exercise the dead-letter path. Creates the topic if missing.
+
+    For tests and benchmarks: with --time-scale K, event time (ts) runs K
+    times wall time, so event-time hours close in minutes; with --late-ratio
+    R and --late-max-s S, a share R of valid records is late, moved back up
+    to S seconds of event time. The summary then also gives the event-time
+    range produced.
 
     Ctrl-C (or SIGTERM) stops producing, waits for the records already sent,
     prints the summary and exits 0; a second Ctrl-C aborts at once.
@@ -118,6 +183,9 @@ def simulate(
             malformed_ratio=malformed_ratio,
             partitions=partitions,
             seed=seed,
+            time_scale=time_scale,
+            late_ratio=late_ratio,
+            late_max_s=late_max_s,
             stop=stop,
             connect_timeout=connect_timeout,
         )
@@ -129,7 +197,7 @@ def simulate(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    click.echo(report.summary())
+    click.echo(report.summary(event_time=time_scale != 1.0 or late_ratio > 0))
 
 
 def _run(
@@ -142,6 +210,9 @@ def _run(
     malformed_ratio: float,
     partitions: int,
     seed: int | None,
+    time_scale: float,
+    late_ratio: float,
+    late_max_s: float,
     stop: threading.Event,
     connect_timeout: float,
 ) -> ProduceReport:
@@ -165,6 +236,9 @@ def _run(
             malformed_ratio=malformed_ratio,
             partitions=partitions,
             seed=seed,
+            time_scale=time_scale,
+            late_ratio=late_ratio,
+            late_max_s=late_max_s,
             progress=progress,
             stop=stop,
             timeout_s=connect_timeout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -105,6 +106,45 @@ def test_report_matches_what_kafka_holds(
     for partition, _, key, _ in records:
         partitions_of_key.setdefault(key, set()).add(partition)
     assert all(len(found) == 1 for found in partitions_of_key.values())
+
+
+def test_scaled_event_time_and_late_records_reach_kafka(
+    broker: EmbeddedBroker, topic: str, is_valid_reading: Callable[[bytes | None], bool]
+) -> None:
+    # Given event time at 3600x wall time from a fixed epoch, with 20 % of
+    # records late by up to 10 minutes of event time
+    epoch_ms, late_max_ms = 1_700_000_000_000, 600_000
+
+    # When 4,000 records are produced at 2,000/s (about 2 wall s: 2 event-time hours)
+    report = produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=20,
+        rate=2_000,
+        count=4_000,
+        malformed_ratio=0.0,
+        partitions=2,
+        seed=99,
+        time_scale=3600,
+        late_ratio=0.2,
+        late_max_s=late_max_ms / 1000,
+        epoch_ms=epoch_ms,
+    )
+
+    # Then the report counts about a fifth late and a range of hours, not seconds
+    assert 600 < report.late < 1_000  # 20 % of 4,000, give or take 5 sigma
+    assert report.event_ms_range is not None
+    low, high = report.event_ms_range
+    assert epoch_ms - late_max_ms <= low <= epoch_ms
+    assert high - epoch_ms >= 0.9 * 3_600_000  # at least 0.9 wall s passed: 0.9 event h
+    assert high - epoch_ms <= report.elapsed_s * 3_600_000 + 1_000
+
+    # And what Kafka holds has exactly that range, and valid readings only
+    records, _ = consume_all(broker.bootstrap_servers, topic, report.end_offsets)
+    assert len(records) == 4_000
+    assert all(is_valid_reading(value) for _, _, _, value in records)
+    stamps = [json.loads(value or b"")["ts"] for _, _, _, value in records]
+    assert (min(stamps), max(stamps)) == report.event_ms_range
 
 
 def test_rate_limit_paces_production(broker: EmbeddedBroker, topic: str) -> None:

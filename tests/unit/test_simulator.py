@@ -1,4 +1,7 @@
-"""The pure record factory of the IoT simulator (no broker involved)."""
+"""The pure record factory of the IoT simulator, and ``actorsys simulate``'s options.
+
+No broker involved: the CLI tests replace produce() with a recorder.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,14 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
-from actorsys.simulator import FIELDS, MALFORMED_KINDS, IotRecordFactory, Kind
+import actorsys.cli.simulate
+from actorsys.cli import main
+from actorsys.simulator import FIELDS, MALFORMED_KINDS, IotRecordFactory, Kind, ProduceReport
 
 FIXED_NOW_S = 1_732_000_000.0
 
@@ -138,3 +145,383 @@ def test_bad_arguments_are_rejected(devices: int, ratio: float) -> None:
     # Then it is refused with a ValueError
     with pytest.raises(ValueError):
         IotRecordFactory(devices, ratio, seed=1)
+
+
+# --- event time: time scale and late records ------------------------------------------------
+
+EPOCH_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
+
+
+class FakeClock:
+    """A wall clock the test moves by hand; it also remembers every reading.
+
+    With ``step_s`` it also ticks that much after every reading, computed as
+    ``base + ticks * step_s`` rather than summed, so 60,000 ticks do not pile
+    up float rounding. Each valid record reads the clock once, so
+    ``readings[i]`` is the wall time record ``i`` was made at (when no record
+    is malformed).
+    """
+
+    def __init__(self, now: float = FIXED_NOW_S, step_s: float = 0.0) -> None:
+        self.base = now
+        self.step_s = step_s
+        self.ticks = 0
+        self.readings: list[float] = []
+
+    def advance(self, seconds: float) -> None:
+        self.base += seconds
+
+    def __call__(self) -> float:
+        now = self.base + self.ticks * self.step_s
+        self.ticks += 1
+        self.readings.append(now)
+        return now
+
+
+def ts_of(value: bytes | None) -> int:
+    assert value is not None
+    ts = json.loads(value)["ts"]
+    assert isinstance(ts, int)
+    return ts
+
+
+def test_time_scale_60_makes_a_wall_second_a_minute_of_event_time() -> None:
+    # Given a factory whose event time runs 60 times wall time from EPOCH_MS
+    clock = FakeClock()
+    factory = IotRecordFactory(5, seed=1, clock=clock, time_scale=60, epoch_ms=EPOCH_MS)
+
+    # When it makes a record, then another after 1 wall second, another after 0.5 more
+    first = factory.record()
+    clock.advance(1.0)
+    second = factory.record()
+    clock.advance(0.5)
+    third = factory.record()
+
+    # Then event time starts at EPOCH_MS and moved 60 s, then 30 s more
+    assert [ts_of(v) for _, v, _ in (first, second, third)] == [
+        EPOCH_MS,
+        EPOCH_MS + 60_000,
+        EPOCH_MS + 90_000,
+    ]
+    assert factory.event_ms_range == (EPOCH_MS, EPOCH_MS + 90_000)
+
+
+def test_an_hour_of_event_time_takes_a_wall_minute_at_scale_60() -> None:
+    # Given event time at 60x, and a clock that advances 1 ms of wall time per record
+    clock = FakeClock(step_s=0.001)
+    factory = IotRecordFactory(10, seed=2, clock=clock, time_scale=60, epoch_ms=EPOCH_MS)
+
+    # When it makes one wall minute's worth of records (60,000 at 1 ms each)
+    records = factory.batch(60_000)
+
+    # Then they span the first event-time hour, and the next record opens the second
+    low, high = factory.event_ms_range or (0, 0)
+    assert low == EPOCH_MS
+    assert EPOCH_MS + 3_600_000 - 60 <= high < EPOCH_MS + 3_600_000
+    assert ts_of(factory.record()[1]) >= EPOCH_MS + 3_600_000 - 1  # float rounding: 1 ms
+    assert len(records) == 60_000
+
+
+def test_event_time_starts_at_the_first_record_not_at_construction() -> None:
+    # Given a factory made long (a slow topic creation) before its first record
+    clock = FakeClock()
+    factory = IotRecordFactory(3, seed=3, clock=clock, time_scale=3600, epoch_ms=EPOCH_MS)
+    clock.advance(5.0)
+
+    # When it makes its first record
+    _, value, _ = factory.record()
+
+    # Then that record is at epoch_ms, not 5 event-time hours later
+    assert ts_of(value) == EPOCH_MS
+
+
+def test_default_epoch_is_the_wall_time_of_the_first_record() -> None:
+    # Given the default epoch and time scale
+    clock = FakeClock(now=FIXED_NOW_S + 12.345)
+    factory = IotRecordFactory(3, seed=4, clock=clock)
+
+    # When it makes records one wall second apart
+    first = ts_of(factory.record()[1])
+    clock.advance(1.0)
+    second = ts_of(factory.record()[1])
+
+    # Then ts is plain wall time, as before event time could be scaled
+    assert first == int((FIXED_NOW_S + 12.345) * 1000)
+    assert second - first == 1_000
+
+
+def test_without_late_records_ts_never_goes_back_per_device() -> None:
+    # Given event time at 3600x, no late records, and a clock that advances
+    factory = IotRecordFactory(
+        20, seed=5, clock=FakeClock(step_s=0.0003), time_scale=3600, epoch_ms=EPOCH_MS
+    )
+
+    # When it makes 20,000 records
+    records = factory.batch(20_000)
+
+    # Then each device's ts are non-decreasing and none is counted late
+    last: dict[bytes, int] = {}
+    for key, value, _ in records:
+        ts = ts_of(value)
+        assert ts >= last.get(key, ts)
+        last[key] = ts
+    assert factory.late == 0
+
+
+def test_late_ratio_makes_about_that_share_late_within_late_max_s() -> None:
+    # Given half of the records late by up to 30 s of event time, at 60x wall time
+    n, ratio, late_max_ms = 20_000, 0.5, 30_000
+    clock = FakeClock(step_s=0.0005)
+    factory = IotRecordFactory(
+        50,
+        seed=6,
+        clock=clock,
+        time_scale=60,
+        epoch_ms=EPOCH_MS,
+        late_ratio=ratio,
+        late_max_s=late_max_ms / 1000,
+    )
+
+    # When it makes 20,000 records
+    records = factory.batch(n)
+
+    # Then each ts is its on-time ts (from the wall clock), or up to 30 s before it
+    started = clock.readings[0]
+    late = 0
+    for (_, value, _), wall in zip(records, clock.readings, strict=True):
+        on_time = int(EPOCH_MS + (wall - started) * 60_000)
+        ts = ts_of(value)
+        assert on_time - late_max_ms <= ts <= on_time
+        late += ts < on_time
+    # And about half are late (4 sigma), exactly as many as the factory counted
+    assert abs(late - n * ratio) < 4 * math.sqrt(n * ratio * (1 - ratio))
+    assert factory.late == late
+    # And the reported range covers the late ones too
+    all_ts = [ts_of(v) for _, v, _ in records]
+    assert factory.event_ms_range == (min(all_ts), max(all_ts))
+    assert min(all_ts) < EPOCH_MS  # a late record went back before the first one
+
+
+def test_late_records_spread_over_the_whole_late_window() -> None:
+    # Given event time standing still (a fixed clock) and every record late by up to 10 s
+    factory = IotRecordFactory(
+        5, seed=8, clock=fixed_clock, epoch_ms=EPOCH_MS, late_ratio=1.0, late_max_s=10
+    )
+
+    # When it makes 5,000 records
+    lags = [EPOCH_MS - ts_of(v) for _, v, _ in factory.batch(5_000)]
+
+    # Then each is 1 ms to 10 s late, and the lags fill that window
+    assert 1 <= min(lags) < 100
+    assert 9_900 < max(lags) <= 10_000
+    assert 4_500 < sum(lags) / len(lags) < 5_500  # uniform: mean about 5 s
+
+
+def test_same_seed_same_late_records() -> None:
+    # Given two factories with the same seed, clock and event-time settings
+    def late_factory() -> IotRecordFactory:
+        return IotRecordFactory(
+            30,
+            0.1,
+            seed=9,
+            clock=FakeClock(step_s=0.001),
+            time_scale=120,
+            late_ratio=0.3,
+            late_max_s=60,
+            epoch_ms=EPOCH_MS,
+        )
+
+    first, second = late_factory(), late_factory()
+
+    # When each makes 5,000 records
+    # Then the sequences, late counts and ranges are identical
+    assert first.batch(5_000) == second.batch(5_000)
+    assert first.late == second.late > 0
+    assert first.event_ms_range == second.event_ms_range
+
+
+def test_default_event_time_keeps_a_seeds_old_sequence() -> None:
+    # Given a factory with the event-time options at their defaults, and one without them
+    plain = make(ratio=0.2, seed=10)
+    explicit = IotRecordFactory(
+        50, 0.2, 10, clock=fixed_clock, time_scale=1.0, late_ratio=0.0, late_max_s=0.0
+    )
+
+    # When each makes records
+    # Then they match: the late draw only happens when late records are asked for
+    assert plain.batch(2_000) == explicit.batch(2_000)
+
+
+def test_event_range_counts_only_valid_records() -> None:
+    # Given a factory that makes only malformed records
+    factory = make(ratio=1.0)
+    assert factory.event_ms_range is None
+
+    # When it makes records
+    factory.batch(500)
+
+    # Then there is no event-time range to report (nothing reaches the output)
+    assert factory.event_ms_range is None
+    assert factory.late == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"time_scale": 0.0},
+        {"time_scale": -1.0},
+        {"time_scale": math.nan},
+        {"time_scale": math.inf},
+        {"late_ratio": -0.1},
+        {"late_ratio": 1.1, "late_max_s": 1.0},
+        {"late_ratio": math.nan, "late_max_s": 1.0},
+        {"late_max_s": -1.0},
+        {"late_max_s": math.inf},
+        {"late_ratio": 0.1},  # late records asked for, but no room to move them back
+        {"late_ratio": 0.1, "late_max_s": 0.0001},
+    ],
+    ids=repr,
+)
+def test_bad_event_time_options_are_rejected(options: dict[str, float]) -> None:
+    # Given an impossible time scale, late ratio or late window
+    # When a factory is made
+    # Then it is refused with a ValueError
+    with pytest.raises(ValueError):
+        IotRecordFactory(10, seed=1, **options)  # type: ignore[arg-type]
+
+
+# --- the report's summary ------------------------------------------------------------------
+
+
+def report(late: int = 0, event_ms_range: tuple[int, int] | None = None) -> ProduceReport:
+    return ProduceReport(
+        topic="iot",
+        produced=100,
+        valid=99,
+        malformed=1,
+        end_offsets={0: 100},
+        malformed_positions=frozenset({(0, 7)}),
+        elapsed_s=2.0,
+        malformed_by_kind={"tombstone": 1},
+        late=late,
+        event_ms_range=event_ms_range,
+    )
+
+
+def test_summary_stays_the_same_without_late_records() -> None:
+    # Given a report without late records
+    # Then its summary is the line scripts already parse, event time or not
+    line = "produced 100 records to iot (99 valid, 1 malformed) in 2.00 s: 50 records/s"
+    assert report().summary() == line
+    assert report(event_ms_range=(EPOCH_MS, EPOCH_MS)).summary() == line
+
+
+def test_summary_adds_late_records_and_event_time() -> None:
+    # Given a report with late records over an hour of event time
+    done = report(late=12, event_ms_range=(EPOCH_MS, EPOCH_MS + 3_600_000))
+
+    # Then the summary names them, and the event-time range when asked
+    assert done.summary().endswith("records/s; 12 late")
+    assert done.summary(event_time=True).endswith(
+        "; 12 late; event time 2023-11-14T22:13:20.000Z to 2023-11-14T23:13:20.000Z"
+    )
+
+
+# --- actorsys simulate: the event-time options ----------------------------------------------
+
+
+@pytest.fixture
+def produce_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replaces produce() in the CLI: records its arguments, returns a canned report."""
+    calls: list[dict[str, Any]] = []
+
+    def fake_produce(bootstrap_servers: str, topic: str, **options: Any) -> ProduceReport:
+        calls.append({"bootstrap_servers": bootstrap_servers, "topic": topic, **options})
+        return report(late=3, event_ms_range=(EPOCH_MS, EPOCH_MS + 60_000))
+
+    monkeypatch.setattr(actorsys.cli.simulate, "produce", fake_produce)
+    return calls
+
+
+def simulate(*args: str) -> Result:
+    return CliRunner().invoke(main, ["simulate", *args], prog_name="actorsys")
+
+
+def test_simulate_passes_the_event_time_options_to_produce(
+    produce_calls: list[dict[str, Any]],
+) -> None:
+    # When simulate runs with a time scale and late records
+    result = simulate(
+        "--count", "100", "--time-scale", "3600", "--late-ratio", "0.25", "--late-max-s", "90"
+    )
+
+    # Then produce() gets them, and the summary shows the late records and event time
+    assert result.exit_code == 0, result.output
+    (call,) = produce_calls
+    assert (call["time_scale"], call["late_ratio"], call["late_max_s"]) == (3600.0, 0.25, 90.0)
+    assert result.stdout.strip().endswith(
+        "; 3 late; event time 2023-11-14T22:13:20.000Z to 2023-11-14T22:14:20.000Z"
+    )
+
+
+def test_simulate_defaults_keep_event_time_as_wall_time(
+    produce_calls: list[dict[str, Any]],
+) -> None:
+    # When simulate runs without the event-time options
+    result = simulate("--count", "100")
+
+    # Then event time is wall time with no late records
+    assert result.exit_code == 0, result.output
+    (call,) = produce_calls
+    assert (call["time_scale"], call["late_ratio"], call["late_max_s"]) == (1.0, 0.0, 0.0)
+    assert "event time" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--time-scale", "0"], "Invalid value for '--time-scale'"),
+        (["--time-scale", "-2"], "Invalid value for '--time-scale'"),
+        (["--time-scale", "nan"], "Invalid value for '--time-scale'"),
+        (["--time-scale", "inf"], "Invalid value for '--time-scale'"),
+        (["--time-scale", "fast"], "Invalid value for '--time-scale'"),
+        (["--late-ratio", "1.5"], "Invalid value for '--late-ratio'"),
+        (["--late-ratio", "-0.1"], "Invalid value for '--late-ratio'"),
+        (["--late-ratio", "nan"], "Invalid value for '--late-ratio'"),
+        (["--late-max-s", "-1"], "Invalid value for '--late-max-s'"),
+        (["--late-max-s", "inf"], "Invalid value for '--late-max-s'"),
+        (["--late-ratio", "0.1"], "--late-ratio 0.1 needs --late-max-s >= 0.001"),
+        (["--late-max-s", "0", "--late-ratio", "0.1"], "--late-ratio 0.1 needs --late-max-s"),
+        (["--late-ratio", "0.1", "--late-max-s", "0.0001"], "--late-ratio 0.1 needs"),
+        (["--rate", "nan"], "Invalid value for '--rate'"),
+        (["--malformed-ratio", "nan"], "Invalid value for '--malformed-ratio'"),
+    ],
+    ids=" ".join,
+)
+def test_simulate_bad_event_time_options_are_one_line_and_exit_2(
+    produce_calls: list[dict[str, Any]], args: list[str], expected: str
+) -> None:
+    # When simulate runs with a bad value
+    result = simulate(*args)
+
+    # Then it exits 2 with one line naming the command and the problem, producing nothing
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: actorsys simulate: "), lines[0]
+    assert expected in lines[0]
+    assert produce_calls == []
+
+
+def test_simulate_help_documents_the_event_time_options() -> None:
+    # When asked for help
+    result = simulate("--help")
+
+    # Then the options are there, with what they mean
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())  # undo the wrapping
+    for option in ("--time-scale K", "--late-ratio R", "--late-max-s S"):
+        assert option in text
+    assert "runs K times wall time" in text
+    assert "moved back up to S seconds of event time" in text
