@@ -259,10 +259,50 @@ class WorkersConfig:
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
     dir: str = "./data"
-    handler: str = "actorsys.handlers.iot_parquet:IotParquetHandler"
+    # "parquet": plain files per job (raw + per-job agg), published when written.
+    # "delta": <dir>/raw is a Delta table; workers write data files and one
+    # committer publishes them in atomic commits that record the Kafka offsets.
+    format: str = "parquet"
+    handler: str = ""  # "" = the IoT handler of the format
     metrics: tuple[str, ...] = ("temperature", "humidity", "battery")
     # Passed to the handler factory as HandlerSettings.options.
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.format not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"[output] format must be one of {', '.join(OUTPUT_FORMATS)}, got {self.format!r}"
+            )
+
+    @property
+    def effective_handler(self) -> str:
+        return self.handler or DEFAULT_HANDLERS[self.format]
+
+
+OUTPUT_FORMATS = ("parquet", "delta")
+DEFAULT_HANDLERS = {
+    "parquet": "actorsys.handlers.iot_parquet:IotParquetHandler",
+    "delta": "actorsys.handlers.iot_delta:IotDeltaHandler",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TablesConfig:
+    """Table commits ([output] format = "delta")."""
+
+    # A commit publishes every file written since the last one: a few commits a
+    # second at most, whatever the job rate (each commit is a file in the log).
+    commit_interval_ms: int = 1_000
+    max_files_per_commit: int = 1_000
+    row_group_rows: int = 262_144
+
+    def __post_init__(self) -> None:
+        _positive(
+            "tables",
+            commit_interval_ms=self.commit_interval_ms,
+            max_files_per_commit=self.max_files_per_commit,
+            row_group_rows=self.row_group_rows,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +411,7 @@ class AppConfig:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     embedded_broker: EmbeddedBrokerConfig = field(default_factory=EmbeddedBrokerConfig)

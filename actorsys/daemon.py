@@ -183,7 +183,7 @@ class Daemon:
         from actorsys.handlers.api import HandlerSettings
 
         output = self.config.output
-        load_handler_factory(output.handler)(
+        load_handler_factory(output.effective_handler)(
             HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
         )
 
@@ -386,7 +386,10 @@ class Daemon:
         gives each check and says in words what is wrong."""
         consumer = self._status.get("kafka_consumer", {})
         ready_roles = set(self._status.get("supervisor", {}).get("ready", []))
-        missing = {"job_manager", "worker_master", "kafka_consumer"} - ready_roles
+        required = {"job_manager", "worker_master", "kafka_consumer"}
+        if self.config.output.format == "delta":
+            required.add("committer:raw")
+        missing = required - ready_roles
         checks = {
             "actor_system": time.monotonic() - self._status_at <= 5,
             "components": not missing,

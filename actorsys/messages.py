@@ -49,6 +49,7 @@ class JobManagerStart:
     config: AppConfig
     bootstrap_servers: str
     worker_master: Address
+    committer: Address = None  # format "delta": the raw table's committer
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,8 @@ class JobDone:
     invalid_records: int
     duration_s: float
     dead_letters_by_reason: tuple[tuple[str, int], ...] = ()
+    # (table, DataFile JSON): to be published by that table's committer first.
+    table_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +335,57 @@ class DiscardAttempt:
     partition: int
     start: int
     end: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitterStart:
+    """Supervisor -> Committer: publish the files of ``table`` under the output dir."""
+
+    config: AppConfig
+    table: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFiles:
+    """JobManager -> Committer: an attempt wrote these data files; publish them
+    (in offset order per partition) and say so with ``JobsCommitted``."""
+
+    job_id: int
+    token: int
+    consumer_group: str
+    topic: str
+    partition: int
+    chain_start: int | None
+    start: int
+    end: int
+    files: tuple[str, ...]  # DataFile JSON
+
+
+@dataclass(frozen=True, slots=True)
+class JobsCommitted:
+    """Committer -> JobManager: these attempts' offsets are in the table now
+    (committed by this commit, or already there: a duplicate whose files went)."""
+
+    table: str
+    jobs: tuple[tuple[int, int], ...]  # (job id, token)
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRejected:
+    """Committer -> JobManager: this attempt's files cannot be published (one is
+    missing or changed): the attempt fails and the job runs again."""
+
+    job_id: int
+    token: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitterMoved:
+    """The Committer was recreated: send to it, and send again what is unpublished."""
+
+    committer: Address
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ ROLES = (
     "job_manager",
     "worker_master",
     "worker",
+    "committer",
 )
 GAUGE_MODES = frozenset({"livesum", "livemostrecent", "livemax"})
 _NAME = re.compile(r"^actorsys_[a-z][a-z0-9_]*[a-z0-9]$")

@@ -19,7 +19,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +41,9 @@ from actorsys.messages import (
     BatchAck,
     BatchHeld,
     BatchNotification,
+    CommitFiles,
+    CommitRejected,
+    CommitterMoved,
     ComponentReady,
     ComponentStatus,
     DiscardAttempt,
@@ -49,6 +52,7 @@ from actorsys.messages import (
     JobFailed,
     JobManagerStart,
     JobsAvailable,
+    JobsCommitted,
     JobsQuiesced,
     NoJobAvailable,
     QuiesceJobs,
@@ -94,6 +98,10 @@ class JobManager(ActorTypeDispatcher):
         self._store: JobStore | None = None
         self._worker_master: Any = None
         self._supervisor: Any = None
+        self._committer: Any = None  # format "delta": the raw table's committer
+        # Attempts whose files the committer has not published yet, by (job, token):
+        # their jobs stay RUNNING (a job is DONE once its rows are in the table).
+        self._awaiting_commit: dict[tuple[int, int], Outcome] = {}
         self._leases = LeaseBook()
         # Outcomes reported by workers that the store has not recorded, by (job, token).
         self._unrecorded: dict[tuple[int, int], _Unrecorded] = {}
@@ -132,6 +140,7 @@ class JobManager(ActorTypeDispatcher):
         self._config = msg.config
         self._bootstrap_servers = msg.bootstrap_servers
         self._worker_master = msg.worker_master
+        self._committer = msg.committer
         self._supervisor = sender
         jobs, flow = msg.config.jobs, msg.config.flow
         self._retry = RetryPolicy(
@@ -159,6 +168,27 @@ class JobManager(ActorTypeDispatcher):
         self.send(sender, ComponentReady("job_manager"))
         self.send(self._worker_master, JobsAvailable())
         self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def receiveMsg_CommitterMoved(self, msg: CommitterMoved, sender: Any) -> None:
+        """A new committer knows nothing: hand it every unpublished attempt again
+        (it publishes each once: the table's txn versions say what is in)."""
+        self._committer = msg.committer
+        for (job_id, token), outcome in list(self._awaiting_commit.items()):
+            self._send_to_committer(job_id, token, outcome)
+
+    def receiveMsg_JobsCommitted(self, msg: JobsCommitted, sender: Any) -> None:
+        for job_id, token in msg.jobs:
+            outcome = self._awaiting_commit.pop((job_id, token), None) or Outcome(done=True)
+            committed = replace(outcome, committed=True)
+            self._unrecorded[(job_id, token)] = _Unrecorded("", None, "", committed)
+            self._record(job_id, token)
+
+    def receiveMsg_CommitRejected(self, msg: CommitRejected, sender: Any) -> None:
+        if self._awaiting_commit.pop((msg.job_id, msg.token), None) is None:
+            return
+        log.warning("job %d: its files cannot be published (%s); it runs again",
+                    msg.job_id, msg.reason)  # fmt: skip
+        self._report("", None, "", msg.job_id, msg.token, _failed(msg.reason))
 
     def receiveMsg_WorkerMasterMoved(self, msg: WorkerMasterMoved, sender: Any) -> None:
         self._worker_master = msg.worker_master
@@ -302,6 +332,7 @@ class JobManager(ActorTypeDispatcher):
             output_files=msg.output_files,
             valid_records=msg.valid_records,
             dead_letters_by_reason=msg.dead_letters_by_reason,
+            table_files=msg.table_files,
         )
         self._report(msg.worker_id, sender, msg.host, msg.job_id, msg.token, outcome)
 
@@ -351,6 +382,11 @@ class JobManager(ActorTypeDispatcher):
     def _record_done(self, job_id: int, token: int, entry: _Unrecorded) -> None:
         assert self._store is not None
         outcome = entry.outcome
+        if outcome.table_files and not outcome.committed and self._committer is not None:
+            # Written, not yet published: the worker is free, the job stays RUNNING.
+            self._awaiting_commit[(job_id, token)] = outcome
+            self._send_to_committer(job_id, token, outcome)
+            return
         if not self._store.complete(job_id, token, outcome.output_files, time.time()):
             self._stale(job_id, token, entry)
             return
@@ -361,6 +397,27 @@ class JobManager(ActorTypeDispatcher):
         if self._output.succeeded():
             log.info("the output is writable again; resuming consumption")
         self._job_finished()
+
+    def _send_to_committer(self, job_id: int, token: int, outcome: Outcome) -> None:
+        assert self._store is not None
+        record = self._store.get(job_id)
+        if record is None:
+            return
+        files = tuple(data for _table, data in outcome.table_files)
+        self.send(
+            self._committer,
+            CommitFiles(
+                job_id,
+                token,
+                record.consumer_group,
+                record.topic,
+                record.partition,
+                record.chain_start,
+                record.start_offset,
+                record.end_offset,
+                files,
+            ),
+        )
 
     def _record_failure(self, job_id: int, token: int, entry: _Unrecorded) -> None:
         assert self._store is not None and self._retry is not None
@@ -573,9 +630,10 @@ class JobManager(ActorTypeDispatcher):
         q = self._quiesce
         if q is None or q.reply_to is None:
             return
-        if self._leases and time.monotonic() < q.deadline:
+        busy = len(self._leases) + len(self._awaiting_commit)
+        if busy and time.monotonic() < q.deadline:
             return
-        self.send(q.reply_to, JobsQuiesced(still_running=len(self._leases)))
+        self.send(q.reply_to, JobsQuiesced(still_running=busy))
         q.reply_to = None
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
@@ -606,6 +664,7 @@ class JobManager(ActorTypeDispatcher):
                     "parked_bytes": self._parked.nbytes,
                     "unfinished": self._unfinished,
                     "unrecorded_outcomes": len(self._unrecorded),
+                    "awaiting_commit": len(self._awaiting_commit),
                     "output_ok": self._output.healthy,
                     "output_error": self._output.last_error if not self._output.healthy else "",
                     "store_ok": store_ok,

@@ -24,6 +24,7 @@ from thespian.actors import (
 )
 
 from actorsys import __version__, metrics
+from actorsys.actors.committer import Committer
 from actorsys.actors.job_manager import JobManager
 from actorsys.actors.kafka_consumer import KafkaConsumerActor
 from actorsys.actors.lifeline import end_actor_system_if_orphaned
@@ -37,6 +38,8 @@ from actorsys.convention import (
     placed_on,
 )
 from actorsys.messages import (
+    CommitterMoved,
+    CommitterStart,
     ComponentReady,
     ComponentStatus,
     ConsumingStopped,
@@ -64,7 +67,14 @@ log = logging.getLogger("actorsys.supervisor")
 JOB_MANAGER = "job_manager"
 WORKER_MASTER = "worker_master"
 KAFKA_CONSUMER = "kafka_consumer"
-ROLES = {JOB_MANAGER: JobManager, WORKER_MASTER: WorkerMaster, KAFKA_CONSUMER: KafkaConsumerActor}
+# The raw table's committer (format "delta"): the one writer of that table.
+COMMITTER = "committer:raw"
+ROLES = {
+    JOB_MANAGER: JobManager,
+    WORKER_MASTER: WorkerMaster,
+    KAFKA_CONSUMER: KafkaConsumerActor,
+    COMMITTER: Committer,
+}
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 # A role that fails this many restarts in a row (about a minute of backoff)
 # cannot be kept alive: the Supervisor stops trying and reports it lost, so the
@@ -103,6 +113,7 @@ class Supervisor(ActorTypeDispatcher):
         # Consumers of draining members, as (address, member id) pairs.
         self._leaving: list[tuple[Any, str]] = []
         self._local_member = ""
+        self._roles: set[str] = {JOB_MANAGER, WORKER_MASTER, KAFKA_CONSUMER}
         # Roles given up on (MAX_FAILING_RESTARTS failures in a row), with why.
         self._lost: dict[str, str] = {}
         self._last_failure: dict[str, str] = {}
@@ -117,6 +128,13 @@ class Supervisor(ActorTypeDispatcher):
         self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WATCHDOG)
         # The JobManager and the WorkerMaster need each other's address: create both,
         # then start them. The Kafka consumer starts once the JobManager is ready.
+        self._roles = {JOB_MANAGER, WORKER_MASTER, KAFKA_CONSUMER}
+        if msg.config.output.format == "delta":
+            # Created (and told where the table is) before the JobManager, which
+            # hands it every written attempt.
+            self._roles.add(COMMITTER)
+            self._children[COMMITTER] = self.createActor(Committer)
+            self._start_role(COMMITTER)
         self._children[JOB_MANAGER] = self.createActor(JobManager)
         self._children[WORKER_MASTER] = self.createActor(WorkerMaster)
         self._start_role(JOB_MANAGER)
@@ -127,7 +145,14 @@ class Supervisor(ActorTypeDispatcher):
         cfg, servers = self._start.config, self._start.bootstrap_servers
         address = self._children[role]
         if role == JOB_MANAGER:
-            self.send(address, JobManagerStart(cfg, servers, self._children[WORKER_MASTER]))
+            self.send(
+                address,
+                JobManagerStart(
+                    cfg, servers, self._children[WORKER_MASTER], self._children.get(COMMITTER)
+                ),
+            )
+        elif role == COMMITTER:
+            self.send(address, CommitterStart(cfg, "raw"))
         elif role == WORKER_MASTER:
             self.send(address, WorkerMasterStart(cfg, servers, self._children[JOB_MANAGER]))
         else:
@@ -141,7 +166,7 @@ class Supervisor(ActorTypeDispatcher):
             self._start_role(KAFKA_CONSUMER)
             # Members that offer to consume get a Kafka consumer of their own.
             self.notifyOnSystemRegistrationChanges(True)
-        if self._starter is not None and self._ready >= set(ROLES):
+        if self._starter is not None and self._ready >= self._roles:
             self.send(self._starter, SupervisorReady())
             self._starter = None
 
@@ -286,6 +311,8 @@ class Supervisor(ActorTypeDispatcher):
                 self.send(consumer, JobManagerMoved(address))
         elif role == WORKER_MASTER and JOB_MANAGER in self._children:
             self.send(self._children[JOB_MANAGER], WorkerMasterMoved(address))
+        elif role == COMMITTER and JOB_MANAGER in self._children:
+            self.send(self._children[JOB_MANAGER], CommitterMoved(address))
 
     # --- draining -------------------------------------------------------------------------
 

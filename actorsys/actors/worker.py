@@ -85,7 +85,7 @@ class Worker(ActorTypeDispatcher):
         self._host = msg.host
         output = msg.config.output
         try:
-            factory = load_handler_factory(output.handler)
+            factory = load_handler_factory(output.effective_handler)
             self._handler = factory(
                 HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
             )
@@ -200,6 +200,7 @@ class Worker(ActorTypeDispatcher):
                     result.invalid_records,
                     time.monotonic() - started,
                     tuple(sorted(sink.rejected_by_reason().items())),
+                    result.table_files,
                 ),
             )
         self._ask()
@@ -213,6 +214,7 @@ class Worker(ActorTypeDispatcher):
             msg.start,
             msg.end,
             list(decode_records(msg.payload)),
+            msg.token,
         )
         try:
             result = self._handler.handle(job, sink)

@@ -42,6 +42,10 @@ class JobInput:
     start: int
     end: int
     records: Sequence[Record]
+    # The attempt's token (1, 2, ...): a handler that writes table data files
+    # names them per attempt, so a stale attempt never overwrites, and a
+    # discarded attempt never removes, files another attempt had committed.
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,9 @@ class HandlerResult:
     output_files: tuple[str, ...]
     valid_records: int
     invalid_records: int
+    # Table data files to publish, as (table name, DataFile JSON): the job is
+    # DONE only once the table's committer has committed them (format "delta").
+    table_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,10 @@ class Outcome:
     output_files: tuple[str, ...] = ()
     valid_records: int = 0
     dead_letters_by_reason: tuple[tuple[str, int], ...] = ()
+    # Table data files (table, DataFile JSON) the table's committer must publish
+    # before the job is DONE; ``committed`` once it has.
+    table_files: tuple[tuple[str, str], ...] = ()
+    committed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

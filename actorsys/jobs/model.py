@@ -78,6 +78,10 @@ class JobRecord:
     # `attempts` when the job was last replayed (`actorsys jobs retry`): attempts
     # never reset, so tokens stay unique; the retry budget counts from here.
     replay_base: int = 0
+    # The partition's next_offset before this job was stored (None: its first job).
+    # Equal to start_offset but after a gap (offsets deleted before they were read):
+    # table commits publish a partition's jobs in this chain's order.
+    chain_start: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

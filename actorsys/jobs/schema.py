@@ -116,6 +116,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             " ON jobs (consumer_group, topic, partition_id, start_offset)",
         ),
     ),
+    Migration(
+        5,
+        "each job records where the offset chain stood before it (table commits in order)",
+        # NULL for a partition's first job, and for jobs stored before this version.
+        ("ALTER TABLE jobs ADD COLUMN chain_start {bigint}",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

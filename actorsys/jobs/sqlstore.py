@@ -44,7 +44,7 @@ PENDING, RUNNING, DONE, FAILED = (f"'{s.value}'" for s in JobStatus)
 _JOB_COLUMNS = (
     "id, consumer_group, topic, partition_id, start_offset, end_offset, record_count, "
     "payload_bytes, status, attempts, created_at, started_at, finished_at, "
-    "next_attempt_at, last_error, worker, output_files, replay_base"
+    "next_attempt_at, last_error, worker, output_files, replay_base, chain_start"
 )
 
 RECOVERED_REASON = "interrupted: the job manager restarted while it was RUNNING"
@@ -147,9 +147,10 @@ class SqlJobStore(ABC):
                 payload, record_count = records_from(batch.payload, decision.store_from)
             inserted = tx.one(
                 "INSERT INTO jobs (consumer_group, topic, partition_id, start_offset, end_offset,"
-                " record_count, payload_bytes, status, attempts, created_at, output_files)"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, {PENDING}, 0, ?, '[]') RETURNING id",
-                (*key, decision.store_from, batch.end, record_count, len(payload), now),
+                " record_count, payload_bytes, status, attempts, created_at, output_files,"
+                f" chain_start) VALUES (?, ?, ?, ?, ?, ?, ?, {PENDING}, 0, ?, '[]', ?)"
+                " RETURNING id",
+                (*key, decision.store_from, batch.end, record_count, len(payload), now, current),
             )
             assert inserted is not None  # INSERT ... RETURNING always yields the row
             job_id = int(inserted[0])
@@ -371,6 +372,7 @@ def _record(row: Row) -> JobRecord:
         worker,
         outputs,
         replay_base,
+        chain_start,
     ) = row
     return JobRecord(
         id=int(job_id),
@@ -391,6 +393,7 @@ def _record(row: Row) -> JobRecord:
         worker=worker,
         output_files=tuple(json.loads(outputs)),
         replay_base=int(replay_base),
+        chain_start=None if chain_start is None else int(chain_start),
     )
 
 

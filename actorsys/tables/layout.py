@@ -27,12 +27,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake.transaction import AddAction
+
+if TYPE_CHECKING:
+    # deltalake starts a thread when imported: only the committer's process
+    # loads it (never the daemon, which Thespian forks every actor from).
+    from deltalake.transaction import AddAction
 
 # Delta's ``timestamp`` type: microseconds, adjusted to UTC. DuckDB, Spark,
 # pandas and polars all read it back as a UTC timestamp.
@@ -130,6 +134,8 @@ class DataFile:
 
     def add_action(self, *, data_change: bool = True) -> AddAction:
         """The Delta ``add`` action that publishes this file."""
+        from deltalake.transaction import AddAction
+
         return AddAction(
             path=self.path,
             size=self.size,

@@ -634,8 +634,14 @@ def _open_at_version_3(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Non
     with monkeypatch.context() as patch:
         patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
         patch.setattr(schema, "LATEST_VERSION", 3)
-        with closing(open_job_store(backend.url)) as old:
-            stored_job(old, 0, 10)
+        with closing(open_job_store(backend.url)):
+            pass
+    # Rows as that version wrote them (today's INSERT names newer columns).
+    _insert_job(backend, 0, 10)
+    backend.raw(
+        "INSERT INTO partition_offsets (consumer_group, topic, partition_id, next_offset)"
+        f" VALUES ('{GROUP}', '{TOPIC}', 0, 10)"
+    )
     assert backend.raw("SELECT MAX(version) FROM schema_version") == [(3,)]
 
 
@@ -745,3 +751,14 @@ def test_a_bad_timeout_parameter_is_a_config_error(value: str) -> None:
     # No server needed: the URL is checked before connecting.
     with pytest.raises(ConfigError, match="statement_timeout_ms"):
         open_job_store(f"{PG_URL}?statement_timeout_ms={value}")
+
+
+def test_each_job_records_where_the_offset_chain_stood_before_it(job_store: JobStore) -> None:
+    # Given a partition's first job, the next one, and one after a gap (offsets
+    # 20..29 deleted before they were read)
+    job_store.submit_batch(batch(0, 10), T0)
+    job_store.submit_batch(batch(10, 20), T0)
+    assert job_store.submit_batch(batch(30, 40, starts_assignment=True), T0).gap == 10
+    # Then each job says where the chain stood: table commits follow that order
+    chain = {j.start_offset: j.chain_start for j in job_store.list_jobs()}
+    assert chain == {0: None, 10: 10, 30: 20}

@@ -1,0 +1,220 @@
+"""Committer: the one writer of a table (one per table, on the leader).
+
+Workers write data files; the JobManager passes each attempt's files here
+(``CommitFiles``); every ``tables.commit_interval_ms`` this actor publishes
+what is ready in ONE Delta commit that also records, per (consumer group,
+topic, partition), the end offset it covers as an app transaction. The logic
+lives in ``CommitQueue`` (what may be published: each partition in offset
+order from the table's txn version; duplicates; gaps) and ``DeltaTableStore``
+(how: commits with no retries, so a concurrent writer makes ours fail and we
+re-check, since delta-rs does not check txn versions itself).
+
+Exactly once across crashes: an attempt whose offsets the table already holds
+is never committed again (its files are deleted: they are its own, named per
+attempt), and a job is DONE only when ``JobsCommitted`` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
+
+from actorsys import metrics
+from actorsys.actors.lifeline import ParentWatch
+from actorsys.errors import ActorsysError
+from actorsys.logs import RateLimitedLog
+from actorsys.messages import (
+    CommitFiles,
+    CommitRejected,
+    CommitterStart,
+    ComponentReady,
+    ComponentStatus,
+    JobsCommitted,
+    StartFailed,
+)
+
+log = logging.getLogger("actorsys.committer")
+
+TICK_S = 0.2
+
+
+class Committer(ActorTypeDispatcher):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._table_name = ""
+        self._store: Any = None  # DeltaTableStore (imported in this process only)
+        self._queue: Any = None  # CommitQueue
+        self._supervisor: Any = None
+        self._job_manager: Any = None
+        self._known: set[tuple[str, str, int]] = set()
+        self._errors = RateLimitedLog(log)
+        self._parent = ParentWatch()
+        self.stats = {"commits": 0, "jobs_committed": 0, "duplicates": 0, "conflicts": 0}
+        self._last_commit_s = 0.0
+
+    def receiveMsg_CommitterStart(self, msg: CommitterStart, sender: Any) -> None:
+        # deltalake starts a runtime of threads: import it here, in the process
+        # that uses it, never in one that forks children later.
+        from actorsys.tables.commit_queue import CommitQueue
+        from actorsys.tables.delta import DeltaTableStore
+        from actorsys.tables.layout import PARTITION_COLUMNS, raw_table_schema
+
+        self._supervisor = sender
+        self._table_name = msg.table
+        tables = msg.config.tables
+        role = f"committer:{msg.table}"
+        try:
+            self._store = DeltaTableStore(
+                Path(msg.config.output.dir) / msg.table,
+                raw_table_schema(msg.config.output.metrics),
+                PARTITION_COLUMNS,
+            )
+            self._store.ensure_created()
+            # Data files no commit ever referenced: attempts that crashed or lost
+            # the race. Old enough that no running attempt can still be writing them.
+            for orphan in self._store.untracked_data_files(msg.config.jobs.job_timeout_s + 60):
+                orphan.unlink(missing_ok=True)
+                log.info("removed %s: written by an attempt that was never committed", orphan)
+        except (ActorsysError, OSError, ValueError) as exc:
+            self.send(sender, StartFailed(role, f"cannot open table {msg.table}: {exc}"))
+            return
+        self._queue = CommitQueue(tables.commit_interval_ms / 1000, tables.max_files_per_commit)
+        self.send(sender, ComponentReady(role))
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    # --- files in --------------------------------------------------------------------------
+
+    def receiveMsg_CommitFiles(self, msg: CommitFiles, sender: Any) -> None:
+        from actorsys.tables.commit_queue import WrittenJob
+        from actorsys.tables.layout import DataFile
+
+        if self._queue is None:
+            return  # not started: the JobManager sends it again when we are
+        self._job_manager = sender
+        key = (msg.consumer_group, msg.topic, msg.partition)
+        self._learn(key)
+        files = tuple(DataFile.from_json(f) for f in msg.files)
+        job = WrittenJob(msg.job_id, msg.token, key, msg.chain_start, msg.start, msg.end, files)
+        self._queue.offer(job, time.monotonic())
+
+    def _learn(self, key: tuple[str, str, int]) -> None:
+        """Tell the queue where the table stands for a partition it meets first."""
+        from actorsys.tables.delta import app_id
+
+        if key in self._known:
+            return
+        self._queue.known_version(key, self._store.txn_version(app_id(*key)))
+        self._known.add(key)
+
+    # --- commits ---------------------------------------------------------------------------
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if self._queue is None:
+            return
+        if self._parent.orphaned():
+            log.warning("the Supervisor is gone; exiting")
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        self._drop_duplicates()
+        if self._queue.due(time.monotonic()):
+            self._commit()
+        metrics.process_memory("committer")
+        self._push_status()
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def _drop_duplicates(self) -> None:
+        """Attempts whose offsets the table already holds (an earlier attempt was
+        committed, then the job ran again after a crash): their own files go."""
+        duplicates = self._queue.duplicates()
+        if not duplicates:
+            return
+        for job in duplicates:
+            for data_file in job.files:
+                with contextlib.suppress(FileNotFoundError):
+                    (self._store.root / data_file.path).unlink()
+        self.stats["duplicates"] += len(duplicates)
+        self._reply([(j.job_id, j.token) for j in duplicates])
+
+    def _commit(self) -> None:
+        from actorsys.tables.delta import (
+            CommitConflict,
+            MissingDataFile,
+            OffsetsAlreadyCommitted,
+            app_id,
+        )
+
+        plan = self._queue.plan(time.monotonic())
+        if plan is None:
+            return
+        txns = {app_id(*key): version for key, version in plan.txns.items()}
+        started = time.monotonic()
+        try:
+            version = self._store.commit_append(
+                plan.files,
+                txns,
+                info={"actorsys.jobs": [j.job_id for j in plan.jobs]},
+            )
+        except (CommitConflict, OffsetsAlreadyCommitted) as exc:
+            # Another writer committed meanwhile: re-read where the table stands.
+            self.stats["conflicts"] += 1
+            self._queue.conflicted()
+            self._errors.log(logging.WARNING, "conflict", "table %s: %s; re-checking",
+                             self._table_name, exc)  # fmt: skip
+            self._store.refresh()
+            for key in self._known:
+                self._queue.known_version(key, self._store.txn_version(app_id(*key)))
+            return
+        except MissingDataFile as exc:
+            self._reject_missing(plan, str(exc))
+            return
+        self._queue.committed(plan)
+        self._last_commit_s = time.monotonic() - started
+        self.stats["commits"] += 1
+        self.stats["jobs_committed"] += len(plan.jobs)
+        self._reply([(j.job_id, j.token) for j in plan.jobs], version)
+
+    def _reject_missing(self, plan: Any, reason: str) -> None:
+        """A file vanished (deleted by hand, a full vacuum): its attempts run again."""
+        from actorsys.tables.delta import app_id
+
+        for job in plan.jobs:
+            if any(not (self._store.root / f.path).exists() for f in job.files):
+                for dropped in self._queue.forget(job.key):
+                    if self._job_manager is not None:
+                        self.send(
+                            self._job_manager, CommitRejected(dropped.job_id, dropped.token, reason)
+                        )
+                self._queue.known_version(job.key, self._store.txn_version(app_id(*job.key)))
+
+    def _reply(self, jobs: list[tuple[int, int]], version: int | None = None) -> None:
+        if self._job_manager is not None and jobs:
+            current = self._store.version if version is None else version
+            self.send(self._job_manager, JobsCommitted(self._table_name, tuple(jobs), current))
+
+    def _push_status(self) -> None:
+        if self._supervisor is None:
+            return
+        waiting = sum(self._queue.waiting().values())
+        self.send(
+            self._supervisor,
+            ComponentStatus(
+                f"committer:{self._table_name}",
+                {
+                    "table": self._table_name,
+                    "version": self._store.version,
+                    "queued_jobs": len(self._queue),
+                    "waiting_for_predecessor": waiting,
+                    "last_commit_s": round(self._last_commit_s, 4),
+                    **self.stats,
+                },
+            ),
+        )
+
+    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
+        log.debug("committer ignores %s", type(msg).__name__)
