@@ -295,6 +295,16 @@ class TablesConfig:
     commit_interval_ms: int = 1_000
     max_files_per_commit: int = 1_000
     row_group_rows: int = 262_144
+    # An event-time hour is closed (and compacted) once every partition with data
+    # in it has seen event time past its end plus this, or has been idle for
+    # idle_partition_s. Later records re-open it: compacted again after
+    # recompact_delay_s, so a trickle of late records is rewritten once a minute.
+    allowed_lateness_s: float = 600.0
+    idle_partition_s: float = 300.0
+    recompact_delay_s: float = 60.0
+    compaction_target_mb: int = 128
+    compaction_memory_mb: int = 256
+    max_running_compactions: int = 1
 
     def __post_init__(self) -> None:
         _positive(
@@ -302,7 +312,13 @@ class TablesConfig:
             commit_interval_ms=self.commit_interval_ms,
             max_files_per_commit=self.max_files_per_commit,
             row_group_rows=self.row_group_rows,
+            idle_partition_s=self.idle_partition_s,
+            compaction_target_mb=self.compaction_target_mb,
+            compaction_memory_mb=self.compaction_memory_mb,
+            max_running_compactions=self.max_running_compactions,
         )
+        if self.allowed_lateness_s < 0 or self.recompact_delay_s < 0:
+            raise ConfigError("[tables] allowed_lateness_s and recompact_delay_s must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

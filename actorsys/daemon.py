@@ -388,7 +388,7 @@ class Daemon:
         ready_roles = set(self._status.get("supervisor", {}).get("ready", []))
         required = {"job_manager", "worker_master", "kafka_consumer"}
         if self.config.output.format == "delta":
-            required.add("committer:raw")
+            required |= {"committer:raw", "committer:agg", "committer:agg_hourly"}
         missing = required - ready_roles
         checks = {
             "actor_system": time.monotonic() - self._status_at <= 5,

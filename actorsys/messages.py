@@ -50,6 +50,8 @@ class JobManagerStart:
     bootstrap_servers: str
     worker_master: Address
     committer: Address = None  # format "delta": the raw table's committer
+    # format "delta": every table's committer, by table name (raw, agg, agg_hourly)
+    committers: tuple[tuple[str, Address], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +294,8 @@ class JobAssignment:
     # Kept out of repr: Thespian formats every message it moves, even with
     # debug logging off, and a batch payload is up to megabytes.
     payload: bytes = field(repr=False)
+    kind: str = "ingest"  # or "compact": rewrite one closed event-time hour
+    window_ms: int | None = None  # the hour of a compaction (epoch ms of its start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +311,8 @@ class JobDone:
     dead_letters_by_reason: tuple[tuple[str, int], ...] = ()
     # (table, DataFile JSON): to be published by that table's committer first.
     table_files: tuple[tuple[str, str], ...] = ()
+    # Compactions: the raw files they rewrote (removed in the same commit).
+    removes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +368,34 @@ class CommitFiles:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceFiles:
+    """JobManager -> a table's Committer: one compaction's commit. ``removes``
+    (raw: exactly the files it read; agg tables: everything in ``partition``)
+    leave and ``files`` arrive in one atomic commit; refused if a file to remove
+    is gone already (another compaction won): the attempt then runs again."""
+
+    job_id: int
+    token: int
+    partition: tuple[tuple[str, str], ...]  # (("date", "2026-12-01"), ("hour", "7"))
+    removes: tuple[str, ...] | None  # None: whatever the partition holds
+    files: tuple[str, ...]  # DataFile JSON
+
+
+@dataclass(frozen=True, slots=True)
+class TableStateRequest:
+    """JobManager -> the raw table's Committer, at start: what is not compacted yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableState:
+    """Committer -> JobManager: per (topic, partition), the newest event time in
+    the table and the hours that still hold ingestion files (not compacted)."""
+
+    watermarks: tuple[tuple[str, int, int], ...]  # topic, partition, epoch ms
+    dirty: tuple[tuple[str, int, int, int], ...]  # topic, partition, hour ms, rows
+
+
+@dataclass(frozen=True, slots=True)
 class JobsCommitted:
     """Committer -> JobManager: these attempts' offsets are in the table now
     (committed by this commit, or already there: a duplicate whose files went)."""
@@ -386,6 +420,7 @@ class CommitterMoved:
     """The Committer was recreated: send to it, and send again what is unpublished."""
 
     committer: Address
+    table: str = "raw"
 
 
 @dataclass(frozen=True, slots=True)

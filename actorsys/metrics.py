@@ -344,6 +344,18 @@ WORKERS_REPLACED = _counter(
     "Workers that exited (crashed, killed or overran a lease) and were replaced.",
 )
 
+# --- tables (format "delta") ----------------------------------------------------------------
+
+COMPACTIONS = _counter(
+    "actorsys_compactions_total",
+    "Closed event-time hours rewritten into few sorted files, with their final aggregates.",
+)
+OPEN_WINDOWS = _gauge(
+    "actorsys_open_windows",
+    "Event-time hours of the raw table that still hold uncompacted ingestion files.",
+    mode="livemostrecent",
+)
+
 # --- the actor transport (every process with a Thespian endpoint) ---------------------------
 
 FRAMES_REJECTED = _counter(
@@ -726,6 +738,7 @@ def initialise(topics: Iterable[str]) -> None:
     known: dict[MetricSpec, Iterable[tuple[object, ...]]] = {
         COMMITS: [()],
         COMMIT_FAILURES: [()],
+        COMPACTIONS: [()],
         JOB_ATTEMPTS: [()],
         JOB_RETRIES: [()],
         STALE_COMPLETIONS: [()],
@@ -756,3 +769,13 @@ def partition_assigned(topic: str, partition: int) -> None:
         return
     for spec in (RECORDS_CONSUMED, CONSUMED_BYTES, BATCHES_SENT, BATCHES_RETRANSMITTED):
         m.child(spec, topic, partition).inc(0)
+
+
+def compaction_done() -> None:
+    if (m := _get()) is not None:
+        m.child(COMPACTIONS).inc()
+
+
+def open_windows(count: int) -> None:
+    if (m := _get()) is not None:
+        m.child(OPEN_WINDOWS).set(count)

@@ -36,7 +36,10 @@ from actorsys.messages import (
     ComponentReady,
     ComponentStatus,
     JobsCommitted,
+    ReplaceFiles,
     StartFailed,
+    TableState,
+    TableStateRequest,
 )
 
 log = logging.getLogger("actorsys.committer")
@@ -63,7 +66,7 @@ class Committer(ActorTypeDispatcher):
         # that uses it, never in one that forks children later.
         from actorsys.tables.commit_queue import CommitQueue
         from actorsys.tables.delta import DeltaTableStore
-        from actorsys.tables.layout import PARTITION_COLUMNS, raw_table_schema
+        from actorsys.tables.layout import PARTITION_COLUMNS
 
         self._supervisor = sender
         self._table_name = msg.table
@@ -72,7 +75,7 @@ class Committer(ActorTypeDispatcher):
         try:
             self._store = DeltaTableStore(
                 Path(msg.config.output.dir) / msg.table,
-                raw_table_schema(msg.config.output.metrics),
+                _schema(msg.table, msg.config.output.metrics),
                 PARTITION_COLUMNS,
             )
             self._store.ensure_created()
@@ -102,6 +105,72 @@ class Committer(ActorTypeDispatcher):
         files = tuple(DataFile.from_json(f) for f in msg.files)
         job = WrittenJob(msg.job_id, msg.token, key, msg.chain_start, msg.start, msg.end, files)
         self._queue.offer(job, time.monotonic())
+
+    def receiveMsg_ReplaceFiles(self, msg: ReplaceFiles, sender: Any) -> None:
+        """One compaction's commit, at once (compactions are rare, and readers
+        should get the compacted hour soon)."""
+        from actorsys.tables.delta import CommitConflict, StaleRemove
+        from actorsys.tables.layout import DataFile
+
+        if self._store is None:
+            return
+        self._job_manager = sender
+        adds = [DataFile.from_json(f) for f in msg.files]
+        for _attempt in range(3):  # a concurrent ingestion commit is the usual conflict
+            removes = msg.removes
+            if removes is None:  # an aggregate table: this hour's rows are replaced whole
+                removes = tuple(sorted(self._store.active_paths(dict(msg.partition))))
+            try:
+                version = self._store.commit_replace(
+                    removes, adds, info={"actorsys.compaction": msg.job_id}
+                )
+            except CommitConflict:
+                self.stats["conflicts"] += 1
+                self._store.refresh()
+                continue
+            except StaleRemove as exc:
+                # Another attempt compacted these files already: this one is stale.
+                for data_file in adds:
+                    (self._store.root / data_file.path).unlink(missing_ok=True)
+                self.send(sender, CommitRejected(msg.job_id, msg.token, str(exc)))
+                return
+            self.stats["compactions"] = self.stats.get("compactions", 0) + 1
+            self.send(sender, JobsCommitted(self._table_name, ((msg.job_id, msg.token),), version))
+            return
+        self.send(sender, CommitRejected(msg.job_id, msg.token, "the table kept changing"))
+
+    def receiveMsg_TableStateRequest(self, msg: TableStateRequest, sender: Any) -> None:
+        """Where event time stands and which hours still hold ingestion files,
+        read from the table itself: what the JobManager's windows restart from."""
+        import pyarrow as pa
+
+        if self._store is None:
+            return
+        actions = pa.table(self._store.table.get_add_actions(flatten=True))
+        watermarks: dict[tuple[str, int], int] = {}
+        dirty: dict[tuple[str, int, int], int] = {}
+        for row in actions.to_pylist():
+            topic, partition, max_ts = (
+                row.get("min._topic"),
+                row.get("min._partition"),
+                row.get("max.ts"),
+            )
+            if topic is None or partition is None or max_ts is None:
+                continue
+            key = (str(topic), int(partition))
+            ts_ms = int(max_ts.timestamp() * 1000)
+            watermarks[key] = max(watermarks.get(key, ts_ms), ts_ms)
+            if Path(row["path"]).name.startswith("part-"):
+                day, hour = row["partition.date"], int(row["partition.hour"])
+                hour_ms = _hour_ms(day, hour)
+                dirty[(*key, hour_ms)] = dirty.get((*key, hour_ms), 0) + int(row["num_records"])
+        self.send(
+            sender,
+            TableState(
+                tuple((t, p, ms) for (t, p), ms in watermarks.items()),
+                tuple((t, p, h, n) for (t, p, h), n in dirty.items()),
+            ),
+        )
 
     def _learn(self, key: tuple[str, str, int]) -> None:
         """Tell the queue where the table stands for a partition it meets first."""
@@ -218,3 +287,23 @@ class Committer(ActorTypeDispatcher):
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("committer ignores %s", type(msg).__name__)
+
+
+def _schema(table: str, metrics: tuple[str, ...]) -> Any:
+    """The Delta schema of one of the output tables."""
+    from actorsys.tables import compaction
+    from actorsys.tables.layout import raw_table_schema
+
+    if table == "raw":
+        return raw_table_schema(metrics)
+    if table == "agg":
+        return compaction.agg_table_schema(metrics)
+    return compaction.agg_hourly_table_schema(metrics)
+
+
+def _hour_ms(day: Any, hour: int) -> int:
+    from datetime import UTC, datetime
+    from datetime import time as dtime
+
+    moment = datetime.combine(day, dtime(hour=hour), tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

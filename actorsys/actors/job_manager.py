@@ -14,13 +14,14 @@ The state it keeps between messages lives in plain objects it drives:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
@@ -31,7 +32,7 @@ from actorsys.backlog import HeldBatches, ParkedBatches
 from actorsys.config import AppConfig
 from actorsys.errors import ActorsysError, JobStoreError
 from actorsys.jobs.leases import LeaseBook, Outcome
-from actorsys.jobs.model import BatchSubmission, JobRecord, JobStatus, SubmitResult
+from actorsys.jobs.model import BatchSubmission, JobKind, JobRecord, JobStatus, SubmitResult
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.output_health import OutputHealth
 from actorsys.jobs.policy import RetryPolicy
@@ -56,9 +57,12 @@ from actorsys.messages import (
     JobsQuiesced,
     NoJobAvailable,
     QuiesceJobs,
+    ReplaceFiles,
     ReplaceWorker,
     RequestJob,
     StartFailed,
+    TableState,
+    TableStateRequest,
     WorkerLost,
     WorkerMasterMoved,
 )
@@ -80,6 +84,46 @@ class _Quiesce:
     reply_to: Any
 
 
+@dataclass
+class _Publishing:
+    """An attempt whose files are being published, table by table."""
+
+    record: JobRecord
+    outcome: Outcome
+    pending: set[str]  # tables whose committer has not said JobsCommitted yet
+
+    def files_of(self, table: str) -> tuple[str, ...]:
+        return tuple(data for name, data in self.outcome.table_files if name == table)
+
+
+def _partition_of(hour_ms: int) -> tuple[str, str]:
+    moment = datetime.fromtimestamp(hour_ms / 1000, UTC)
+    return moment.date().isoformat(), str(moment.hour)
+
+
+def _iso_hour(hour_ms: int) -> str:
+    return datetime.fromtimestamp(hour_ms / 1000, UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def _event_hours(files: tuple[str, ...]) -> tuple[dict[int, int], int]:
+    """Rows per event hour (epoch ms of its start) and the newest event time
+    (epoch ms) of an attempt's raw data files, from their partition and stats."""
+    hours: dict[int, int] = {}
+    newest = 0
+    for text in files:
+        doc = json.loads(text)
+        values = dict(doc["partition_values"])
+        day = datetime.fromisoformat(values["date"]).replace(tzinfo=UTC)
+        hour_ms = int(day.timestamp() * 1000) + int(values["hour"]) * 3_600_000
+        hours[hour_ms] = hours.get(hour_ms, 0) + int(doc["num_records"])
+        stats = json.loads(doc["stats"])
+        max_ts = stats.get("maxValues", {}).get("ts")
+        if max_ts:
+            ts = datetime.fromisoformat(max_ts.replace("Z", "+00:00"))
+            newest = max(newest, int(ts.timestamp() * 1000))
+    return hours, newest
+
+
 @dataclass(frozen=True, slots=True)
 class _Unrecorded:
     """An attempt's outcome the store could not record yet (retried every tick)."""
@@ -99,9 +143,11 @@ class JobManager(ActorTypeDispatcher):
         self._worker_master: Any = None
         self._supervisor: Any = None
         self._committer: Any = None  # format "delta": the raw table's committer
-        # Attempts whose files the committer has not published yet, by (job, token):
-        # their jobs stay RUNNING (a job is DONE once its rows are in the table).
-        self._awaiting_commit: dict[tuple[int, int], Outcome] = {}
+        self._committers: dict[str, Any] = {}  # every table's committer, by table
+        # Attempts whose files the committers have not published yet, by (job,
+        # token): their jobs stay RUNNING (a job is DONE once its rows are in).
+        self._awaiting_commit: dict[tuple[int, int], _Publishing] = {}
+        self._windows: Any = None  # WindowTracker (format "delta")
         self._leases = LeaseBook()
         # Outcomes reported by workers that the store has not recorded, by (job, token).
         self._unrecorded: dict[tuple[int, int], _Unrecorded] = {}
@@ -141,6 +187,7 @@ class JobManager(ActorTypeDispatcher):
         self._bootstrap_servers = msg.bootstrap_servers
         self._worker_master = msg.worker_master
         self._committer = msg.committer
+        self._committers = dict(msg.committers)
         self._supervisor = sender
         jobs, flow = msg.config.jobs, msg.config.flow
         self._retry = RetryPolicy(
@@ -165,6 +212,17 @@ class JobManager(ActorTypeDispatcher):
             return
         if recovered:
             log.info("recovered %d job(s) that were running; they will run again", recovered)
+        if msg.config.output.format == "delta":
+            from actorsys.tables.windows import WindowTracker
+
+            tables = msg.config.tables
+            self._windows = WindowTracker(
+                int(tables.allowed_lateness_s * 1000),
+                tables.idle_partition_s,
+                tables.recompact_delay_s,
+            )
+            if self._committer is not None:  # where event time stands, from the table
+                self.send(self._committer, TableStateRequest())
         self.send(sender, ComponentReady("job_manager"))
         self.send(self._worker_master, JobsAvailable())
         self.wakeupAfter(timedelta(seconds=TICK_S))
@@ -172,16 +230,55 @@ class JobManager(ActorTypeDispatcher):
     def receiveMsg_CommitterMoved(self, msg: CommitterMoved, sender: Any) -> None:
         """A new committer knows nothing: hand it every unpublished attempt again
         (it publishes each once: the table's txn versions say what is in)."""
-        self._committer = msg.committer
-        for (job_id, token), outcome in list(self._awaiting_commit.items()):
-            self._send_to_committer(job_id, token, outcome)
+        self._committers[msg.table] = msg.committer
+        if msg.table == "raw":
+            self._committer = msg.committer
+        for (job_id, token), publishing in list(self._awaiting_commit.items()):
+            if msg.table in publishing.pending:
+                self._publish(job_id, token, publishing, msg.table)
+
+    def receiveMsg_TableState(self, msg: TableState, sender: Any) -> None:
+        if self._windows is None:
+            return
+        dirty: dict[tuple[str, int], list[int]] = {}
+        for topic, partition, hour_ms, _rows in msg.dirty:
+            dirty.setdefault((topic, partition), []).append(hour_ms)
+        watermarks = {(topic, partition): ms for topic, partition, ms in msg.watermarks}
+        self._windows.restore(watermarks, dirty, time.monotonic())
 
     def receiveMsg_JobsCommitted(self, msg: JobsCommitted, sender: Any) -> None:
         for job_id, token in msg.jobs:
-            outcome = self._awaiting_commit.pop((job_id, token), None) or Outcome(done=True)
+            publishing = self._awaiting_commit.get((job_id, token))
+            if publishing is not None:
+                publishing.pending.discard(msg.table)
+                if publishing.record.kind is JobKind.COMPACT and msg.table == "raw":
+                    # The hour's rows are compacted: now publish its final aggregates.
+                    for table in ("agg", "agg_hourly"):
+                        if publishing.files_of(table):
+                            publishing.pending.add(table)
+                            self._publish(job_id, token, publishing, table)
+                if publishing.pending:
+                    continue
+                del self._awaiting_commit[(job_id, token)]
+                self._published(publishing)
+            outcome = publishing.outcome if publishing is not None else Outcome(done=True)
             committed = replace(outcome, committed=True)
             self._unrecorded[(job_id, token)] = _Unrecorded("", None, "", committed)
             self._record(job_id, token)
+
+    def _published(self, publishing: _Publishing) -> None:
+        """Every table holds the attempt's files: event time moves on (ingestion),
+        or the hour is compacted."""
+        if self._windows is None:
+            return
+        record, now = publishing.record, time.monotonic()
+        if record.kind is JobKind.COMPACT and record.window_ms is not None:
+            self._windows.compacted(record.window_ms, now)
+            metrics.compaction_done()
+            return
+        hours, newest = _event_hours(publishing.files_of("raw"))
+        if hours:
+            self._windows.committed((record.topic, record.partition), hours, newest, now)
 
     def receiveMsg_CommitRejected(self, msg: CommitRejected, sender: Any) -> None:
         if self._awaiting_commit.pop((msg.job_id, msg.token), None) is None:
@@ -295,8 +392,11 @@ class JobManager(ActorTypeDispatcher):
             self.send(sender, NoJobAvailable())
             return
         try:
+            assert self._config is not None
             claimed = self._store.claim_next(
-                f"{self._owner}/{msg.host}/{msg.worker_id}", time.time()
+                f"{self._owner}/{msg.host}/{msg.worker_id}",
+                time.time(),
+                self._config.tables.max_running_compactions,
             )
         except JobStoreError as exc:
             self._store_error("claim", "job store cannot claim: %s", exc)
@@ -320,6 +420,8 @@ class JobManager(ActorTypeDispatcher):
                 job.start_offset,
                 job.end_offset,
                 claimed.payload,
+                job.kind.value,
+                job.window_ms,
             ),
         )
 
@@ -333,6 +435,7 @@ class JobManager(ActorTypeDispatcher):
             valid_records=msg.valid_records,
             dead_letters_by_reason=msg.dead_letters_by_reason,
             table_files=msg.table_files,
+            removes=msg.removes,
         )
         self._report(msg.worker_id, sender, msg.host, msg.job_id, msg.token, outcome)
 
@@ -384,29 +487,43 @@ class JobManager(ActorTypeDispatcher):
         outcome = entry.outcome
         if outcome.table_files and not outcome.committed and self._committer is not None:
             # Written, not yet published: the worker is free, the job stays RUNNING.
-            self._awaiting_commit[(job_id, token)] = outcome
-            self._send_to_committer(job_id, token, outcome)
+            record = self._store.get(job_id)
+            if record is None:
+                return
+            publishing = _Publishing(record, outcome, {"raw"})
+            self._awaiting_commit[(job_id, token)] = publishing
+            self._publish(job_id, token, publishing, "raw")
             return
         if not self._store.complete(job_id, token, outcome.output_files, time.time()):
             self._stale(job_id, token, entry)
             return
         self.stats["jobs_done"] += 1
         metrics.job_finished("DONE")
+        if self._windows is not None and not outcome.table_files:
+            record = self._store.get(job_id)  # an empty compaction: nothing to publish
+            if record is not None and record.window_ms is not None:
+                self._windows.compacted(record.window_ms, time.monotonic())
         metrics.records_written(outcome.valid_records)
         metrics.dead_letters(outcome.dead_letters_by_reason)
         if self._output.succeeded():
             log.info("the output is writable again; resuming consumption")
         self._job_finished()
 
-    def _send_to_committer(self, job_id: int, token: int, outcome: Outcome) -> None:
-        assert self._store is not None
-        record = self._store.get(job_id)
-        if record is None:
+    def _publish(self, job_id: int, token: int, publishing: _Publishing, table: str) -> None:
+        """Hand one table's part of an attempt to that table's committer."""
+        record, files = publishing.record, publishing.files_of(table)
+        committer = self._committers.get(table, self._committer if table == "raw" else None)
+        if committer is None:
             return
-        files = tuple(data for _table, data in outcome.table_files)
-        self.send(
-            self._committer,
-            CommitFiles(
+        if record.kind is JobKind.COMPACT:
+            assert record.window_ms is not None
+            day, hour = _partition_of(record.window_ms)
+            removes = publishing.outcome.removes if table == "raw" else None
+            message: Any = ReplaceFiles(
+                job_id, token, (("date", day), ("hour", hour)), removes, files
+            )
+        else:
+            message = CommitFiles(
                 job_id,
                 token,
                 record.consumer_group,
@@ -416,8 +533,8 @@ class JobManager(ActorTypeDispatcher):
                 record.start_offset,
                 record.end_offset,
                 files,
-            ),
-        )
+            )
+        self.send(committer, message)
 
     def _record_failure(self, job_id: int, token: int, entry: _Unrecorded) -> None:
         assert self._store is not None and self._retry is not None
@@ -457,6 +574,8 @@ class JobManager(ActorTypeDispatcher):
             self.stats["jobs_failed"] += 1
             metrics.job_finished("FAILED")
             log.error("job %d FAILED after %d attempt(s): %s", job_id, token, outcome.error)
+            if self._windows is not None and record is not None and record.window_ms is not None:
+                self._windows.compaction_failed(record.window_ms)
             self._dead_letter_job(job_id, outcome.error)
             if record is not None:
                 self._discard(entry, token, record)
@@ -552,6 +671,7 @@ class JobManager(ActorTypeDispatcher):
         for job_id, token in list(self._unrecorded):
             self._record(job_id, token)
         self._expire_leases()
+        self._schedule_compactions()
         counts = self._counts()
         if counts is not None:
             self._unfinished = _unfinished(counts)
@@ -567,6 +687,21 @@ class JobManager(ActorTypeDispatcher):
         self._check_quiesced()
         self._push_status(counts)
         self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def _schedule_compactions(self) -> None:
+        """Closed hours become durable compaction jobs (one at a time per hour)."""
+        if self._windows is None or self._store is None:
+            return
+        for hour_ms in self._windows.due_compactions(time.monotonic()):
+            try:
+                created = self._store.submit_compaction("raw", hour_ms, time.time())
+            except JobStoreError as exc:
+                self._store_error("submit", "cannot store a compaction job: %s", exc)
+                return
+            self._windows.compacting(hour_ms)
+            if created is not None:
+                log.info("event hour %s is closed: compaction job %d", _iso_hour(hour_ms), created)
+                self.send(self._worker_master, JobsAvailable())
 
     def _expire_leases(self) -> None:
         assert self._config is not None
@@ -650,6 +785,8 @@ class JobManager(ActorTypeDispatcher):
         store_ok = self.stats["store_errors"] == self._store_errors_at_push
         self._store_errors_at_push = self.stats["store_errors"]
         metrics.job_manager_state(by_status, len(self._held), store_ok)
+        if self._windows is not None:
+            metrics.open_windows(self._windows.open_windows())
         metrics.process_memory("job_manager")
         self.send(
             self._supervisor,
@@ -665,6 +802,7 @@ class JobManager(ActorTypeDispatcher):
                     "unfinished": self._unfinished,
                     "unrecorded_outcomes": len(self._unrecorded),
                     "awaiting_commit": len(self._awaiting_commit),
+                    "open_windows": self._windows.open_windows() if self._windows else 0,
                     "output_ok": self._output.healthy,
                     "output_error": self._output.last_error if not self._output.healthy else "",
                     "store_ok": store_ok,

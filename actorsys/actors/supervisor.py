@@ -67,13 +67,15 @@ log = logging.getLogger("actorsys.supervisor")
 JOB_MANAGER = "job_manager"
 WORKER_MASTER = "worker_master"
 KAFKA_CONSUMER = "kafka_consumer"
-# The raw table's committer (format "delta"): the one writer of that table.
-COMMITTER = "committer:raw"
+# One committer per table (format "delta"): the one writer of that table.
+TABLES = ("raw", "agg", "agg_hourly")
+COMMITTERS = tuple(f"committer:{table}" for table in TABLES)
+COMMITTER = COMMITTERS[0]
 ROLES = {
     JOB_MANAGER: JobManager,
     WORKER_MASTER: WorkerMaster,
     KAFKA_CONSUMER: KafkaConsumerActor,
-    COMMITTER: Committer,
+    **dict.fromkeys(COMMITTERS, Committer),
 }
 RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
 # A role that fails this many restarts in a row (about a minute of backoff)
@@ -132,9 +134,10 @@ class Supervisor(ActorTypeDispatcher):
         if msg.config.output.format == "delta":
             # Created (and told where the table is) before the JobManager, which
             # hands it every written attempt.
-            self._roles.add(COMMITTER)
-            self._children[COMMITTER] = self.createActor(Committer)
-            self._start_role(COMMITTER)
+            for role in COMMITTERS:
+                self._roles.add(role)
+                self._children[role] = self.createActor(Committer)
+                self._start_role(role)
         self._children[JOB_MANAGER] = self.createActor(JobManager)
         self._children[WORKER_MASTER] = self.createActor(WorkerMaster)
         self._start_role(JOB_MANAGER)
@@ -148,11 +151,19 @@ class Supervisor(ActorTypeDispatcher):
             self.send(
                 address,
                 JobManagerStart(
-                    cfg, servers, self._children[WORKER_MASTER], self._children.get(COMMITTER)
+                    cfg,
+                    servers,
+                    self._children[WORKER_MASTER],
+                    self._children.get(COMMITTER),
+                    tuple(
+                        (role.split(":", 1)[1], self._children[role])
+                        for role in COMMITTERS
+                        if role in self._children
+                    ),
                 ),
             )
-        elif role == COMMITTER:
-            self.send(address, CommitterStart(cfg, "raw"))
+        elif role in COMMITTERS:
+            self.send(address, CommitterStart(cfg, role.split(":", 1)[1]))
         elif role == WORKER_MASTER:
             self.send(address, WorkerMasterStart(cfg, servers, self._children[JOB_MANAGER]))
         else:
@@ -311,8 +322,9 @@ class Supervisor(ActorTypeDispatcher):
                 self.send(consumer, JobManagerMoved(address))
         elif role == WORKER_MASTER and JOB_MANAGER in self._children:
             self.send(self._children[JOB_MANAGER], WorkerMasterMoved(address))
-        elif role == COMMITTER and JOB_MANAGER in self._children:
-            self.send(self._children[JOB_MANAGER], CommitterMoved(address))
+        elif role in COMMITTERS and JOB_MANAGER in self._children:
+            table = role.split(":", 1)[1]
+            self.send(self._children[JOB_MANAGER], CommitterMoved(address, table))
 
     # --- draining -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from actorsys.convention import capability_check
 from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
-from actorsys.handlers.api import HandlerSettings, JobHandler, JobInput
+from actorsys.handlers.api import HandlerResult, HandlerSettings, JobHandler, JobInput
 from actorsys.jobs.output_health import is_transient
 from actorsys.kafka_clients import dead_letter_producer
 from actorsys.messages import (
@@ -201,12 +201,16 @@ class Worker(ActorTypeDispatcher):
                     time.monotonic() - started,
                     tuple(sorted(sink.rejected_by_reason().items())),
                     result.table_files,
+                    result.removes,
                 ),
             )
         self._ask()
 
     def _run_job(self, msg: JobAssignment, sink: KafkaDeadLetterSink) -> tuple[JobInput, Any]:
-        assert self._handler is not None
+        assert self._handler is not None and self._start is not None
+        if msg.kind == "compact":
+            job = JobInput(msg.job_id, msg.topic, msg.partition, msg.start, msg.end, [], msg.token)
+            return job, self._compact(msg)
         job = JobInput(
             msg.job_id,
             msg.topic,
@@ -222,6 +226,45 @@ class Worker(ActorTypeDispatcher):
         except Exception as exc:
             raise _JobFailure(job) from exc
         return job, result
+
+    def _compact(self, msg: JobAssignment) -> HandlerResult:
+        """Rewrite one closed hour of ``raw`` into few sorted files, and compute
+        its final aggregates; the committers publish them (nothing here does)."""
+        from datetime import UTC, datetime
+
+        from actorsys.tables.compaction import compact_hour
+        from deltalake import DeltaTable
+
+        assert self._start is not None and msg.window_ms is not None
+        output, tables = self._start.config.output, self._start.config.tables
+        root = Path(output.dir)
+        hour = datetime.fromtimestamp(msg.window_ms / 1000, UTC)
+        date = hour.date().isoformat()
+        raw = DeltaTable(str(root / "raw"))
+        selector = [("date", "=", date), ("hour", "=", str(hour.hour))]
+        prefix = str(root / "raw") + "/"
+        inputs = sorted(uri.removeprefix(prefix) for uri in raw.file_uris(selector))
+        result = compact_hour(
+            root / "raw",
+            root / "agg",
+            root / "agg_hourly",
+            date,
+            hour.hour,
+            inputs,
+            output.metrics,
+            job_id=msg.job_id,
+            attempt=msg.token,
+            version=msg.job_id,
+            target_file_bytes=tables.compaction_target_mb * 1024 * 1024,
+            row_group_rows=tables.row_group_rows,
+            memory_limit=f"{tables.compaction_memory_mb}MB",
+        )
+        files = (
+            *(("raw", f.to_json()) for f in result.raw),
+            *(("agg", f.to_json()) for f in result.agg),
+            *(("agg_hourly", f.to_json()) for f in result.agg_hourly),
+        )
+        return HandlerResult((), result.rows, 0, table_files=files, removes=result.removes)
 
     def receiveMsg_DiscardAttempt(self, msg: DiscardAttempt, sender: Any) -> None:
         """The JobManager recorded the job FAILED with this attempt's token: let

@@ -18,7 +18,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from actorsys.cli import broker, jobs, join, run, simulate, status
+    from actorsys.cli import broker, jobs, join, run, simulate, status, verify
 
     main.add_command(run.run)
     main.add_command(broker.broker)
@@ -26,6 +26,7 @@ def _register() -> None:
     main.add_command(status.status)
     main.add_command(jobs.jobs)
     main.add_command(join.join)
+    main.add_command(verify.verify)
 
 
 _register()

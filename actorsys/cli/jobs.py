@@ -21,7 +21,7 @@ import click
 from actorsys.cli.run import JOB_STORE_PASSWORD_REFUSED
 from actorsys.config import load_config
 from actorsys.errors import ActorsysError
-from actorsys.jobs.model import JobRecord, JobStatus
+from actorsys.jobs.model import JobKind, JobRecord, JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.store import JobStore
 from actorsys.secrets import Secret, url_has_password
@@ -70,6 +70,7 @@ def _opened(config_path: str | None, job_store: str | None) -> Iterator[JobStore
 def _as_dict(job: JobRecord) -> dict[str, Any]:
     doc = asdict(job)
     doc["status"] = job.status.value
+    doc["kind"] = job.kind.value
     doc["output_files"] = list(job.output_files)
     return doc
 
@@ -101,16 +102,18 @@ def list_jobs(
         return
     click.echo("  ".join(f"{s}={n}" for s, n in counts.items()))
     header = (
-        f"{'ID':>8}  {'STATUS':<8} {'TOPIC[PART]':<22} {'OFFSETS':<23} {'RECS':>6} "
-        f"{'TRY':>3}  {'CREATED (UTC)':<19}  LAST ERROR"
+        f"{'ID':>8}  {'KIND':<7} {'STATUS':<8} {'TOPIC[PART]':<22} {'OFFSETS / HOUR':<23} "
+        f"{'RECS':>6} {'TRY':>3}  {'CREATED (UTC)':<19}  LAST ERROR"
     )
     click.echo(header)
     for j in records:
-        where = f"{j.topic}[{j.partition}]"
+        where = f"{j.topic}[{j.partition}]" if j.kind is JobKind.INGEST else j.consumer_group
         offsets = f"[{j.start_offset}, {j.end_offset})"
+        if j.kind is JobKind.COMPACT and j.window_ms is not None:
+            offsets = _when(j.window_ms / 1000)[:13] + ":00"
         error = (j.last_error or "").splitlines()[0][:60] if j.last_error else ""
         click.echo(
-            f"{j.id:>8}  {j.status.value:<8} {where:<22} {offsets:<23} "
+            f"{j.id:>8}  {j.kind.value:<7} {j.status.value:<8} {where:<22} {offsets:<23} "
             f"{j.record_count:>6} {j.attempts:>3}  {_when(j.created_at):<19}  {error}"
         )
 

@@ -58,6 +58,8 @@ class HandlerResult:
     # Table data files to publish, as (table name, DataFile JSON): the job is
     # DONE only once the table's committer has committed them (format "delta").
     table_files: tuple[tuple[str, str], ...] = ()
+    # Table files a compaction rewrote: removed in the commit that adds the new ones.
+    removes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ class Outcome:
     # Table data files (table, DataFile JSON) the table's committer must publish
     # before the job is DONE; ``committed`` once it has.
     table_files: tuple[tuple[str, str], ...] = ()
+    removes: tuple[str, ...] = ()  # a compaction's inputs, removed by its raw commit
     committed: bool = False
 
 

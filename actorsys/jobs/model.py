@@ -9,6 +9,11 @@ from actorsys.errors import InvalidTransition
 from actorsys.offset_chain import ChainVerdict
 
 
+class JobKind(enum.StrEnum):
+    INGEST = "ingest"  # an offset interval of one partition, into the tables
+    COMPACT = "compact"  # one closed event-time hour of a table, rewritten
+
+
 class JobStatus(enum.StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -82,6 +87,8 @@ class JobRecord:
     # Equal to start_offset but after a gap (offsets deleted before they were read):
     # table commits publish a partition's jobs in this chain's order.
     chain_start: int | None = None
+    kind: JobKind = JobKind.INGEST
+    window_ms: int | None = None  # compaction jobs: the hour's start (epoch ms)
 
 
 @dataclass(frozen=True, slots=True)

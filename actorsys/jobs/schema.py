@@ -122,6 +122,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         # NULL for a partition's first job, and for jobs stored before this version.
         ("ALTER TABLE jobs ADD COLUMN chain_start {bigint}",),
     ),
+    Migration(
+        6,
+        "compaction jobs: a job has a kind; one ingestion job per start offset",
+        (
+            "ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'ingest'",
+            # A compaction job's event-time hour (epoch ms of its start).
+            "ALTER TABLE jobs ADD COLUMN window_ms {bigint}",
+            # The offset chain's guard holds for ingestion jobs; an hour may be
+            # compacted several times (late records re-open it).
+            "DROP INDEX jobs_interval",
+            "CREATE UNIQUE INDEX jobs_interval"
+            " ON jobs (consumer_group, topic, partition_id, start_offset) WHERE kind = 'ingest'",
+            "CREATE INDEX jobs_windows ON jobs (window_ms) WHERE kind = 'compact'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

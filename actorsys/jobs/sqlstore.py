@@ -27,6 +27,7 @@ from actorsys.jobs.dialect import Dialect, Row, Tx, one_line
 from actorsys.jobs.model import (
     BatchSubmission,
     ClaimedJob,
+    JobKind,
     JobRecord,
     JobStatus,
     SubmitResult,
@@ -44,7 +45,7 @@ PENDING, RUNNING, DONE, FAILED = (f"'{s.value}'" for s in JobStatus)
 _JOB_COLUMNS = (
     "id, consumer_group, topic, partition_id, start_offset, end_offset, record_count, "
     "payload_bytes, status, attempts, created_at, started_at, finished_at, "
-    "next_attempt_at, last_error, worker, output_files, replay_base, chain_start"
+    "next_attempt_at, last_error, worker, output_files, replay_base, chain_start, kind, window_ms"
 )
 
 RECOVERED_REASON = "interrupted: the job manager restarted while it was RUNNING"
@@ -165,18 +166,47 @@ class SqlJobStore(ABC):
         " finished_at = NULL, next_attempt_at = NULL, worker = ?"
     )
 
-    def claim_next(self, worker: str, now: float) -> ClaimedJob | None:
+    def claim_next(
+        self, worker: str, now: float, max_running_compactions: int = 1
+    ) -> ClaimedJob | None:
+        # Ingestion first (it is what keeps data fresh and Kafka's retention
+        # honest); compactions fill idle workers, a bounded number at a time, so
+        # they never take the whole pool.
         oldest_due = (
             f"SELECT id FROM jobs WHERE status = {PENDING}"
             " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            f" ORDER BY id LIMIT 1{self.dialect.skip_locked}"
+            " AND (kind = 'ingest' OR (SELECT COUNT(*) FROM jobs AS r"
+            f" WHERE r.kind = 'compact' AND r.status = {RUNNING}) < ?)"
+            " ORDER BY CASE WHEN kind = 'ingest' THEN 0 ELSE 1 END, id"
+            f" LIMIT 1{self.dialect.skip_locked}"
         )
         with self._tx("claim_next") as tx:
             row = tx.one(
                 f"{self._CLAIM_SET} WHERE id = ({oldest_due}) RETURNING {_JOB_COLUMNS}",
-                (now, worker, now),
+                (now, worker, now, max_running_compactions),
             )
             return self._claimed(tx, row)
+
+    def submit_compaction(self, table: str, window_ms: int, now: float) -> int | None:
+        """A durable compaction job for one event-time hour of ``table``, unless
+        one for that hour is unfinished already (returns None then)."""
+        with self._tx("submit_compaction") as tx:
+            busy = tx.one(
+                "SELECT id FROM jobs WHERE kind = 'compact' AND window_ms = ?"
+                f" AND consumer_group = ? AND status IN ({PENDING}, {RUNNING})",
+                (window_ms, table),
+            )
+            if busy is not None:
+                return None
+            row = tx.one(
+                "INSERT INTO jobs (consumer_group, topic, partition_id, start_offset, end_offset,"
+                " record_count, payload_bytes, status, attempts, created_at, output_files,"
+                f" kind, window_ms) VALUES (?, '', -1, ?, ?, 0, 0, {PENDING}, 0, ?, '[]',"
+                " 'compact', ?) RETURNING id",
+                (table, window_ms, window_ms + 3_600_000, now, window_ms),
+            )
+            assert row is not None
+            return int(row[0])
 
     def claim(self, job_id: int, worker: str, now: float) -> ClaimedJob | None:
         """Claims a PENDING job even if its ``next_attempt_at`` lies ahead: the
@@ -373,6 +403,8 @@ def _record(row: Row) -> JobRecord:
         outputs,
         replay_base,
         chain_start,
+        kind,
+        window_ms,
     ) = row
     return JobRecord(
         id=int(job_id),
@@ -394,6 +426,8 @@ def _record(row: Row) -> JobRecord:
         output_files=tuple(json.loads(outputs)),
         replay_base=int(replay_base),
         chain_start=None if chain_start is None else int(chain_start),
+        kind=JobKind(kind),
+        window_ms=None if window_ms is None else int(window_ms),
     )
 
 

@@ -26,9 +26,18 @@ class JobStore(Protocol):
         to ``batch.end`` — all in one transaction."""
         ...
 
-    def claim_next(self, worker: str, now: float) -> ClaimedJob | None:
+    def claim_next(
+        self, worker: str, now: float, max_running_compactions: int = 1
+    ) -> ClaimedJob | None:
         """Oldest PENDING job whose ``next_attempt_at`` is due (or unset) moves
-        to RUNNING with ``attempts + 1``; returns it with its payload."""
+        to RUNNING with ``attempts + 1``; returns it with its payload. Ingestion
+        jobs come first; a compaction only while fewer than
+        ``max_running_compactions`` run."""
+        ...
+
+    def submit_compaction(self, table: str, window_ms: int, now: float) -> int | None:
+        """A PENDING compaction job for the hour starting at ``window_ms`` (epoch
+        ms) of ``table``, unless one is PENDING or RUNNING already (None)."""
         ...
 
     def claim(self, job_id: int, worker: str, now: float) -> ClaimedJob | None:

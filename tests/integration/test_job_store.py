@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 
 from actorsys.errors import ConfigError, JobStoreError
-from actorsys.jobs.model import BatchSubmission, JobStatus
+from actorsys.jobs.model import BatchSubmission, JobKind, JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.schema import LATEST_VERSION
 from actorsys.jobs.store import JobStore
@@ -762,3 +762,29 @@ def test_each_job_records_where_the_offset_chain_stood_before_it(job_store: JobS
     # Then each job says where the chain stood: table commits follow that order
     chain = {j.start_offset: j.chain_start for j in job_store.list_jobs()}
     assert chain == {0: None, 10: 10, 30: 20}
+
+
+HOUR_MS = 3_600_000
+
+
+def test_compaction_jobs_are_durable_one_at_a_time_per_hour_and_yield_to_ingestion(
+    job_store: JobStore,
+) -> None:
+    # Given a compaction job of an hour, and an ingestion job stored after it
+    first = job_store.submit_compaction("raw", 10 * HOUR_MS, T0)
+    assert first is not None
+    assert job_store.submit_compaction("raw", 10 * HOUR_MS, T0) is None  # one per hour
+    job_store.submit_batch(batch(0, 10), T0)
+    # When workers claim, Then ingestion comes first, then the compaction
+    ingest = job_store.claim_next("w1", T0)
+    compact = job_store.claim_next("w2", T0)
+    assert ingest is not None and ingest.record.kind is JobKind.INGEST
+    assert compact is not None and compact.record.kind is JobKind.COMPACT
+    assert compact.record.window_ms == 10 * HOUR_MS
+    # And at most one compaction runs at a time
+    job_store.submit_compaction("raw", 11 * HOUR_MS, T0)
+    assert job_store.claim_next("w3", T0) is None
+    # And once done, its hour may be compacted again (late records re-open it)
+    assert job_store.complete(compact.record.id, compact.token, [], T0)
+    assert job_store.submit_compaction("raw", 10 * HOUR_MS, T0) is not None
+    assert job_store.claim_next("w3", T0) is not None

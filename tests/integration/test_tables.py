@@ -187,3 +187,77 @@ def test_kill_9_of_every_process_while_committing_then_restart_is_exactly_once(
     assert not reader.duplicates, reader.duplicates[:3]
     _assert_table_exactly_once(raw, topic, report, f"g-{topic}")
     assert again.terminate() == 0
+
+
+def _agg_keys(agg: Path) -> list[tuple[str, Any]]:
+    frame = DeltaTable(str(agg)).to_pyarrow_table(columns=["device_id", "minute"])
+    return list(zip(frame["device_id"].to_pylist(), frame["minute"].to_pylist(), strict=True))
+
+
+def test_closed_hours_are_compacted_with_exact_final_aggregates_and_late_records(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given a daemon whose hours close quickly (event time runs 600x wall time in
+    # the feed, partitions idle for 3 s close their open hours)
+    create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
+    daemon = _daemon(
+        tmp_path,
+        broker,
+        topic,
+        tables={
+            "commit_interval_ms": 300,
+            "allowed_lateness_s": 120.0,
+            "idle_partition_s": 3.0,
+            "recompact_delay_s": 1.0,
+        },
+    )
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_ready()
+    raw, agg = tmp_path / "out" / "raw", tmp_path / "out" / "agg"
+    with _Reader(raw, topic).polling() as reader:
+        # When 30,000 records stream in over ~10 s, spanning ~1.7 event hours,
+        # 2 % of them up to 30 event-minutes late
+        report = produce(
+            broker.bootstrap_servers, topic, devices=40, rate=3000, count=30_000,
+            malformed_ratio=0.0, partitions=PARTITIONS, seed=12,
+            time_scale=600.0, late_ratio=0.02, late_max_s=1800.0,
+        )  # fmt: skip
+        job_store = f"sqlite:///{tmp_path}/jobs.db"
+        wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
+
+        # Then every hour is compacted: no ingestion file is left in the table
+        def compacted() -> bool:
+            daemon.check_alive()
+            names = [Path(uri).name for uri in DeltaTable(str(raw)).file_uris()]
+            return bool(names) and all(n.startswith("compact-") for n in names)
+
+        wait_for(compacted, 90, "every hour to be compacted", 0.5)
+        wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
+    assert report.late > 0 and not reader.duplicates, reader.duplicates[:3]
+    _assert_table_exactly_once(raw, topic, report, f"g-{topic}")
+    files = DeltaTable(str(raw)).file_uris()
+    hours = {Path(uri).parent.name for uri in files}
+    print(f"{len(files)} files for {len(hours)} hours; {report.late} late records")
+    assert len(files) <= 2 * len(hours)
+    for uri in files:  # each compacted file is sorted for queries
+        rows = pq.read_table(uri, columns=["device_id", "ts"]).to_pandas()
+        assert rows.equals(rows.sort_values(["device_id", "ts"], kind="stable")), uri
+    # And agg holds exactly one row per (device, minute), whose counts are the raw counts
+    keys = _agg_keys(agg)
+    assert len(keys) == len(set(keys))
+    con = duckdb.connect()
+    con.register("raw_rows", DeltaTable(str(raw)).to_pyarrow_dataset())
+    con.register("agg_rows", DeltaTable(str(agg)).to_pyarrow_dataset())
+    mismatched = con.sql(
+        """
+        with r as (select device_id, date_trunc('minute', ts) as minute, count(*) as n,
+                          avg(temperature) as t from raw_rows group by all)
+        select count(*) from r full join agg_rows a using (device_id, minute)
+        where r.n is distinct from a.count or abs(r.t - a.temperature_mean) > 1e-9
+        """
+    ).fetchall()
+    assert mismatched == [(0,)]
+    hourly = DeltaTable(str(tmp_path / "out" / "agg_hourly")).to_pandas()
+    assert hourly["count"].sum() == report.valid
+    assert daemon.terminate() == 0

@@ -113,3 +113,32 @@ def test_output_health_backs_off_and_recovers_on_success() -> None:
     assert max(delays[3:]) > max(delays[:1])  # the ceiling grows with the streak
     assert health.succeeded() is True and health.healthy
     assert health.succeeded() is False
+
+
+# --- event hours of published files -------------------------------------------------------------
+
+
+def test_the_event_hours_and_newest_event_time_come_from_the_files_written(tmp_path) -> None:
+    import pyarrow as pa
+
+    from actorsys.actors.job_manager import _event_hours, _partition_of
+    from actorsys.tables.layout import TIMESTAMP_US_UTC, raw_file_schema, write_partitioned_files
+
+    hour = 1_764_615_600_000  # 2025-12-01T19:00Z
+    ts = [hour + 1_000, hour + 2_000, hour + 3_600_000 + 5]  # two in 19:00, one in 20:00
+    rows = pa.table(
+        {
+            "device_id": ["a", "b", "a"],
+            "ts": pa.array([t * 1000 for t in ts], TIMESTAMP_US_UTC),
+            "temperature": [1.0, 2.0, 3.0],
+            "_topic": ["t"] * 3,
+            "_partition": pa.array([0] * 3, pa.int32()),
+            "_offset": pa.array([0, 1, 2], pa.int64()),
+        },
+        schema=raw_file_schema(("temperature",)),
+    )
+    files = write_partitioned_files(rows, tmp_path, "part-t-0-0-3-a1")
+    hours, newest = _event_hours(tuple(f.to_json() for f in files))
+    assert hours == {hour: 2, hour + 3_600_000: 1}
+    assert newest == hour + 3_600_000 + 5
+    assert _partition_of(hour) == ("2025-12-01", "19")
