@@ -305,6 +305,12 @@ class TablesConfig:
     compaction_target_mb: int = 128
     compaction_memory_mb: int = 256
     max_running_compactions: int = 1
+    # Files a compaction replaced are deleted this long after (readers of an older
+    # snapshot may still read them meanwhile), by a vacuum run every
+    # vacuum_interval_s. Below the tables' 2-hour tombstone retention: a vacuum
+    # finds replaced files only through tombstones.
+    vacuum_retention_s: float = 3_600.0
+    vacuum_interval_s: float = 600.0
 
     def __post_init__(self) -> None:
         _positive(
@@ -319,6 +325,11 @@ class TablesConfig:
         )
         if self.allowed_lateness_s < 0 or self.recompact_delay_s < 0:
             raise ConfigError("[tables] allowed_lateness_s and recompact_delay_s must be >= 0")
+        if not 0 <= self.vacuum_retention_s < 7_200 or self.vacuum_interval_s <= 0:
+            raise ConfigError(
+                "[tables] vacuum_retention_s must be in [0, 7200) (the tables keep tombstones"
+                " for 2 hours) and vacuum_interval_s > 0"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,14 +237,6 @@ class Daemon:
         )
         self._stack.callback(self._shutdown_actor_system, asys)
         self._procs.refresh()
-        # Before any actor exists, the actor system's group is Thespian's own
-        # processes: the admin (it listens on the admin port) and its logger.
-        # (The logger inherits the admin's listening socket, so tell them apart
-        # by parentage: the admin's parent is outside the group.)
-        members = {proc.pid: proc for proc in self._procs.alive()}
-        for pid, proc in members.items():
-            with contextlib.suppress(psutil.Error):
-                self._system_processes[pid] = "admin" if proc.ppid() not in members else "logger"
         supervisor = asys.createActor(Supervisor)
         reply = asys.ask(
             supervisor,
@@ -256,6 +248,7 @@ class Daemon:
             raise StartupError(f"{reply.role} could not start: {reply.reason}")
         if not isinstance(reply, SupervisorReady):
             raise StartupError(f"the actor system did not start within {START_TIMEOUT_S:.0f}s")
+        self._system_processes = _thespian_processes(self._procs.alive())
         return asys, supervisor
 
     def _capabilities(self) -> dict[str, Any]:
@@ -427,6 +420,33 @@ class Daemon:
                 "uncommitted work is re-read on restart)",
                 grace,
             )
+
+
+def _thespian_processes(members: list[psutil.Process]) -> dict[int, str]:
+    """Thespian's own processes in the actor system's group: the admin and its
+    logger. Nothing restarts either, so the daemon watches both.
+
+    The admin double-forks: its short-lived first child (a child of this
+    process) may still be in the group, so it is left out. The admin is then
+    the member whose parent is not in the group; the logger is the admin's
+    first child (it starts with the admin, before any actor; every process
+    inherits the admin's listening socket, so listening tells nothing)."""
+    own = os.getpid()
+    parents: dict[int, int] = {}
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            parents[proc.pid] = proc.ppid()
+    candidates = {pid for pid, parent in parents.items() if parent != own}
+    admins = [pid for pid in candidates if parents[pid] not in candidates]
+    if len(admins) != 1:
+        return {}  # not what Thespian looks like: watch nothing rather than guess
+    admin = admins[0]
+    children = [p for p in members if p.pid in candidates and parents[p.pid] == admin]
+    watched = {admin: "admin"}
+    with contextlib.suppress(psutil.Error):
+        if children:
+            watched[min(children, key=lambda p: p.create_time()).pid] = "logger"
+    return watched
 
 
 def _alive(pid: int) -> bool:

@@ -60,6 +60,9 @@ class Committer(ActorTypeDispatcher):
         self._parent = ParentWatch()
         self.stats = {"commits": 0, "jobs_committed": 0, "duplicates": 0, "conflicts": 0}
         self._last_commit_s = 0.0
+        self._vacuum_retention_s = 3_600.0
+        self._vacuum_every_s = 600.0
+        self._vacuumed_at = 0.0
 
     def receiveMsg_CommitterStart(self, msg: CommitterStart, sender: Any) -> None:
         # deltalake starts a runtime of threads: import it here, in the process
@@ -88,6 +91,9 @@ class Committer(ActorTypeDispatcher):
             self.send(sender, StartFailed(role, f"cannot open table {msg.table}: {exc}"))
             return
         self._queue = CommitQueue(tables.commit_interval_ms / 1000, tables.max_files_per_commit)
+        self._vacuum_retention_s = tables.vacuum_retention_s
+        self._vacuum_every_s = tables.vacuum_interval_s
+        self._vacuumed_at = time.monotonic()
         self.send(sender, ComponentReady(role))
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
@@ -193,6 +199,8 @@ class Committer(ActorTypeDispatcher):
         self._drop_duplicates()
         if self._queue.due(time.monotonic()):
             self._commit()
+        if time.monotonic() - self._vacuumed_at >= self._vacuum_every_s:
+            self._vacuum()
         metrics.process_memory("committer")
         self._push_status()
         self.wakeupAfter(timedelta(seconds=TICK_S))
@@ -247,6 +255,19 @@ class Committer(ActorTypeDispatcher):
         self.stats["commits"] += 1
         self.stats["jobs_committed"] += len(plan.jobs)
         self._reply([(j.job_id, j.token) for j in plan.jobs], version)
+
+    def _vacuum(self) -> None:
+        """Delete files compactions replaced, once no recent reader needs them."""
+        self._vacuumed_at = time.monotonic()
+        try:
+            deleted = self._store.vacuum(self._vacuum_retention_s)
+        except (ActorsysError, OSError, ValueError) as exc:
+            self._errors.log(logging.WARNING, "vacuum", "table %s: vacuum: %s",
+                             self._table_name, exc)  # fmt: skip
+            return
+        if deleted:
+            self.stats["vacuumed_files"] = self.stats.get("vacuumed_files", 0) + len(deleted)
+            log.info("table %s: vacuum deleted %d replaced file(s)", self._table_name, len(deleted))
 
     def _reject_missing(self, plan: Any, reason: str) -> None:
         """A file vanished (deleted by hand, a full vacuum): its attempts run again."""

@@ -18,7 +18,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from actorsys.cli import broker, jobs, join, run, simulate, status, verify
+    from actorsys.cli import broker, compact, jobs, join, run, simulate, status, verify
 
     main.add_command(run.run)
     main.add_command(broker.broker)
@@ -27,6 +27,7 @@ def _register() -> None:
     main.add_command(jobs.jobs)
     main.add_command(join.join)
     main.add_command(verify.verify)
+    main.add_command(compact.compact)
 
 
 _register()

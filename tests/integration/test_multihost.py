@@ -109,7 +109,7 @@ def test_jobs_run_on_worker_hosts(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
 ) -> None:
     # Given a leader that runs no workers itself and two worker hosts (three actor systems)
-    report = _produce(broker, topic, 30_000, seed=21)
+    create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
     leader = _leader(tmp_path, broker, topic, batching={"max_records": 1000})
     daemons.append(leader.start())
     leader.wait_ready()
@@ -120,7 +120,9 @@ def test_jobs_run_on_worker_hosts(
         30,
         "one worker on each worker host",
     )
-    # When the stream is processed
+    # When a stream arrives once both are there (a backlog produced earlier can be
+    # done by the first host in under a second, before the second one joins)
+    report = _produce(broker, topic, 30_000, seed=21)
     _wait_complete(leader, broker, topic, report, tmp_path)
     # Then the jobs ran on the worker hosts (each reports its host), none on the leader
     ran = _hosts_that_ran_jobs(tmp_path)

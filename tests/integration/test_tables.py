@@ -261,3 +261,42 @@ def test_closed_hours_are_compacted_with_exact_final_aggregates_and_late_records
     hourly = DeltaTable(str(tmp_path / "out" / "agg_hourly")).to_pandas()
     assert hourly["count"].sum() == report.valid
     assert daemon.terminate() == 0
+
+
+def test_actorsys_compact_compacts_open_hours_on_demand(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    import subprocess
+    import sys
+
+    # Given records of an hour that is still open (real time: it closes in an hour)
+    create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
+    daemon = _daemon(tmp_path, broker, topic)
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_ready()
+    report = _feed(broker, topic, 3_000, 0).result()
+    job_store = f"sqlite:///{tmp_path}/jobs.db"
+    wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
+    raw = tmp_path / "out" / "raw"
+    assert any(Path(u).name.startswith("part-") for u in DeltaTable(str(raw)).file_uris())
+    # When an operator asks for compaction now
+    done = subprocess.run(
+        [sys.executable, "-m", "actorsys", "compact", "--config", str(daemon.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "compaction job(s) queued" in done.stdout
+    # Then the daemon compacts it: compacted files only, every row still once
+    wait_for(
+        lambda: all(Path(u).name.startswith("compact-") for u in DeltaTable(str(raw)).file_uris()),
+        60,
+        "the hour to be compacted",
+        0.5,
+    )
+    wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
+    _assert_table_exactly_once(raw, topic, report, f"g-{topic}")
+    assert DeltaTable(str(tmp_path / "out" / "agg")).to_pandas()["count"].sum() == report.valid
+    assert daemon.terminate() == 0
