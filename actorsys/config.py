@@ -420,14 +420,27 @@ class SimulatorConfig:
     count: int = 0
     partitions: int = 4
     malformed_ratio: float = 0.01
+    # Event time runs time_scale x wall time (closes event hours in minutes);
+    # late_ratio of the records are up to late_max_s of event time late.
+    time_scale: float = 1.0
+    late_ratio: float = 0.0
+    late_max_s: float = 0.0
 
     def __post_init__(self) -> None:
-        _positive("simulator", devices=self.devices, partitions=self.partitions)
-        for name in ("rate", "count"):
+        _positive(
+            "simulator",
+            devices=self.devices,
+            partitions=self.partitions,
+            time_scale=self.time_scale,
+        )
+        for name in ("rate", "count", "late_max_s"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"[simulator] {name} must be >= 0 (0: unlimited)")
-        if not 0.0 <= self.malformed_ratio <= 1.0:
-            raise ConfigError("[simulator] malformed_ratio must be between 0 and 1")
+                raise ConfigError(f"[simulator] {name} must be >= 0")
+        for name in ("malformed_ratio", "late_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"[simulator] {name} must be between 0 and 1")
+        if self.late_ratio > 0 and self.late_max_s < 0.001:
+            raise ConfigError("[simulator] late_ratio needs late_max_s of at least 0.001")
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,6 +309,9 @@ class Daemon:
                         malformed_ratio=sim.malformed_ratio,
                         partitions=sim.partitions,
                         stop=stop,
+                        time_scale=sim.time_scale,
+                        late_ratio=sim.late_ratio,
+                        late_max_s=sim.late_max_s,
                     )
             except ActorsysError as exc:
                 log.error("simulator stopped: %s", exc)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from actorsys.fsutil import ensure_directory, fsync_directory
 from actorsys.handlers.validation import ValidatedBatch
 
 TIMESTAMP_MS_UTC = pa.timestamp("ms", tz="UTC")
@@ -158,25 +159,6 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
-
-
-def ensure_directory(directory: Path) -> None:
-    """Create ``directory`` and missing parents, fsyncing each new entry."""
-    if directory.is_dir():
-        return
-    ensure_directory(directory.parent)
-    # Another worker may create it between the check and here.
-    directory.mkdir(exist_ok=True)
-    fsync_directory(directory.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames and creations inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_orphaned_temp_files(output_dir: Path, *, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:

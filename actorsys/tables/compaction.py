@@ -45,14 +45,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from actorsys.fsutil import ensure_directory, fsync_directory
 from actorsys.tables.layout import (
     COMPRESSION,
     DEFAULT_ROW_GROUP_ROWS,
     SORT_KEYS,
     TIMESTAMP_US_UTC,
     DataFile,
-    _ensure_directory,
-    _fsync_directory,
     raw_file_schema,
     stats_from_parquet,
 )
@@ -537,7 +536,7 @@ class _ParquetFile:
         if self._path.exists():
             raise FileExistsError(f"{self._path} exists: job id and attempt must be unique")
         written.add(self._path)
-        _ensure_directory(self._path.parent)
+        ensure_directory(self._path.parent)
         self._tmp = self._path.with_name(f".tmp-{os.getpid()}-{self._path.name}.partial")
         self._sink: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in finish/abort)
         try:
@@ -578,7 +577,7 @@ class _ParquetFile:
         except BaseException:
             self.abort()
             raise
-        _fsync_directory(self._path.parent)
+        fsync_directory(self._path.parent)
         status = self._path.stat()
         return DataFile(
             path=self._relative,

@@ -33,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from actorsys.fsutil import ensure_directory, fsync_directory
+
 if TYPE_CHECKING:
     # deltalake starts a thread when imported: only the committer's process
     # loads it (never the daemon, which Thespian forks every actor from).
@@ -288,7 +290,7 @@ def write_parquet_atomic(
     fsync, rename, fsync the directory (so the rename survives a crash
     before the committer publishes the file).
     """
-    _ensure_directory(path.parent)
+    ensure_directory(path.parent)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}.partial")
     try:
         with open(tmp, "wb") as sink:
@@ -306,7 +308,7 @@ def write_parquet_atomic(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _sorting_columns(schema: pa.Schema) -> tuple[pq.SortingColumn, ...] | None:
@@ -315,23 +317,6 @@ def _sorting_columns(schema: pa.Schema) -> tuple[pq.SortingColumn, ...] | None:
         return None
     columns: tuple[pq.SortingColumn, ...] = pq.SortingColumn.from_ordering(schema, SORT_KEYS)
     return columns
-
-
-def _ensure_directory(directory: Path) -> None:
-    """Create ``directory`` and missing parents, fsyncing each new entry."""
-    if directory.is_dir():
-        return
-    _ensure_directory(directory.parent)
-    directory.mkdir(exist_ok=True)  # another worker may create it meanwhile
-    _fsync_directory(directory.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- Delta statistics --------------------------------------------------------------------

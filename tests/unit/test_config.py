@@ -700,3 +700,11 @@ def test_the_minimum_frame_is_accepted() -> None:
 def test_the_old_daemon_advertised_host_says_where_it_moved() -> None:
     message = config_error({"daemon": {"advertised_host": "10.0.0.5"}})
     assert message == "[daemon] advertised_host moved to [cluster] advertised_host"
+
+
+def test_the_simulator_takes_event_time_settings_and_refuses_nonsense() -> None:
+    config = build_config({"simulator": {"time_scale": 60.0, "late_ratio": 0.1, "late_max_s": 30}})
+    assert (config.simulator.time_scale, config.simulator.late_ratio) == (60.0, 0.1)
+    for bad in ({"time_scale": 0}, {"late_ratio": 2.0}, {"late_ratio": 0.5}):
+        with pytest.raises(ConfigError, match=r"\[simulator\]"):
+            build_config({"simulator": bad})
