@@ -278,14 +278,20 @@ class Daemon:
         if not daemon.metrics_port:
             return
         metrics.build_info(__version__)
-        server = start_http_server(
-            daemon.metrics_host,
-            daemon.metrics_port,
-            self._metrics_dir,
-            self.status,
-            self.readiness,
-            self.health,
-        )
+        try:
+            server = start_http_server(
+                daemon.metrics_host,
+                daemon.metrics_port,
+                self._metrics_dir,
+                self.status,
+                self.readiness,
+                self.health,
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve HTTP on {daemon.metrics_host}:{daemon.metrics_port}: "
+                f"{exc.strerror or exc}; choose another --metrics-port"
+            ) from None
         self._stack.callback(server.server_close)
         self._stack.callback(server.shutdown)
 

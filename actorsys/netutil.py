@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 
@@ -31,3 +32,19 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def free_port_below_ephemeral(
+    host: str = "127.0.0.1", low: int = 20_000, high: int = 32_000
+) -> int:
+    """A free port below the kernel's ephemeral range (32768 and up by default).
+
+    A port from :func:`free_port` is itself ephemeral: until its user binds it,
+    any process binding port 0 (every Thespian actor does) may be given the
+    same number. Fixed service ports (admin, metrics) picked here cannot be.
+    """
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port_is_free(host, port):
+            return port
+    raise OSError(f"no free port between {low} and {high} on {host}")

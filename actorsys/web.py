@@ -149,7 +149,7 @@ class _Server(ThreadingHTTPServer):
                 f"request_timeout_s must be > 0 and max_connections >= 1, not"
                 f" {request_timeout_s} and {max_connections}"
             )
-        super().__init__(address, _Handler)
+        # Before binding: a failed bind calls server_close(), which needs them.
         self.request_timeout_s = request_timeout_s
         self.max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -157,6 +157,7 @@ class _Server(ThreadingHTTPServer):
         self._open: set[socket.socket] = set()
         self._rejected = 0  # since the last warning
         self._warned_at = -_REJECT_WARN_INTERVAL_S
+        super().__init__(address, _Handler)
 
     @property
     def open_connections(self) -> int:

@@ -94,7 +94,7 @@ from _benchlib import (
 from actorsys.config import BatchingConfig, load_config
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.kafka_clients import consumer_properties
-from actorsys.netutil import free_port
+from actorsys.netutil import free_port, free_port_below_ephemeral
 from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
 
 REPO = Path(__file__).resolve().parent.parent
@@ -288,7 +288,7 @@ class Bench:
         """The TOML sections of a daemon (or the baseline) and its config path."""
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
-        ports = {"admin": free_port(), "metrics": free_port()}
+        ports = {"admin": free_port_below_ephemeral(), "metrics": free_port_below_ephemeral()}
         sections = actorsys_sections(
             bootstrap=self.bootstrap,
             topic="",

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from actorsys.netutil import free_port
+from actorsys.netutil import free_port_below_ephemeral
 from actorsys.procs import ActorSystemProcesses, group_members, kill_group
 from tests.support.waiting import wait_for
 
@@ -189,7 +189,8 @@ class DaemonProcess:
 
 
 def new_daemon(tmp_path: Path, name: str, **config: Any) -> DaemonProcess:
-    metrics_port, admin_port = free_port(), free_port()
+    # Below the ephemeral range: no actor binding port 0 can take them first.
+    metrics_port, admin_port = free_port_below_ephemeral(), free_port_below_ephemeral()
     config_path = write_config(
         tmp_path / f"{name}.toml", admin_port=admin_port, metrics_port=metrics_port, **config
     )

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actorsys.netutil import free_port
+from actorsys.netutil import free_port_below_ephemeral
 from actorsys.procs import ActorSystemProcesses, group_members, kill_group
 from tests.support.waiting import wait_for
 
@@ -22,7 +22,7 @@ class MemberProcess:
     log_path: Path
     slots: int = 1
     consume: bool = False
-    admin_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port_below_ephemeral)
     key_file: Path | None = None  # the leader's cluster key
     proc: subprocess.Popen[bytes] | None = None
 

@@ -52,7 +52,7 @@ import psutil
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.handlers.api import DeadLetterSink, HandlerResult, HandlerSettings, JobInput
-from actorsys.netutil import free_port
+from actorsys.netutil import free_port_below_ephemeral
 from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
 from tests.support.daemon import DaemonProcess, new_daemon, write_config
 from tests.support.handlers import FaultyHandler
@@ -879,7 +879,7 @@ def broker_late(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
     later, on that very port. Uses a broker of its own (``broker`` is ignored)."""
     from confluent_kafka.admin import AdminClient
 
-    port = free_port()
+    port = free_port_below_ephemeral()  # the daemon's actors bind port 0 meanwhile
     bootstrap = f"127.0.0.1:{port}"
     late = EmbeddedBroker(port=port)
     try:

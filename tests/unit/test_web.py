@@ -224,3 +224,15 @@ def test_readyz_status_metrics_and_unknown_paths(serve: Serve) -> None:
     assert get(server, "/metrics")[0] == 200
     status, body = get_json(server, "/nope")
     assert status == 404 and "/healthz" in body["endpoints"]
+
+
+def test_a_port_already_taken_is_a_plain_os_error(tmp_path: Path) -> None:
+    # Given a port something else listens on
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When the server is started there, Then it fails with the OS's reason
+        # (which the daemon turns into one line), not with its own AttributeError
+        with pytest.raises(OSError, match="in use"):
+            start_http_server("127.0.0.1", port, str(tmp_path), lambda: {}, lambda: (True, {}))
