@@ -71,7 +71,8 @@ def consumer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, 
     those settings are applied last, and the configuration refuses them
     anyway. The consumer is tuned so it does not idle when its queue fills
     (``fetch.queue.backoff.ms``: librdkafka's default 1000 ms cost 3x
-    throughput in measurements; see ARCHITECTURE.md).
+    throughput in measurements: it idles a fast consumer for a second each time its
+    local queue fills).
     """
     kafka = config.kafka
     props = {

@@ -1,4 +1,4 @@
-"""Fault injection, flow side (issue 3, item 6): overload, SIGTERM under load,
+"""Fault injection, flow side: overload, SIGTERM under load,
 the broker frozen or late, records the handler must reject.
 
 Each test runs one scenario of ``tests.support.scenarios_flow`` (the same

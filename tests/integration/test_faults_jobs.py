@@ -1,5 +1,5 @@
 """Fault injection around jobs, workers and group membership, against the real
-embedded broker and real daemons (issue 3, item 6). Each test runs one
+embedded broker and real daemons. Each test runs one
 scenario of ``tests.support.scenarios_jobs`` (also `scripts/chaos.py NAME`);
 the scenario injects the fault and asserts the exactly-once output check, the
 test prints its figures and checks the fault really happened."""

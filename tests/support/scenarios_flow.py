@@ -1,4 +1,4 @@
-"""Fault scenarios around flow control, shutdown and the broker (issue 3, item 6).
+"""Fault scenarios around flow control, shutdown and the broker.
 
 Each scenario drives real ``actorsys run`` daemons against a real embedded
 broker, injects one fault for real, waits (deadline-bounded polls, never

@@ -1,4 +1,4 @@
-"""Fault scenarios around jobs, workers and group membership (issue 3, item 6).
+"""Fault scenarios around jobs, workers and group membership.
 
 Each scenario drives real ``actorsys run`` daemons against the real embedded
 broker, injects one fault for real, waits (deadline-bounded polls) until the
