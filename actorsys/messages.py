@@ -49,7 +49,6 @@ class JobManagerStart:
     config: AppConfig
     bootstrap_servers: str
     worker_master: Address
-    committer: Address = None  # format "delta": the raw table's committer
     # format "delta": every table's committer, by table name (raw, agg, agg_hourly)
     committers: tuple[tuple[str, Address], ...] = ()
 

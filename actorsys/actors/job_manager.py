@@ -142,8 +142,7 @@ class JobManager(ActorTypeDispatcher):
         self._store: JobStore | None = None
         self._worker_master: Any = None
         self._supervisor: Any = None
-        self._committer: Any = None  # format "delta": the raw table's committer
-        self._committers: dict[str, Any] = {}  # every table's committer, by table
+        self._committers: dict[str, Any] = {}  # format "delta": each table's committer
         # Attempts whose files the committers have not published yet, by (job,
         # token): their jobs stay RUNNING (a job is DONE once its rows are in).
         self._awaiting_commit: dict[tuple[int, int], _Publishing] = {}
@@ -186,7 +185,6 @@ class JobManager(ActorTypeDispatcher):
         self._config = msg.config
         self._bootstrap_servers = msg.bootstrap_servers
         self._worker_master = msg.worker_master
-        self._committer = msg.committer
         self._committers = dict(msg.committers)
         self._supervisor = sender
         jobs, flow = msg.config.jobs, msg.config.flow
@@ -221,8 +219,8 @@ class JobManager(ActorTypeDispatcher):
                 tables.idle_partition_s,
                 tables.recompact_delay_s,
             )
-            if self._committer is not None:  # where event time stands, from the table
-                self.send(self._committer, TableStateRequest())
+            if "raw" in self._committers:  # where event time stands, from the table
+                self.send(self._committers["raw"], TableStateRequest())
         self.send(sender, ComponentReady("job_manager"))
         self.send(self._worker_master, JobsAvailable())
         self.wakeupAfter(timedelta(seconds=TICK_S))
@@ -231,8 +229,6 @@ class JobManager(ActorTypeDispatcher):
         """A new committer knows nothing: hand it every unpublished attempt again
         (it publishes each once: the table's txn versions say what is in)."""
         self._committers[msg.table] = msg.committer
-        if msg.table == "raw":
-            self._committer = msg.committer
         for (job_id, token), publishing in list(self._awaiting_commit.items()):
             if msg.table in publishing.pending:
                 self._publish(job_id, token, publishing, msg.table)
@@ -485,7 +481,7 @@ class JobManager(ActorTypeDispatcher):
     def _record_done(self, job_id: int, token: int, entry: _Unrecorded) -> None:
         assert self._store is not None
         outcome = entry.outcome
-        if outcome.table_files and not outcome.committed and self._committer is not None:
+        if outcome.table_files and not outcome.committed and "raw" in self._committers:
             # Written, not yet published: the worker is free, the job stays RUNNING.
             record = self._store.get(job_id)
             if record is None:
@@ -512,7 +508,7 @@ class JobManager(ActorTypeDispatcher):
     def _publish(self, job_id: int, token: int, publishing: _Publishing, table: str) -> None:
         """Hand one table's part of an attempt to that table's committer."""
         record, files = publishing.record, publishing.files_of(table)
-        committer = self._committers.get(table, self._committer if table == "raw" else None)
+        committer = self._committers.get(table)
         if committer is None:
             return
         if record.kind is JobKind.COMPACT:

@@ -154,7 +154,6 @@ class Supervisor(ActorTypeDispatcher):
                     cfg,
                     servers,
                     self._children[WORKER_MASTER],
-                    self._children.get(COMMITTER),
                     tuple(
                         (role.split(":", 1)[1], self._children[role])
                         for role in COMMITTERS

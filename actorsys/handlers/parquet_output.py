@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -47,12 +48,13 @@ OUTPUT_TREES = ("raw", "agg")
 ORPHAN_MIN_AGE_S = 60.0
 
 
-def raw_schema(metrics: tuple[str, ...]) -> pa.Schema:
-    """The schema of the ``raw`` table: one row per valid record."""
+def raw_schema(metrics: Sequence[str], ts_type: pa.DataType = TIMESTAMP_MS_UTC) -> pa.Schema:
+    """The schema of ``raw`` rows, one per valid record (plain Parquet keeps
+    millisecond timestamps; tables use microseconds, Delta's unit)."""
     return pa.schema(
         [
             pa.field("device_id", pa.string(), nullable=False),
-            pa.field("ts", TIMESTAMP_MS_UTC, nullable=False),
+            pa.field("ts", ts_type, nullable=False),
             *(pa.field(name, pa.float64()) for name in metrics),
             pa.field("_topic", pa.string(), nullable=False),
             pa.field("_partition", pa.int32(), nullable=False),

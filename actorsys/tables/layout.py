@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from actorsys.fsutil import ensure_directory, fsync_directory
+from actorsys.handlers.parquet_output import raw_schema
 
 if TYPE_CHECKING:
     # deltalake starts a thread when imported: only the committer's process
@@ -75,16 +76,7 @@ def raw_file_schema(metrics: Sequence[str]) -> pa.Schema:
     coordinates; a metric may not reuse a fixed or partition column's name.
     """
     _check_metric_names(metrics)
-    return pa.schema(
-        [
-            pa.field("device_id", pa.string(), nullable=False),
-            pa.field("ts", TIMESTAMP_US_UTC, nullable=False),
-            *(pa.field(name, pa.float64()) for name in metrics),
-            pa.field("_topic", pa.string(), nullable=False),
-            pa.field("_partition", pa.int32(), nullable=False),
-            pa.field("_offset", pa.int64(), nullable=False),
-        ]
-    )
+    return raw_schema(metrics, TIMESTAMP_US_UTC)
 
 
 def raw_table_schema(metrics: Sequence[str]) -> pa.Schema:

@@ -20,7 +20,7 @@ from actorsys.cluster_key import format_key, generate_key
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.simulator import create_topic_if_missing, produce
 from tests.support.checks import committed_offsets
-from tests.support.daemon import DaemonProcess, topic_daemon
+from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.hostile import marker_pickle, raw_frame
 from tests.support.member import MemberProcess
 from tests.support.waiting import wait_for
@@ -49,9 +49,7 @@ def test_every_listener_of_a_running_daemon_is_on_loopback(
     # Given a daemon started with the default settings
     create_topic_if_missing(broker.bootstrap_servers, topic, 4)
     daemon = _daemon(tmp_path, broker, topic)
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     # Then every socket any of its processes listens on is bound to 127.0.0.1
     listeners = _listeners(daemon)
     processes = {pid for pids in listeners.values() for pid in pids}
@@ -119,9 +117,7 @@ def test_a_hostile_peer_runs_no_code_and_records_keep_flowing_at_their_rate(
     partitions = 2
     create_topic_if_missing(broker.bootstrap_servers, topic, partitions)
     daemon = _daemon(tmp_path, broker, topic, batching={"max_records": 2000, "linger_ms": 200})
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     stop = threading.Event()
     feeder = threading.Thread(
         target=produce,
@@ -174,9 +170,7 @@ def test_a_worker_host_with_the_wrong_key_is_refused_and_shown_in_status(
     # Given a leader, and a worker host given a key of its own
     create_topic_if_missing(broker.bootstrap_servers, topic, 1)
     leader = _daemon(tmp_path, broker, topic)
-    daemons.append(leader)
-    leader.start()
-    leader.wait_ready()
+    start_ready(daemons, leader)
     wrong = tmp_path / "wrong.key"
     wrong.write_text(format_key(generate_key()))
     wrong.chmod(0o600)

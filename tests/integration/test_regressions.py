@@ -23,7 +23,7 @@ from actorsys.jobs.open import open_job_store
 from actorsys.procs import admin_process
 from actorsys.simulator import create_topic_if_missing, produce
 from tests.support.checks import raw_positions, valid_positions, wait_complete
-from tests.support.daemon import DaemonProcess, topic_daemon
+from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -225,9 +225,7 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
             jobs={"max_attempts": 2, "retry_backoff_initial_s": 0.2, "retry_backoff_max_s": 1.0},
             batching={"max_records": 500, "linger_ms": 200},
         )
-        daemons.append(daemon)
-        daemon.start()
-        daemon.wait_ready()
+        start_ready(daemons, daemon)
         ballast = _fill(disk)
         feed = {"devices": 20, "rate": 0, "malformed_ratio": 0.0, "partitions": 2}
         produce(broker.bootstrap_servers, topic, count=2000, seed=6, **feed)
@@ -264,9 +262,7 @@ def test_a_restart_right_after_kill_9_waits_for_the_previous_actor_system(
     # takes up to ~2 s to notice and end itself)
     create_topic_if_missing(broker.bootstrap_servers, topic, 1)
     first = _daemon(tmp_path, broker, topic, "first")
-    daemons.append(first)
-    first.start()
-    first.wait_ready()
+    start_ready(daemons, first)
     assert first.proc is not None
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
@@ -328,9 +324,7 @@ def test_at_start_counters_exist_at_zero_and_orphaned_temp_files_are_gone(
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     # When the daemon starts
     daemon = _daemon(tmp_path, broker, topic)
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     # Then the orphan is gone, the finished file is kept, and every counter exists at 0
     assert not orphan.exists() and finished.exists()
     assert "removed 1 orphaned temporary output file(s)" in daemon.log_path.read_text()
@@ -356,9 +350,7 @@ def test_the_daemon_exits_non_zero_when_thespians_admin_is_gone(
     # Given a running daemon
     create_topic_if_missing(broker.bootstrap_servers, topic, 1)
     daemon = _daemon(tmp_path, broker, topic)
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     admin = admin_process(daemon.admin_port)
     assert admin is not None
     # When Thespian's admin process dies (nothing would ever restart it)

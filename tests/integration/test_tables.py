@@ -23,7 +23,7 @@ from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
 from actorsys.tables.delta import app_id
 from tests.support.checks import valid_positions, wait_complete
-from tests.support.daemon import DaemonProcess, topic_daemon
+from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -130,9 +130,7 @@ def test_table_output_is_exactly_once_at_every_instant_a_reader_looks(
     # Given a daemon writing a Delta table, and a reader polling it throughout
     create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
     daemon = _daemon(tmp_path, broker, topic)
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     raw = tmp_path / "out" / "raw"
     with _Reader(raw, topic).polling() as reader:
         # When records stream in at 4,000/s for 5 s
@@ -162,9 +160,7 @@ def test_kill_9_of_every_process_while_committing_then_restart_is_exactly_once(
     # Given a daemon committing to its table while records stream in
     create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
     daemon = _daemon(tmp_path, broker, topic)
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     raw = tmp_path / "out" / "raw"
     with _Reader(raw, topic).polling() as reader:
         feed = _feed(broker, topic, 30_000, 3_000)
@@ -211,9 +207,7 @@ def test_closed_hours_are_compacted_with_exact_final_aggregates_and_late_records
             "recompact_delay_s": 1.0,
         },
     )
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     raw, agg = tmp_path / "out" / "raw", tmp_path / "out" / "agg"
     with _Reader(raw, topic).polling() as reader:
         # When 30,000 records stream in over ~10 s, spanning ~1.7 event hours,
@@ -272,9 +266,7 @@ def test_actorsys_compact_compacts_open_hours_on_demand(
     # Given records of an hour that is still open (real time: it closes in an hour)
     create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
     daemon = _daemon(tmp_path, broker, topic)
-    daemons.append(daemon)
-    daemon.start()
-    daemon.wait_ready()
+    start_ready(daemons, daemon)
     report = _feed(broker, topic, 3_000, 0).result()
     job_store = f"sqlite:///{tmp_path}/jobs.db"
     wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)

@@ -228,3 +228,12 @@ def topic_daemon(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     return daemon
+
+
+def start_ready(daemons: list[Any], daemon: DaemonProcess, timeout_s: float = 60) -> DaemonProcess:
+    """Start ``daemon``, registered first in the ``daemons`` fixture (so it is
+    cleaned up whatever happens), and wait until /readyz says ready."""
+    daemons.append(daemon)
+    daemon.start()
+    daemon.wait_ready(timeout_s)
+    return daemon
