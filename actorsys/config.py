@@ -259,10 +259,12 @@ class WorkersConfig:
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
     dir: str = "./data"
-    # "parquet": plain files per job (raw + per-job agg), published when written.
-    # "delta": <dir>/raw is a Delta table; workers write data files and one
-    # committer publishes them in atomic commits that record the Kafka offsets.
-    format: str = "parquet"
+    # "delta": <dir>/raw, agg and agg_hourly are Delta tables; workers write data
+    # files and one committer per table publishes them in atomic commits that
+    # record the Kafka offsets; closed hours are compacted, agg is final.
+    # "parquet": plain files per job (raw + per-job partial agg), published when
+    # written, with no snapshot isolation.
+    format: str = "delta"
     handler: str = ""  # "" = the IoT handler of the format
     metrics: tuple[str, ...] = ("temperature", "humidity", "battery")
     # Passed to the handler factory as HandlerSettings.options.

@@ -44,6 +44,7 @@ from actorsys.messages import (
     SupervisorStart,
 )
 from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.tables.format_guard import check_output_format
 from actorsys.transport_security import TransportSettings, rejected_peers
 
 log = logging.getLogger("actorsys.daemon")
@@ -169,6 +170,7 @@ class Daemon:
             raise ConfigError(
                 f"[output] dir {str(output)!r} is not writable: {exc.strerror}"
             ) from None
+        check_output_format(output, self.config.output.format)
         store = open_job_store(self.config.jobs.store)  # a clear error now, not in an actor
         store.close()
         # Temporary files of writers killed mid-write (no worker runs yet; a file

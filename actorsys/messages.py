@@ -407,11 +407,14 @@ class JobsCommitted:
 @dataclass(frozen=True, slots=True)
 class CommitRejected:
     """Committer -> JobManager: this attempt's files cannot be published (one is
-    missing or changed): the attempt fails and the job runs again."""
+    missing or changed, or the commit failed): the attempt fails and the job
+    runs again. ``transient``: an output fault (a full disk), which costs the
+    job no attempt."""
 
     job_id: int
     token: int
     reason: str
+    transient: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +461,15 @@ class StopConsuming:
 class ConsumingStopped:
     committed: tuple[tuple[str, int, int], ...]
     clean: bool  # every open batch was ACKed and committed before the deadline
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitHeldBatches:
+    """Supervisor -> JobManager: the daemon is draining, so persist and ACK every
+    batch, held ones included, past ``max_pending_jobs``. Consuming has stopped,
+    so back-pressure has nothing left to slow; what is held is already bounded
+    by the in-flight byte cap; and every batch ACKed now is committed before
+    exit instead of being read again after the restart."""
 
 
 @dataclass(frozen=True, slots=True)

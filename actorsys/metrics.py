@@ -30,8 +30,9 @@ Rules this module keeps
 - Multiprocess mode cannot delete a labelled series. A series that must
   disappear (a revoked partition) is set to NaN, a *tombstone*, and
   ``actorsys.web.MultiProcessView`` leaves NaN gauge samples out of the exposition.
-- Labels are bounded: topic, partition, host, role and small enums (reason,
-  status, verdict, kind, outcome, operation, error). Never job ids or offsets.
+- Labels are bounded: topic, partition, host, role, table (raw, agg,
+  agg_hourly) and small enums (reason, status, verdict, kind, outcome,
+  operation, error). Never job ids, offsets, paths or event hours.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ LABELS = frozenset(
         "operation",
         "error",
         "version",
+        "table",
     }
 )
 FRAME_REJECT_REASONS = ("bad_mac", "too_large", "malformed")
@@ -348,12 +350,71 @@ WORKERS_REPLACED = _counter(
 
 COMPACTIONS = _counter(
     "actorsys_compactions_total",
-    "Closed event-time hours rewritten into few sorted files, with their final aggregates.",
+    "Compactions of closed event-time hours, by outcome: done (the hour rewritten into few "
+    "sorted files and its final aggregates published, once per job), retried (an attempt "
+    "failed and runs again), failed (the job FAILED after its last attempt).",
+    ("outcome",),
 )
 OPEN_WINDOWS = _gauge(
     "actorsys_open_windows",
     "Event-time hours of the raw table that still hold uncompacted ingestion files.",
     mode="livemostrecent",
+)
+WATERMARK = _gauge(
+    "actorsys_watermark_seconds",
+    "The partition's event-time watermark as a Unix time: the newest event time (ts) among "
+    "the rows it has committed to the raw table, as the JobManager's windows see it. "
+    "time() minus this is how far event time lags.",
+    TP,
+    mode="livemostrecent",
+)
+LATE_RECORDS = _counter(
+    "actorsys_late_records_total",
+    "Valid records committed to the raw table for an event hour that was already closed for "
+    "their partition (its watermark past the hour's end plus tables.allowed_lateness_s) or "
+    "compacted: such an hour is compacted again. Counted per job and hour from the rows of "
+    "its files (after a restart, compactions before it are known only through watermarks).",
+    ("topic",),
+)
+TABLE_FILES = _gauge(
+    "actorsys_table_files",
+    "Data files in the table's current version, as its Committer last committed or read it.",
+    ("table",),
+    mode="livemostrecent",
+)
+TABLE_BYTES = _gauge(
+    "actorsys_table_bytes",
+    "Bytes of the data files in the table's current version (Delta add sizes).",
+    ("table",),
+    mode="livemostrecent",
+)
+TABLE_FILES_PER_CLOSED_HOUR = _gauge(
+    "actorsys_table_files_per_closed_hour",
+    "The most data files any closed event hour of the table holds; an hour counts as closed "
+    "once it holds compacted files (so every hour of agg and agg_hourly). Above the "
+    "compaction's own output it counts late ingestion files waiting for recompaction.",
+    ("table",),
+    mode="livemostrecent",
+)
+TABLE_COMMIT_LATENCY = _histogram(
+    "actorsys_table_commit_seconds",
+    "Time of one successful Delta commit by the table's Committer, by kind (append: "
+    "ingestion files and offsets; replace: a compaction, including its refresh).",
+    ("table", "kind"),
+    buckets=_LATENCY_BUCKETS,
+)
+TABLE_COMMITS = _counter(
+    "actorsys_table_commits_total",
+    "Delta commits the table's Committer attempted, by kind (append, replace) and outcome "
+    "(done; conflict: another writer committed first, re-checked and retried; rejected: a "
+    "file vanished or a compaction's files were already replaced).",
+    ("table", "kind", "outcome"),
+)
+TABLE_FILES_ADDED = _counter(
+    "actorsys_table_files_added_total",
+    "Data files added to the table by successful commits, by kind (append, replace); over "
+    'actorsys_table_commits_total{outcome="done"}, the files per commit.',
+    ("table", "kind"),
 )
 
 # --- the actor transport (every process with a Thespian endpoint) ---------------------------
@@ -398,6 +459,9 @@ BUILD_INFO = _gauge(
 )
 
 ACK_OUTCOMES = ("done", "failed")
+COMPACTION_OUTCOMES = ("done", "retried", "failed")
+TABLE_COMMIT_KINDS = ("append", "replace")
+TABLE_COMMIT_OUTCOMES = ("done", "conflict", "rejected")
 ATTEMPT_FAILURE_REASONS = ("handler_error", "worker_lost", "timeout")
 _MEMORY_EVERY_S = 2.0
 
@@ -731,14 +795,16 @@ CHAIN_VERDICTS = ("store", "duplicate", "trim", "gap", "out_of_order")
 def initialise(topics: Iterable[str]) -> None:
     """Create every counter and histogram series whose labels are known up front,
     at 0. Called once by the daemon at start; per-partition series are created
-    when a partition is assigned (``partition_assigned``)."""
+    when a partition is assigned (``partition_assigned``), per-table ones when
+    the table's Committer starts (``table_opened``)."""
     if (m := _get()) is None:
         return
     topics = tuple(topics)
     known: dict[MetricSpec, Iterable[tuple[object, ...]]] = {
         COMMITS: [()],
         COMMIT_FAILURES: [()],
-        COMPACTIONS: [()],
+        COMPACTIONS: [(o,) for o in COMPACTION_OUTCOMES],
+        LATE_RECORDS: [(t,) for t in topics],
         JOB_ATTEMPTS: [()],
         JOB_RETRIES: [()],
         STALE_COMPLETIONS: [()],
@@ -771,11 +837,148 @@ def partition_assigned(topic: str, partition: int) -> None:
         m.child(spec, topic, partition).inc(0)
 
 
+# --- helpers: tables (format "delta") ---------------------------------------------------------
+
+
 def compaction_done() -> None:
+    """A compaction job finished: its hour is published in every table."""
     if (m := _get()) is not None:
-        m.child(COMPACTIONS).inc()
+        m.child(COMPACTIONS, "done").inc()
+
+
+def compaction_failed(final: bool) -> None:
+    """A compaction attempt failed: ``final`` when the job is now FAILED, else
+    it runs again."""
+    if (m := _get()) is not None:
+        m.child(COMPACTIONS, "failed" if final else "retried").inc()
 
 
 def open_windows(count: int) -> None:
     if (m := _get()) is not None:
         m.child(OPEN_WINDOWS).set(count)
+
+
+def watermark(topic: str, partition: int, event_ms: int | None) -> None:
+    """The partition's watermark (epoch ms) moved, or was restored; None or 0
+    (no event time known) leaves the gauge as it was."""
+    if event_ms and (m := _get()) is not None:
+        m.child(WATERMARK, topic, partition).set(event_ms / 1000)
+
+
+def late_records(topic: str, count: int) -> None:
+    if count and (m := _get()) is not None:
+        m.child(LATE_RECORDS, topic).inc(count)
+
+
+def table_opened(table: str, kinds: Iterable[str] = TABLE_COMMIT_KINDS) -> None:
+    """The table's Committer started: its counters and histograms exist at 0,
+    for the ``kinds`` of commit it makes."""
+    if (m := _get()) is None:
+        return
+    for kind in kinds:
+        m.child(TABLE_COMMIT_LATENCY, table, kind)
+        m.child(TABLE_FILES_ADDED, table, kind).inc(0)
+        for outcome in TABLE_COMMIT_OUTCOMES:
+            m.child(TABLE_COMMITS, table, kind, outcome).inc(0)
+
+
+def table_commit(
+    table: str, kind: str, outcome: str, duration_s: float | None = None, files: int = 0
+) -> None:
+    """One commit attempt; a ``done`` one with its duration and files added."""
+    if (m := _get()) is None:
+        return
+    m.child(TABLE_COMMITS, table, kind, outcome).inc()
+    if outcome == "done":
+        if duration_s is not None:
+            m.child(TABLE_COMMIT_LATENCY, table, kind).observe(duration_s)
+        m.child(TABLE_FILES_ADDED, table, kind).inc(files)
+
+
+# An ingestion file's name; every other data file is a compaction's output
+# (the rule the Committer's TableStateRequest uses too).
+INGESTION_FILE_PREFIX = "part-"
+
+
+class TableFiles:
+    """The data files of one table's current version, per event hour, kept up
+    to date from its Committer's own commits, so that the table gauges need no
+    listing of the table per commit.
+
+    ``reset`` takes a full listing (at start, and whenever a commit does not
+    follow the version known here: another writer committed, or a vacuum
+    wrote its own commits); ``changed`` applies one commit and says False when
+    it cannot (a version gap, or removing a file not known here): list again.
+    Holds one int per active file; an hour is its path's directory
+    (``date=…/hour=…``).
+    """
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.version: int | None = None
+        self._hours: dict[str, dict[str, int]] = {}  # hour -> path -> size
+        self._compacted: dict[str, int] = {}  # hour -> its compaction files (only if > 0)
+        self._files = 0
+        self._bytes = 0
+
+    def reset(self, version: int, files: Iterable[tuple[str, int]]) -> None:
+        self._hours, self._compacted = {}, {}
+        self._files = self._bytes = 0
+        self._add(files)
+        self.version = version
+
+    def changed(
+        self, version: int, added: Iterable[tuple[str, int]], removed: Iterable[str] = ()
+    ) -> bool:
+        if self.version is None or version != self.version + 1:
+            return False
+        removed = set(removed)
+        if any(path not in self._hours.get(_hour_dir(path), ()) for path in removed):
+            return False
+        for path in removed:
+            hour = _hour_dir(path)
+            self._bytes -= self._hours[hour].pop(path)
+            self._files -= 1
+            if not self._hours[hour]:
+                del self._hours[hour]
+            if not _ingestion_file(path):
+                self._compacted[hour] -= 1
+                if not self._compacted[hour]:
+                    del self._compacted[hour]
+        self._add(added)
+        self.version = version
+        return True
+
+    def totals(self) -> tuple[int, int, int]:
+        """Files, bytes, and the most files of any closed (compacted) hour."""
+        per_closed_hour = max((len(self._hours[hour]) for hour in self._compacted), default=0)
+        return self._files, self._bytes, per_closed_hour
+
+    def publish(self) -> None:
+        if (m := _get()) is None:
+            return
+        files, nbytes, per_closed_hour = self.totals()
+        m.child(TABLE_FILES, self.table).set(files)
+        m.child(TABLE_BYTES, self.table).set(nbytes)
+        m.child(TABLE_FILES_PER_CLOSED_HOUR, self.table).set(per_closed_hour)
+
+    def _add(self, files: Iterable[tuple[str, int]]) -> None:
+        for path, size in files:
+            hour = _hour_dir(path)
+            known = self._hours.setdefault(hour, {})
+            if path in known:  # the same file twice: a replace, not an add
+                self._bytes -= known[path]
+            else:
+                self._files += 1
+                if not _ingestion_file(path):
+                    self._compacted[hour] = self._compacted.get(hour, 0) + 1
+            known[path] = size
+            self._bytes += size
+
+
+def _hour_dir(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _ingestion_file(path: str) -> bool:
+    return path.rpartition("/")[2].startswith(INGESTION_FILE_PREFIX)

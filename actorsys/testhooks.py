@@ -7,14 +7,34 @@ Set in the daemon's environment (actor processes inherit it):
 * ``ACTORSYS_CHAOS_SEED`` — seed, for repeatable runs.
 
 They exercise the guaranteed-delivery protocol with lost and duplicated
-actor messages; production never sets them.
+actor messages. And, for a fault to strike in the middle of a compaction
+(a kill -9, a full disk) rather than by luck of timing:
+
+* ``ACTORSYS_CHAOS_COMPACTION_DELAY_S`` — every compaction pauses this long
+  (seconds; unset or 0: no pause) at one stage of its work;
+* ``ACTORSYS_CHAOS_COMPACTION_STAGE`` — which: ``written`` (the default:
+  every file written, before the worker hands them to the committers) or
+  ``start`` (inputs listed, nothing written yet);
+* ``ACTORSYS_CHAOS_DIR`` — where a pausing compaction reports: it creates
+  ``compaction-j<job>-a<attempt>-<stage>.json`` (job, attempt, stage, pid and
+  the files written so far, per table, relative to the table's root) as the
+  pause begins. The pause ends early once that file is deleted, and no
+  compaction pauses while a file ``resume`` exists there.
+
+Production never sets them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+COMPACTION_STAGES = ("start", "written")
 
 
 def _ratio(name: str) -> float:
@@ -46,3 +66,37 @@ class ChaosHooks:
 
     def duplicate_batch(self) -> bool:
         return self.duplicate_batch_ratio > 0 and self.rng.random() < self.duplicate_batch_ratio
+
+
+def compaction_pause(
+    stage: str, job_id: int, attempt: int, files: Mapping[str, Sequence[str]]
+) -> None:
+    """Where a compaction reaches ``stage`` (one of ``COMPACTION_STAGES``):
+    pause there if the environment asks for it (see the module docstring).
+    ``files`` are what it has written so far, per table."""
+    try:
+        delay_s = float(os.environ.get("ACTORSYS_CHAOS_COMPACTION_DELAY_S", "") or 0.0)
+    except ValueError:
+        return
+    wanted = os.environ.get("ACTORSYS_CHAOS_COMPACTION_STAGE", "") or "written"
+    if delay_s <= 0 or stage != wanted:
+        return
+    directory = os.environ.get("ACTORSYS_CHAOS_DIR", "")
+    marker = None
+    if directory:
+        if (Path(directory) / "resume").exists():
+            return
+        marker = Path(directory) / f"compaction-j{job_id}-a{attempt}-{stage}.json"
+        report = {
+            "job_id": job_id,
+            "attempt": attempt,
+            "stage": stage,
+            "pid": os.getpid(),
+            "files": {table: list(paths) for table, paths in files.items()},
+        }
+        partial = marker.with_name(f".{marker.name}.partial")
+        partial.write_text(json.dumps(report))
+        partial.replace(marker)  # whole or absent, for the test that waits for it
+    deadline = time.monotonic() + delay_s
+    while time.monotonic() < deadline and (marker is None or marker.exists()):
+        time.sleep(0.05)

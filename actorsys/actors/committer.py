@@ -63,6 +63,10 @@ class Committer(ActorTypeDispatcher):
         self._vacuum_retention_s = 3_600.0
         self._vacuum_every_s = 600.0
         self._vacuumed_at = 0.0
+        self._files: metrics.TableFiles | None = None  # with metrics on only
+        # A plan whose commit raised (a full disk...): (plan, started) until the
+        # table says whether it landed.
+        self._unsettled: tuple[Any, float] | None = None
 
     def receiveMsg_CommitterStart(self, msg: CommitterStart, sender: Any) -> None:
         # deltalake starts a runtime of threads: import it here, in the process
@@ -91,6 +95,12 @@ class Committer(ActorTypeDispatcher):
             self.send(sender, StartFailed(role, f"cannot open table {msg.table}: {exc}"))
             return
         self._queue = CommitQueue(tables.commit_interval_ms / 1000, tables.max_files_per_commit)
+        metrics.table_opened(
+            msg.table, ("append", "replace") if msg.table == "raw" else ("replace",)
+        )
+        if metrics.enabled():
+            self._files = metrics.TableFiles(msg.table)
+            self._table_files_changed(-1, ())  # a full listing, once
         self._vacuum_retention_s = tables.vacuum_retention_s
         self._vacuum_every_s = tables.vacuum_interval_s
         self._vacuumed_at = time.monotonic()
@@ -126,24 +136,68 @@ class Committer(ActorTypeDispatcher):
             removes = msg.removes
             if removes is None:  # an aggregate table: this hour's rows are replaced whole
                 removes = tuple(sorted(self._store.active_paths(dict(msg.partition))))
+            started = time.monotonic()
             try:
                 version = self._store.commit_replace(
                     removes, adds, info={"actorsys.compaction": msg.job_id}
                 )
             except CommitConflict:
+                metrics.table_commit(self._table_name, "replace", "conflict")
                 self.stats["conflicts"] += 1
                 self._store.refresh()
                 continue
             except StaleRemove as exc:
                 # Another attempt compacted these files already: this one is stale.
+                metrics.table_commit(self._table_name, "replace", "rejected")
                 for data_file in adds:
                     (self._store.root / data_file.path).unlink(missing_ok=True)
                 self.send(sender, CommitRejected(msg.job_id, msg.token, str(exc)))
                 return
+            except Exception as exc:  # a full disk, an I/O error: did it land?
+                self._replace_failed(msg, adds, removes, exc, sender)
+                return
+            metrics.table_commit(
+                self._table_name, "replace", "done", time.monotonic() - started, len(adds)
+            )
             self.stats["compactions"] = self.stats.get("compactions", 0) + 1
             self.send(sender, JobsCommitted(self._table_name, ((msg.job_id, msg.token),), version))
+            self._table_files_changed(version, adds, removes)
             return
         self.send(sender, CommitRejected(msg.job_id, msg.token, "the table kept changing"))
+
+    def _replace_failed(
+        self, msg: ReplaceFiles, adds: list[Any], removes: tuple[str, ...], exc: Exception,
+        sender: Any,
+    ) -> None:  # fmt: skip
+        """A compaction's commit raised something else than a conflict (a full
+        disk: ENOSPC writing the log). The table, read again, says whether it
+        landed: then the attempt is committed. If not, the attempt fails (as a
+        transient fault, when it is one: no attempt of the job's budget used)
+        and its files go, as no commit references them. If the table cannot be
+        read either, it fails all the same and its files stay for the start-up
+        sweep: the retry compacts whatever the table then holds, so the hour's
+        rows are in it once either way."""
+        from actorsys.jobs.output_health import is_transient
+
+        active: set[str] | None
+        try:
+            self._store.refresh()
+            active = self._store.active_paths()
+        except Exception:  # the outcome stays unknown: settled by the retry
+            active = None
+        if active is not None and all(f.path in active for f in adds) and not active & set(removes):
+            version = self._store.version
+            self.stats["compactions"] = self.stats.get("compactions", 0) + 1
+            self.send(sender, JobsCommitted(self._table_name, ((msg.job_id, msg.token),), version))
+            self._table_files_changed(version, adds, removes)
+            return
+        for data_file in adds if active is not None else ():
+            if data_file.path not in active:
+                (self._store.root / data_file.path).unlink(missing_ok=True)
+        self._errors.log(logging.WARNING, "replace", "table %s: compaction job %d not committed: "
+                         "%s", self._table_name, msg.job_id, exc)  # fmt: skip
+        reason = f"cannot commit: {exc}"
+        self.send(sender, CommitRejected(msg.job_id, msg.token, reason, is_transient(exc)))
 
     def receiveMsg_TableStateRequest(self, msg: TableStateRequest, sender: Any) -> None:
         """Where event time stands and which hours still hold ingestion files,
@@ -197,7 +251,9 @@ class Committer(ActorTypeDispatcher):
             self.send(self.myAddress, ActorExitRequest())
             return
         self._drop_duplicates()
-        if self._queue.due(time.monotonic()):
+        if self._unsettled is not None:
+            self._settle()
+        elif self._queue.due(time.monotonic()):
             self._commit()
         if time.monotonic() - self._vacuumed_at >= self._vacuum_every_s:
             self._vacuum()
@@ -239,6 +295,7 @@ class Committer(ActorTypeDispatcher):
             )
         except (CommitConflict, OffsetsAlreadyCommitted) as exc:
             # Another writer committed meanwhile: re-read where the table stands.
+            metrics.table_commit(self._table_name, "append", "conflict")
             self.stats["conflicts"] += 1
             self._queue.conflicted()
             self._errors.log(logging.WARNING, "conflict", "table %s: %s; re-checking",
@@ -248,13 +305,75 @@ class Committer(ActorTypeDispatcher):
                 self._queue.known_version(key, self._store.txn_version(app_id(*key)))
             return
         except MissingDataFile as exc:
+            metrics.table_commit(self._table_name, "append", "rejected")
             self._reject_missing(plan, str(exc))
             return
+        except Exception as exc:  # a full disk, an I/O error: the outcome is unknown
+            self._errors.log(logging.WARNING, "commit", "table %s: commit failed: %s",
+                             self._table_name, exc)  # fmt: skip
+            self._unsettled = (plan, started)
+            self._settle()
+            return
+        self._committed(plan, version, started)
+
+    def _settle(self) -> None:
+        """After a commit that raised: the table's txn versions say whether the
+        plan landed (then it is committed, as if the commit had returned) or
+        not (then as after a conflict: its jobs are planned again). Nothing else
+        is committed until the table can be read: a plan made meanwhile could
+        take the landed jobs for duplicates, and delete files the table holds."""
+        from actorsys.tables.delta import app_id
+
+        assert self._unsettled is not None
+        plan, started = self._unsettled
+        try:
+            version = self._store.refresh()
+            landed = bool(plan.txns) and all(
+                self._store.txn_version(app_id(*key)) == end for key, end in plan.txns.items()
+            )
+        except Exception as exc:  # cannot read it now: try again next tick
+            self._errors.log(logging.WARNING, "settle", "table %s: cannot read it after a "
+                             "failed commit: %s", self._table_name, exc)  # fmt: skip
+            return
+        self._unsettled = None
+        if landed:
+            self._committed(plan, version, started)
+            return
+        self._queue.conflicted()
+        for key in self._known:
+            self._queue.known_version(key, self._store.txn_version(app_id(*key)))
+
+    def _committed(self, plan: Any, version: int, started: float) -> None:
+        """The commit of ``plan`` made ``version``: its jobs are done."""
         self._queue.committed(plan)
         self._last_commit_s = time.monotonic() - started
+        metrics.table_commit(
+            self._table_name, "append", "done", self._last_commit_s, len(plan.files)
+        )
         self.stats["commits"] += 1
         self.stats["jobs_committed"] += len(plan.jobs)
         self._reply([(j.job_id, j.token) for j in plan.jobs], version)
+        self._table_files_changed(version, plan.files)
+
+    def _table_files_changed(self, version: int, added: Any, removed: tuple[str, ...] = ()) -> None:
+        """Our commit made ``version``: the table gauges follow it, from the
+        files it added and removed, or from a listing of the snapshot held when
+        the table moved otherwise too (another writer, a vacuum's commits)."""
+        if self._files is None:
+            return
+        if not self._files.changed(version, ((f.path, f.size) for f in added), removed):
+            import pyarrow as pa
+
+            try:
+                actions = pa.table(self._store.table.get_add_actions(flatten=True))
+                paths = actions.column("path").to_pylist()
+                sizes = actions.column("size_bytes").to_pylist()
+                self._files.reset(self._store.version, zip(paths, sizes, strict=True))
+            except Exception as exc:  # a metric never stops the commits
+                self._errors.log(logging.WARNING, "table-files", "table %s: cannot list its "
+                                 "files for the metrics: %s", self._table_name, exc)  # fmt: skip
+                return
+        self._files.publish()
 
     def _vacuum(self) -> None:
         """Delete files compactions replaced, once no recent reader needs them."""

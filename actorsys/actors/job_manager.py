@@ -39,6 +39,7 @@ from actorsys.jobs.policy import RetryPolicy
 from actorsys.jobs.store import JobStore
 from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
+    AdmitHeldBatches,
     BatchAck,
     BatchHeld,
     BatchNotification,
@@ -157,6 +158,7 @@ class JobManager(ActorTypeDispatcher):
         self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION, max_bytes=0)
         self._output = OutputHealth(1.0, 300.0)
         self._quiesce: _Quiesce | None = None
+        self._admit_all = False  # draining: see AdmitHeldBatches
         self._retry: RetryPolicy | None = None
         self._rng = random.Random()
         self._errors = RateLimitedLog(log)
@@ -241,6 +243,8 @@ class JobManager(ActorTypeDispatcher):
             dirty.setdefault((topic, partition), []).append(hour_ms)
         watermarks = {(topic, partition): ms for topic, partition, ms in msg.watermarks}
         self._windows.restore(watermarks, dirty, time.monotonic())
+        for (topic, partition), event_ms in watermarks.items():
+            metrics.watermark(topic, partition, event_ms)
 
     def receiveMsg_JobsCommitted(self, msg: JobsCommitted, sender: Any) -> None:
         for job_id, token in msg.jobs:
@@ -274,14 +278,19 @@ class JobManager(ActorTypeDispatcher):
             return
         hours, newest = _event_hours(publishing.files_of("raw"))
         if hours:
-            self._windows.committed((record.topic, record.partition), hours, newest, now)
+            key = (record.topic, record.partition)
+            late = sum(rows for hour, rows in hours.items() if self._windows.late(key, hour))
+            self._windows.committed(key, hours, newest, now)
+            metrics.late_records(record.topic, late)
+            metrics.watermark(record.topic, record.partition, self._windows.watermark(key))
 
     def receiveMsg_CommitRejected(self, msg: CommitRejected, sender: Any) -> None:
         if self._awaiting_commit.pop((msg.job_id, msg.token), None) is None:
             return
         log.warning("job %d: its files cannot be published (%s); it runs again",
                     msg.job_id, msg.reason)  # fmt: skip
-        self._report("", None, "", msg.job_id, msg.token, _failed(msg.reason))
+        outcome = Outcome(done=False, error=msg.reason, transient=msg.transient)
+        self._report("", None, "", msg.job_id, msg.token, outcome)
 
     def receiveMsg_WorkerMasterMoved(self, msg: WorkerMasterMoved, sender: Any) -> None:
         self._worker_master = msg.worker_master
@@ -297,6 +306,8 @@ class JobManager(ActorTypeDispatcher):
         and the output can be written; otherwise their ACK is withheld, which
         pauses the partitions (back-pressure, never a buffer)."""
         assert self._config is not None
+        if self._admit_all:
+            return True
         return self._unfinished < self._config.flow.max_pending_jobs and self._output.healthy
 
     def receiveMsg_BatchNotification(self, msg: BatchNotification, sender: Any) -> None:
@@ -499,6 +510,7 @@ class JobManager(ActorTypeDispatcher):
             record = self._store.get(job_id)  # an empty compaction: nothing to publish
             if record is not None and record.window_ms is not None:
                 self._windows.compacted(record.window_ms, time.monotonic())
+                metrics.compaction_done()
         metrics.records_written(outcome.valid_records)
         metrics.dead_letters(outcome.dead_letters_by_reason)
         if self._output.succeeded():
@@ -554,6 +566,8 @@ class JobManager(ActorTypeDispatcher):
             self._stale(job_id, token, entry)
             return
         self.stats["attempts_failed"] += 1
+        if record is not None and record.kind is JobKind.COMPACT:
+            metrics.compaction_failed(final=status is JobStatus.FAILED)
         if outcome.transient:
             self.stats["transient_failures"] += 1
             metrics.job_retry_scheduled()
@@ -752,6 +766,10 @@ class JobManager(ActorTypeDispatcher):
             self.send(self._worker_master, JobsAvailable())
 
     # --- draining ----------------------------------------------------------------------------
+
+    def receiveMsg_AdmitHeldBatches(self, msg: AdmitHeldBatches, sender: Any) -> None:
+        self._admit_all = True
+        self._release_held()
 
     def receiveMsg_QuiesceJobs(self, msg: QuiesceJobs, sender: Any) -> None:
         self._quiesce = _Quiesce(time.monotonic() + msg.deadline_s, sender)

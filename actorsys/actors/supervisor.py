@@ -38,6 +38,7 @@ from actorsys.convention import (
     placed_on,
 )
 from actorsys.messages import (
+    AdmitHeldBatches,
     CommitterMoved,
     CommitterStart,
     ComponentReady,
@@ -337,6 +338,8 @@ class Supervisor(ActorTypeDispatcher):
         if not consumers:
             self._quiesce_jobs()
             return
+        if (manager := self._children.get(JOB_MANAGER)) is not None:
+            self.send(manager, AdmitHeldBatches())
         # Every consumer — this system's and the members' — flushes, waits for its
         # ACKs and commits, while the JobManager is still here to ACK.
         self._drain.waiting_for = list(consumers)

@@ -232,8 +232,9 @@ class Worker(ActorTypeDispatcher):
         its final aggregates; the committers publish them (nothing here does)."""
         from datetime import UTC, datetime
 
-        from actorsys.tables.compaction import compact_hour
         from deltalake import DeltaTable
+
+        from actorsys.tables.compaction import compact_hour
 
         assert self._start is not None and msg.window_ms is not None
         output, tables = self._start.config.output, self._start.config.tables

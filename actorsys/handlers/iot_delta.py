@@ -9,8 +9,9 @@ an attempt that is never committed are invisible to readers (not in the
 table's log) and are removed later (duplicates by the committer, orphans at
 start).
 
-Per-minute aggregates of table output are computed from closed windows, not
-per job; until that lands this handler writes ``raw`` only.
+It writes ``raw`` only: the final per-minute and per-hour aggregates are
+computed by compaction jobs, from whole closed windows
+(``actorsys.tables.compaction``), not per job.
 """
 
 from __future__ import annotations

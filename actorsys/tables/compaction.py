@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from actorsys import testhooks
 from actorsys.fsutil import ensure_directory, fsync_directory
 from actorsys.tables.layout import (
     COMPRESSION,
@@ -202,6 +203,7 @@ def compact_hour(
     job = _Job(partition, paths, tuple(metrics), job_id, attempt, version, row_group_rows)
     written = _Written()
     spill = raw_root / f".tmp-duckdb-{job_id}-{attempt}"
+    testhooks.compaction_pause("start", job_id, attempt, {})
     try:
         with _duckdb(spill, memory_limit) as con:
             raw = _write_raw(con, job, raw_root, target_file_bytes, written)
@@ -215,6 +217,16 @@ def compact_hour(
         raise
     finally:
         shutil.rmtree(spill, ignore_errors=True)
+    testhooks.compaction_pause(
+        "written",
+        job_id,
+        attempt,
+        {
+            "raw": [f.path for f in raw],
+            "agg": [f.path for f in agg],
+            "agg_hourly": [f.path for f in hourly],
+        },
+    )
     return CompactionResult(
         removes=removes,
         raw=tuple(raw),

@@ -169,6 +169,10 @@ class WindowTracker:
     def watermarks(self) -> dict[TopicPartition, int]:
         return dict(self._watermarks)
 
+    def watermark(self, key: TopicPartition) -> int | None:
+        """``key``'s watermark (epoch ms), or None before its first commit."""
+        return self._watermarks.get(key)
+
     def dirty(self) -> dict[TopicPartition, list[int]]:
         """Hours with uncompacted files, per partition: with ``watermarks``,
         what to persist for ``restore``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ from actorsys import metrics
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
-from actorsys.simulator import ProduceReport, produce
-from tests.support.checks import all_committed, jobs_unfinished
-from tests.support.daemon import DaemonProcess, new_daemon
+from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from tests.support.checks import all_committed, jobs_unfinished, wait_complete
+from tests.support.daemon import DaemonProcess, new_daemon, start_ready, topic_daemon
 from tests.support.prom import Exposition, run_promtool
 from tests.support.waiting import wait_for
 
@@ -42,7 +43,8 @@ def _daemon(tmp_path: Path, broker: EmbeddedBroker, topic: str, group: str = "g"
         group_id=group,
         output_dir=tmp_path / "out",
         job_store=f"sqlite:///{tmp_path}/jobs.db",
-        extra={"workers": {"count": WORKERS}},
+        # Plain Parquet whatever the default format: PARQUET_ROLES, no table metrics.
+        extra={"workers": {"count": WORKERS}, "output": {"format": "parquet"}},
     )
 
 
@@ -305,7 +307,7 @@ def test_a_rebalance_moves_partition_series_to_the_new_owner(
         group_id=group,
         output_dir=tmp_path / "out",
         job_store=f"sqlite:///{tmp_path}/jobs.db",
-        extra={"workers": {"count": 1}},
+        extra={"workers": {"count": 1}, "output": {"format": "parquet"}},
     )
     daemons.append(second.start())
     second.wait_ready()
@@ -331,3 +333,137 @@ def test_a_rebalance_moves_partition_series_to_the_new_owner(
     assert first.terminate() == 0, first.log_tail()
     first.assert_nothing_left()
     second.assert_nothing_left()
+
+
+# --- tables (format "delta") ----------------------------------------------------------------
+
+# All records in one past event hour; partitions idle for 3 s close it.
+EVENT_MS = int(datetime(2026, 1, 1, 5, 10, tzinfo=UTC).timestamp() * 1000)
+TABLES = ("raw", "agg", "agg_hourly")
+
+
+def _table_listing(table: Path) -> tuple[int, int, int]:
+    """(files, bytes, most files of one hour) of the table's current version."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    actions = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True)).to_pydict()
+    per_hour: dict[str, int] = {}
+    for path in actions["path"]:
+        hour = path.rpartition("/")[0]
+        per_hour[hour] = per_hour.get(hour, 0) + 1
+    return len(actions["path"]), sum(actions["size_bytes"]), max(per_hour.values(), default=0)
+
+
+def _table_gauges(m: Exposition, table: str) -> tuple[float | None, ...]:
+    return (
+        m.value("actorsys_table_files", table=table),
+        m.value("actorsys_table_bytes", table=table),
+        m.value("actorsys_table_files_per_closed_hour", table=table),
+    )
+
+
+def _compacted_and_reported(
+    daemon: DaemonProcess, out: Path, compactions: int
+) -> Exposition | None:
+    """A scrape once ``compactions`` are done, raw holds compacted files only,
+    and the table gauges equal a listing of every table."""
+    daemon.check_alive()
+    m = _scrape(daemon)
+    if (m.value("actorsys_compactions_total", outcome="done") or 0) < compactions:
+        return None
+    for table in TABLES:
+        if _table_gauges(m, table) != tuple(float(v) for v in _table_listing(out / table)):
+            return None
+    from deltalake import DeltaTable
+
+    names = [Path(uri).name for uri in DeltaTable(str(out / "raw")).file_uris()]
+    return m if names and all(n.startswith("compact-") for n in names) else None
+
+
+def test_table_metrics_follow_commits_compactions_and_late_records(
+    tmp_path: Path,
+    broker: EmbeddedBroker,
+    topic: str,
+    daemons: list[DaemonProcess],
+    promtool: str,
+) -> None:
+    # Given a delta-mode daemon whose hours close 3 s after their partitions go quiet
+    create_topic_if_missing(broker.bootstrap_servers, topic, 2)
+    daemon = topic_daemon(
+        tmp_path,
+        broker.bootstrap_servers,
+        topic,
+        output={"format": "delta"},
+        tables={
+            "commit_interval_ms": 300,
+            "allowed_lateness_s": 120.0,
+            "idle_partition_s": 3.0,
+            "recompact_delay_s": 1.0,
+        },
+        batching={"max_records": 500, "linger_ms": 200},
+    )
+    start_ready(daemons, daemon)
+    out, group = tmp_path / "out", f"g-{topic}"
+    job_store = f"sqlite:///{tmp_path}/jobs.db"
+
+    # When records of one event hour are committed, and the quiet hour is compacted
+    def feed(count: int, seed: int) -> ProduceReport:
+        report = produce(
+            broker.bootstrap_servers, topic, devices=20, rate=0, count=count,
+            malformed_ratio=0.0, partitions=2, seed=seed, epoch_ms=EVENT_MS,
+        )  # fmt: skip
+        wait_complete(daemon, broker.bootstrap_servers, group, topic, report, job_store)
+        return report
+
+    first = feed(2_000, 21)
+    m = wait_for(
+        lambda: _compacted_and_reported(daemon, out, 1), 90, "the hour compacted and reported", 0.5
+    )
+
+    # Then each partition's watermark is the newest event time it committed
+    assert first.event_ms_range is not None
+    watermarks = m.by_label("actorsys_watermark_seconds", "partition", topic=topic)
+    assert set(watermarks) == {"0", "1"}
+    assert all(EVENT_MS / 1000 <= w <= first.event_ms_range[1] / 1000 for w in watermarks.values())
+    assert max(watermarks.values()) == first.event_ms_range[1] / 1000
+    # And nothing was late
+    assert m.value("actorsys_late_records_total", topic=topic) == 0
+    # And the table gauges equal the tables (checked while waiting): one closed hour each
+    for table in TABLES:
+        files, nbytes, per_closed_hour = _table_gauges(m, table)
+        assert files and nbytes and per_closed_hour == files, table
+    # And every commit was timed: ingestion appends to raw, one replace per table
+    raw_appends = m.value("actorsys_table_commit_seconds_count", table="raw", kind="append")
+    assert raw_appends and raw_appends > 0
+    done = m.value("actorsys_table_commits_total", table="raw", kind="append", outcome="done")
+    assert done == raw_appends
+    assert m.value("actorsys_table_files_added_total", table="raw", kind="append") >= done
+    for table in TABLES:
+        assert m.value("actorsys_table_commit_seconds_count", table=table, kind="replace") >= 1
+        assert m.value("actorsys_table_commit_seconds_sum", table=table, kind="replace") > 0
+    assert m.select("actorsys_table_commits_total", table="agg", kind="append") == []
+    assert m.value("actorsys_compactions_total", outcome="failed") == 0
+
+    # When more records arrive for the compacted hour
+    second = feed(500, 22)
+
+    # Then every one of them is counted late, and the hour is compacted again
+    def recompacted() -> Exposition | None:
+        found = _compacted_and_reported(daemon, out, 2)
+        late = found and found.value("actorsys_late_records_total", topic=topic)
+        return found if late == second.valid else None
+
+    m = wait_for(recompacted, 90, "the late records counted and the hour recompacted", 0.5)
+    print({table: _table_gauges(m, table) for table in TABLES}, watermarks)
+    assert second.valid == 500
+    assert (
+        m.value("actorsys_table_files_per_closed_hour", table="raw")
+        == _table_listing(out / "raw")[0]
+    )
+    # And promtool accepts the exposition with the table metrics in it
+    checked = run_promtool(promtool, "check", "metrics", stdin=m.text)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()

@@ -10,9 +10,7 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from actorsys.procs import admin_process
 from actorsys.simulator import create_topic_if_missing, produce
 from tests.support.checks import raw_positions, valid_positions, wait_complete
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
+from tests.support.disk import fill, tmpfs
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -179,43 +178,13 @@ def test_a_leader_whose_jobs_other_workers_finish_does_not_stall(
 # --- a full disk is a transient fault ----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    """Fill the file system of ``directory`` to the last byte."""
-    ballast = directory / "ballast"
-    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (65536, 512, 1):
-            with contextlib.suppress(OSError):
-                while os.write(fd, b"\0" * size):
-                    pass
-    finally:
-        os.close(fd)
-    return ballast
-
-
 def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
 ) -> None:
     # Given an output disk that is full, and jobs that may fail at most twice
     create_topic_if_missing(broker.bootstrap_servers, topic, 2)
     job_store = f"sqlite:///{tmp_path}/jobs.db"
-    with _tmpfs(tmp_path / "disk", "4m") as disk:
+    with tmpfs(tmp_path / "disk", "4m") as disk:
         daemon = _daemon(
             tmp_path,
             broker,
@@ -226,7 +195,7 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
             batching={"max_records": 500, "linger_ms": 200},
         )
         start_ready(daemons, daemon)
-        ballast = _fill(disk)
+        ballast = fill(disk)
         feed = {"devices": 20, "rate": 0, "malformed_ratio": 0.0, "partitions": 2}
         produce(broker.bootstrap_servers, topic, count=2000, seed=6, **feed)
         # When writes fail with ENOSPC, Then the JobManager sees the output unwritable
@@ -313,7 +282,9 @@ def test_a_missing_topic_is_named_and_consumed_within_seconds_of_its_creation(
 def test_at_start_counters_exist_at_zero_and_orphaned_temp_files_are_gone(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
 ) -> None:
-    # Given a temporary file a writer killed mid-write left an hour ago, and a finished file
+    # Given plain Parquet output (a table's committer removes unreferenced files
+    # on its own): a temporary file a writer killed mid-write left an hour ago,
+    # and a finished file
     create_topic_if_missing(broker.bootstrap_servers, topic, 2)
     day = tmp_path / "out" / "raw" / "date=2026-01-01"
     day.mkdir(parents=True)
@@ -323,7 +294,7 @@ def test_at_start_counters_exist_at_zero_and_orphaned_temp_files_are_gone(
         path.write_bytes(b"x")
         os.utime(path, (time.time() - 3600, time.time() - 3600))
     # When the daemon starts
-    daemon = _daemon(tmp_path, broker, topic)
+    daemon = _daemon(tmp_path, broker, topic, output={"format": "parquet"})
     start_ready(daemons, daemon)
     # Then the orphan is gone, the finished file is kept, and every counter exists at 0
     assert not orphan.exists() and finished.exists()

@@ -52,6 +52,10 @@ def write_config(
     }
     for section, values in (extra or {}).items():
         sections.setdefault(section, {}).update(values)
+    if "handler" in sections["output"]:
+        # The test handlers write plain Parquet files: they test the job and flow
+        # protocols, not the table format.
+        sections["output"].setdefault("format", "parquet")
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")

@@ -110,6 +110,10 @@ class _Rig:
         env: dict[str, str] | None = None,
     ) -> DaemonProcess:
         """A daemon of this rig's group and job store (not started yet)."""
+        # Plain Parquet output, whatever the handler: the rig's checks count the
+        # per-job agg files (the table format has tests of its own).
+        extra = {**(extra or {})}
+        extra["output"] = {"format": "parquet", **extra.get("output", {})}
         daemon = new_daemon(
             self.workdir,
             name,

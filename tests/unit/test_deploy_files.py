@@ -65,6 +65,7 @@ def test_the_required_alerts_exist() -> None:
         "ActorsysNoWorkers",
         "ActorsysJobStoreErrors",
         "ActorsysPartitionPausedLong",
+        "ActorsysClosedHourFilesHigh",
     } <= alerts
 
 
@@ -110,6 +111,14 @@ def test_dashboard_loads_and_has_what_operators_read_first(dashboard: dict[str, 
         "Job duration",
         "Dead letters by reason",
         "Memory (RSS) per role",
+        "Watermark lag",
+        "Late records",
+        "Open windows",
+        "Compactions",
+        "Files per table",
+        "Bytes per table",
+        "Files per closed hour",
+        "Table commit latency",
     } <= titles
     for panel in _panels(dashboard):
         if panel["type"] != "row":
@@ -132,8 +141,27 @@ def test_dashboard_queries_name_only_declared_metrics(dashboard: dict[str, Any])
         "actorsys_job_duration_seconds_bucket",
         "actorsys_dead_letters_total",
         "actorsys_process_resident_memory_bytes",
+        "actorsys_watermark_seconds",
+        "actorsys_late_records_total",
+        "actorsys_open_windows",
+        "actorsys_compactions_total",
+        "actorsys_table_files",
+        "actorsys_table_bytes",
+        "actorsys_table_files_per_closed_hour",
+        "actorsys_table_commit_seconds_bucket",
     ):
         assert required in named, required
+
+
+def test_dashboard_panels_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:  # a collapsed row's panels are placed when it opens
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
 
 
 def test_dashboard_queries_are_valid_promql(

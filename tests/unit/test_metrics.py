@@ -59,6 +59,14 @@ def test_helpers_do_nothing_without_a_multiprocess_dir(
     metrics.process_memory("worker")
     metrics.AckTimer("t").acked(0, 1, 1.0)
     metrics.WorkerGauge().update({"h": 1})
+    metrics.watermark("t", 0, 1_700_000_000_000)
+    metrics.late_records("t", 3)
+    metrics.table_opened("raw")
+    metrics.table_commit("raw", "append", "done", 0.01, 2)
+    metrics.compaction_failed(final=True)
+    files = metrics.TableFiles("raw")
+    files.reset(0, [("date=2026-01-01/hour=0/part-a.parquet", 10)])
+    files.publish()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -238,3 +246,123 @@ def test_ack_latency_is_observed_once_per_batch_from_its_first_send(
     m = _scrape(multiproc_dir)
     assert m.value("actorsys_ack_latency_seconds_count", topic="t") == 1
     assert m.value("actorsys_ack_latency_seconds_sum", topic="t") == 0.25
+
+
+# --- tables (format "delta") ----------------------------------------------------------------
+
+HOUR_A = "date=2026-01-01/hour=5"
+HOUR_B = "date=2026-01-01/hour=6"
+
+
+def test_table_files_follow_appends_and_compactions_without_a_listing() -> None:
+    # Given a table listed once: two ingestion files in hour A, one in B
+    files = metrics.TableFiles("raw")
+    files.reset(
+        3,
+        [(f"{HOUR_A}/part-1.parquet", 100), (f"{HOUR_A}/part-2.parquet", 50),
+         (f"{HOUR_B}/part-3.parquet", 10)],
+    )  # fmt: skip
+    # Then nothing is closed yet (no hour holds compacted files)
+    assert files.totals() == (3, 160, 0)
+    # When an append adds a file to B, and a compaction replaces A's two files by one
+    assert files.changed(4, [(f"{HOUR_B}/part-4.parquet", 20)])
+    assert files.changed(
+        5,
+        [(f"{HOUR_A}/compact-a-0000.parquet", 120)],
+        [f"{HOUR_A}/part-1.parquet", f"{HOUR_A}/part-2.parquet"],
+    )
+    # Then A is closed with one file, and the totals follow
+    assert files.totals() == (3, 150, 1)
+    # When two late files land in the compacted hour A
+    assert files.changed(6, [(f"{HOUR_A}/part-5.parquet", 5), (f"{HOUR_A}/part-6.parquet", 5)])
+    # Then the closed hour holds three files, B's two do not count
+    assert files.totals() == (5, 160, 3)
+    # When it is recompacted
+    assert files.changed(
+        7,
+        [(f"{HOUR_A}/compact-b-0000.parquet", 130)],
+        [f"{HOUR_A}/compact-a-0000.parquet", f"{HOUR_A}/part-5.parquet",
+         f"{HOUR_A}/part-6.parquet"],
+    )  # fmt: skip
+    assert files.totals() == (3, 160, 1)
+    assert files.version == 7
+
+
+def test_table_files_refuse_what_they_cannot_apply_so_the_committer_lists_again() -> None:
+    files = metrics.TableFiles("raw")
+    # Nothing listed yet
+    assert not files.changed(0, [(f"{HOUR_A}/part-1.parquet", 1)])
+    files.reset(3, [(f"{HOUR_A}/part-1.parquet", 1)])
+    # A version gap: another writer (or a vacuum) committed in between
+    assert not files.changed(5, [(f"{HOUR_A}/part-2.parquet", 1)])
+    # A removed file not known here: nothing is applied
+    assert not files.changed(4, [], [f"{HOUR_A}/part-1.parquet", f"{HOUR_A}/part-9.parquet"])
+    assert files.totals() == (1, 1, 0) and files.version == 3
+    # A listing starts over
+    files.reset(9, [])
+    assert files.totals() == (0, 0, 0) and files.version == 9
+
+
+def test_table_metrics_as_the_committer_and_job_manager_write_them(
+    multiproc_dir: Path, running: list[_Running]
+) -> None:
+    code = """
+    metrics.initialise(['t'])
+    metrics.table_opened('raw', ('append', 'replace'))
+    metrics.table_opened('agg', ('replace',))
+    metrics.table_commit('raw', 'append', 'done', 0.02, 3)
+    metrics.table_commit('raw', 'append', 'done', 0.04, 1)
+    metrics.table_commit('raw', 'append', 'conflict')
+    metrics.table_commit('raw', 'replace', 'done', 0.5, 1)
+    metrics.table_commit('agg', 'replace', 'rejected')
+    files = metrics.TableFiles('raw')
+    files.reset(7, [('date=2026-01-01/hour=5/compact-x.parquet', 1000),
+                    ('date=2026-01-01/hour=5/part-late.parquet', 10),
+                    ('date=2026-01-01/hour=6/part-a.parquet', 20)])
+    files.publish()
+    metrics.watermark('t', 0, 1_767_246_000_500)
+    metrics.watermark('t', 1, None)  # no event time yet: no series
+    metrics.late_records('t', 4)
+    metrics.late_records('t', 0)
+    metrics.compaction_done()
+    metrics.compaction_failed(final=False)
+    metrics.compaction_failed(final=False)
+    metrics.compaction_failed(final=True)
+    """
+    running.append(_Running(multiproc_dir, code))
+    m = _scrape(multiproc_dir)
+    # The commits: counted by outcome, only the done ones timed and their files added
+    commits = m.by_label("actorsys_table_commits_total", "outcome", table="raw", kind="append")
+    assert commits == {"done": 2, "conflict": 1, "rejected": 0}
+    assert m.value("actorsys_table_commit_seconds_count", table="raw", kind="append") == 2
+    assert m.value("actorsys_table_commit_seconds_sum", table="raw", kind="append") == 0.06
+    assert m.value("actorsys_table_files_added_total", table="raw", kind="append") == 4
+    assert m.value("actorsys_table_files_added_total", table="raw", kind="replace") == 1
+    # And a table that only replaces has no append series; its zeros exist from its start
+    assert m.select("actorsys_table_commits_total", table="agg", kind="append") == []
+    assert m.value("actorsys_table_commits_total", table="agg", kind="replace", outcome="done") == 0
+    assert m.value("actorsys_table_commit_seconds_count", table="agg", kind="replace") == 0
+    # The table's files: all of them, their bytes, and the closed hour's two
+    assert m.value("actorsys_table_files", table="raw") == 3
+    assert m.value("actorsys_table_bytes", table="raw") == 1030
+    assert m.value("actorsys_table_files_per_closed_hour", table="raw") == 2
+    # Event time, in Unix seconds, for the partitions that have one
+    assert m.by_label("actorsys_watermark_seconds", "partition", topic="t") == {"0": 1767246000.5}
+    assert m.value("actorsys_late_records_total", topic="t") == 4
+    # Compactions by outcome, every outcome present from the start
+    assert m.by_label("actorsys_compactions_total", "outcome") == {
+        "done": 1,
+        "retried": 2,
+        "failed": 1,
+    }
+
+
+def test_table_counters_exist_at_zero_from_the_start(multiproc_dir: Path) -> None:
+    _run(multiproc_dir, "metrics.initialise(['t', 'u'])")
+    m = _scrape(multiproc_dir)
+    assert m.by_label("actorsys_late_records_total", "topic") == {"t": 0, "u": 0}
+    assert m.by_label("actorsys_compactions_total", "outcome") == {
+        "done": 0,
+        "retried": 0,
+        "failed": 0,
+    }

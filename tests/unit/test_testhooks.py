@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import random
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
-from actorsys.testhooks import ChaosHooks
+from actorsys.testhooks import ChaosHooks, compaction_pause
 
-VARS = ("ACTORSYS_CHAOS_DROP_ACK", "ACTORSYS_CHAOS_DUP_BATCH", "ACTORSYS_CHAOS_SEED")
+VARS = (
+    "ACTORSYS_CHAOS_DROP_ACK",
+    "ACTORSYS_CHAOS_DUP_BATCH",
+    "ACTORSYS_CHAOS_SEED",
+    "ACTORSYS_CHAOS_COMPACTION_DELAY_S",
+    "ACTORSYS_CHAOS_COMPACTION_STAGE",
+    "ACTORSYS_CHAOS_DIR",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +94,57 @@ def test_non_numeric_seed_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     # Then they still work (unseeded)
     assert hooks.drop_ack_ratio == 0.5
     assert {hooks.drop_ack() for _ in range(200)} == {True, False}
+
+
+# --- the compaction pause ----------------------------------------------------------------
+
+
+def _pause(stage: str = "written") -> float:
+    started = time.monotonic()
+    compaction_pause(stage, 7, 2, {"raw": ["date=2024-01-01/hour=3/compact-x.parquet"]})
+    return time.monotonic() - started
+
+
+def test_compactions_do_not_pause_by_default() -> None:
+    # Given no compaction variables in the environment
+    # Then a compaction passes every stage at once
+    assert _pause("start") < 0.05 and _pause("written") < 0.05
+
+
+def test_a_compaction_pauses_at_its_stage_and_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 0.3 s pause at "written" (the default stage), reported in a directory
+    monkeypatch.setenv("ACTORSYS_CHAOS_COMPACTION_DELAY_S", "0.3")
+    monkeypatch.setenv("ACTORSYS_CHAOS_DIR", str(tmp_path))
+    # Then it does not pause at the start, nor report
+    assert _pause("start") < 0.05 and not list(tmp_path.iterdir())
+    # And pauses once its files are written, saying which attempt and which files
+    assert _pause("written") >= 0.3
+    report = json.loads((tmp_path / "compaction-j7-a2-written.json").read_text())
+    assert (report["job_id"], report["attempt"], report["stage"]) == (7, 2, "written")
+    assert report["files"] == {"raw": ["date=2024-01-01/hour=3/compact-x.parquet"]}
+
+
+def test_deleting_the_report_ends_the_pause_and_resume_ends_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a long pause at the start, reported in a directory
+    monkeypatch.setenv("ACTORSYS_CHAOS_COMPACTION_DELAY_S", "30")
+    monkeypatch.setenv("ACTORSYS_CHAOS_COMPACTION_STAGE", "start")
+    monkeypatch.setenv("ACTORSYS_CHAOS_DIR", str(tmp_path))
+    marker = tmp_path / "compaction-j7-a2-start.json"
+    took: list[float] = []
+    paused = threading.Thread(target=lambda: took.append(_pause("start")))
+    paused.start()
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # When its report is deleted
+    marker.unlink()
+    paused.join(10)
+    # Then the compaction goes on at once
+    assert took and took[0] < 5
+    # And once "resume" exists, no compaction pauses any more
+    (tmp_path / "resume").touch()
+    assert _pause("start") < 0.05 and not marker.exists()
