@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-faults bench lint clean
+.PHONY: install run test test-fast test-faults bench bench-read lint clean
 
 install: $(STAMP)
 
@@ -31,7 +31,11 @@ test-faults: install
 	$(BIN)/pytest -m slow
 
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py --scale-partitions 4,64 --job-sizes 5000,50000
+
+## Read side of the table output: files per closed hour, agg rows, query time, freshness.
+bench-read: install
+	$(BIN)/python scripts/bench_read.py
 
 lint: install
 	$(BIN)/ruff check actorsys tests scripts

@@ -6,14 +6,17 @@
   :class:`MemberRun`: the same for one ``actorsys join`` (a worker host).
 - :class:`Completion`: committed offsets (read without joining the group) and
   the job store's open jobs, i.e. "has the pipeline finished this data?".
-- :func:`job_latencies`: per job, raw Parquet file mtime minus the oldest
-  record's producer timestamp (``ts``, read from the Parquet statistics).
+- :func:`job_latencies`: per job, when its raw file became readable (written,
+  or committed to the Delta table) minus the oldest record's producer
+  timestamp (``ts``, read from the Parquet statistics).
 - :func:`label_actor_processes`, :func:`label_member_processes`: which actor
   runs in which process (on the leader, on a worker host).
 - :func:`stray_processes`: anything of a run still alive, found by markers
   only its processes carry on their command lines.
 - The baseline consumer, run as ``python scripts/_benchlib.py baseline
-  PARAMS.json`` so that its memory and CPU are its own.
+  PARAMS.json`` so that its memory and CPU are its own: the whole topic
+  (subscribed), or one share of its partitions (assigned; see
+  :func:`baseline_shares`) when the baseline runs as several processes.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import psutil
 
@@ -254,12 +258,13 @@ def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
 
     Thespian forks an actor's process from its parent actor's process, so the
     tree mirrors the actor tree: admin (the member whose parent is not a
-    member) -> {logger, Supervisor}; Supervisor -> {JobManager (has jobs.db
-    open), KafkaConsumerActor (has children and librdkafka's threads),
-    WorkerMaster (one thread; no children when the leader runs no workers)};
-    WorkerMaster -> Workers; KafkaConsumerActor -> per-partition Consumers.
-    (Socket ownership does not tell them apart: a forked child inherits its
-    parent's Kafka sockets.)
+    member) -> {logger, Supervisor}; Supervisor -> {table Committers (Delta
+    output only: created before the JobManager, so of lower pid, and without
+    children), JobManager (has jobs.db open), KafkaConsumerActor (has
+    children and librdkafka's threads), WorkerMaster (one thread; no children
+    when the leader runs no workers)}; WorkerMaster -> Workers;
+    KafkaConsumerActor -> per-partition Consumers. (Socket ownership does not
+    tell them apart: a forked child inherits its parent's Kafka sockets.)
     """
     children: dict[int, list[int]] = defaultdict(list)
     parent: dict[int, int] = {}
@@ -277,7 +282,14 @@ def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
         for sup in supervisors:
             kids = sorted(children[sup])
             store_open = {pid for pid in kids if _has_open(by_pid[pid], "jobs.db")}
+            committers = [
+                pid for pid in kids if store_open and pid < min(store_open) and not children[pid]
+            ]
+            for i, pid in enumerate(committers):
+                labels[pid] = f"committer#{i}"
             for pid in kids:
+                if pid in labels:
+                    continue
                 # With workers.on_leader = false the WorkerMaster has no children:
                 # it is then told from the JobManager by the store it has open.
                 if pid in store_open or (not store_open and not children[pid]):
@@ -690,14 +702,36 @@ class Completion:
 # Latency from the output files
 
 
+def _published_files(raw_root: Path) -> list[tuple[Path, float]]:
+    """Each ingested data file of ``raw_root`` and when readers could first see it.
+
+    Plain Parquet (``format = "parquet"``): every ``date=*/*.parquet``, seen
+    once written (its mtime). A Delta table: every file an ingestion commit
+    added (``part-*``; compaction rewrites are not new data), seen at that
+    commit (the mtime of its ``_delta_log`` entry), whether or not a later
+    compaction removed it again.
+    """
+    log = raw_root / "_delta_log"
+    if not log.is_dir():
+        return [(path, path.stat().st_mtime) for path in raw_root.glob("date=*/*.parquet")]
+    published: list[tuple[Path, float]] = []
+    for entry in sorted(log.glob("*.json")):
+        committed_at = entry.stat().st_mtime
+        for line in entry.read_text().splitlines():
+            add = json.loads(line).get("add") if line.strip() else None
+            if add and Path(add["path"]).name.startswith("part-"):
+                published.append((raw_root / unquote(add["path"]), committed_at))
+    return published
+
+
 def job_latencies(raw_root: Path) -> list[dict[str, Any]]:
-    """Per job (one raw file name, maybe in several date directories): when its
-    raw file was written, the oldest record's ``ts``, the difference, its rows."""
+    """Per job (one raw file name, maybe in several partition directories): when
+    its raw file became readable, the oldest record's ``ts``, the difference,
+    its rows."""
     import pyarrow.parquet as pq
 
     jobs: dict[str, dict[str, Any]] = {}
-    for path in raw_root.glob("date=*/*.parquet"):
-        mtime = path.stat().st_mtime
+    for path, mtime in _published_files(raw_root):
         meta = pq.read_metadata(path)
         ts_index = meta.schema.names.index("ts")
         oldest: int | None = None
@@ -713,6 +747,8 @@ def job_latencies(raw_root: Path) -> list[dict[str, Any]]:
 
             column = pq.read_table(path, columns=["ts"])["ts"]
             oldest = int(pc.min(column).cast("int64").as_py())
+        if getattr(meta.schema.to_arrow_schema().field("ts").type, "unit", "ms") == "us":
+            oldest //= 1000  # the table layout stores microseconds, plain Parquet ms
         job = jobs.setdefault(path.name, {"mtime": mtime, "oldest_ts_ms": oldest, "rows": 0})
         job["mtime"] = max(job["mtime"], mtime)
         job["oldest_ts_ms"] = min(job["oldest_ts_ms"], oldest)
@@ -745,17 +781,53 @@ def latency_summary(jobs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------
-# The baseline: one process, one confluent-kafka consumer, the same handler
+# The baseline: plain confluent-kafka consumer processes, the same handler
+
+
+def baseline_shares(partitions: Iterable[int], processes: int) -> list[list[int]]:
+    """``partitions`` dealt round-robin over at most ``processes`` processes
+    (never an empty share: fewer processes when there are fewer partitions)."""
+    ordered = sorted(partitions)
+    count = max(1, min(processes, len(ordered)))
+    return [ordered[i::count] for i in range(count)]
+
+
+def _wait_for_go(params: Mapping[str, Any]) -> None:
+    """The start barrier of a multi-process baseline: say "ready" (set up, not
+    consuming yet), then wait for bench.py's "go", so that no process consumes
+    while another is still importing and building its consumer."""
+    ready, go = params.get("ready_file"), params.get("go_file")
+    if not go:
+        return
+    if ready:
+        Path(ready).write_text(str(os.getpid()))
+    deadline = time.monotonic() + float(params.get("go_timeout_s", 300))
+    while not Path(go).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"baseline: no go signal ({go}) in time")
+        time.sleep(0.005)
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return float(usage.ru_utime + usage.ru_stime)
 
 
 def run_baseline(params: dict[str, Any]) -> dict[str, Any]:
     """Consume ``params["end_offsets"]`` of a topic the plain way.
 
-    Per partition, records are buffered until ``max_records`` (or the
-    partition's end offset), then the batch goes through the same handler and
-    dead-letter sink a worker uses; its end is committed synchronously.
+    ``params["partitions"]``: None (or absent) subscribes to the whole topic in
+    the group, as one consumer of a group does; a list ``assign()``s just those
+    partitions (one share of a multi-process baseline), from their beginning,
+    committing to the same group. Per partition, records are buffered until
+    ``max_records`` (or the partition's end offset), then the batch goes
+    through the same handler and dead-letter sink a worker uses; its end is
+    committed synchronously. ``assigned_at`` is when this process had its
+    partitions (``on_assign``, or right after ``assign()``), ``cpu_s_at_assigned``
+    its CPU time then, ``done_at``/``cpu_s_at_done`` once its last batch was
+    committed.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     from actorsys.config import load_config
     from actorsys.dead_letters import KafkaDeadLetterSink
@@ -770,35 +842,52 @@ def run_baseline(params: dict[str, Any]) -> dict[str, Any]:
     topic: str = params["topic"]
     dlq: str = params["dead_letter_topic"]
     max_records = config.batching.max_records
+    share: list[int] | None = params.get("partitions")
     ends = {int(p): int(o) for p, o in params["end_offsets"].items()}
+    if share is not None:
+        ends = {p: ends.get(p, 0) for p in share}
     total = sum(ends.values())
+    tag = "baseline" if share is None else f"baseline[{','.join(map(str, share))}]"
 
     output = config.output
-    factory = load_handler_factory(output.handler)
+    factory = load_handler_factory(output.effective_handler)
     handler = factory(HandlerSettings(Path(output.dir), output.metrics, dict(output.options)))
     producer = dead_letter_producer(config, bootstrap)
     consumer = Consumer(consumer_properties(config, bootstrap))
-    assigned_at: list[float] = []
+    assigned: list[tuple[float, float]] = []  # (when, CPU s of this process then)
 
     def on_assign(_consumer: Any, _partitions: Any) -> None:
-        if not assigned_at:
-            assigned_at.append(time.time())
+        if not assigned:
+            assigned.append((time.time(), _cpu_self()))
 
-    consumer.subscribe([topic], on_assign=on_assign)
+    _wait_for_go(params)
+    if share is None:
+        consumer.subscribe([topic], on_assign=on_assign)
+    else:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in share])
+        assigned.append((time.time(), _cpu_self()))
     buffers: dict[int, list[Record]] = {p: [] for p in ends}
     position = dict.fromkeys(ends, 0)  # next offset to process (and committed)
     jobs = valid = invalid = consumed = 0
     first_record_at: float | None = None
     next_report = time.monotonic() + 5
+    # Wall seconds spent in each step of a batch (the rest: polling Kafka).
+    spent = {"handler_s": 0.0, "dead_letter_flush_s": 0.0, "commit_s": 0.0}
 
     def process(partition: int, records: list[Record]) -> None:
         nonlocal jobs, valid, invalid
         end = records[-1].offset + 1
         job = JobInput(jobs + 1, topic, partition, position[partition], end, records)
         sink = KafkaDeadLetterSink(producer, topic, partition, dead_letter_topic=dlq)
+        t0 = time.perf_counter()
         result = handler.handle(job, sink)
+        t1 = time.perf_counter()
         sink.flush(30.0)
+        t2 = time.perf_counter()
         consumer.commit(offsets=[TopicPartition(topic, partition, end)], asynchronous=False)
+        spent["handler_s"] += t1 - t0
+        spent["dead_letter_flush_s"] += t2 - t1
+        spent["commit_s"] += time.perf_counter() - t2
         position[partition] = end
         jobs += 1
         valid += result.valid_records
@@ -822,17 +911,21 @@ def run_baseline(params: dict[str, Any]) -> dict[str, Any]:
             consumed += len(messages)
             if time.monotonic() >= next_report:
                 next_report += 5
-                say(f"baseline: {consumed:,}/{total:,} records consumed, {jobs} jobs")
-        done_at = time.time()
+                say(f"{tag}: {consumed:,}/{total:,} records consumed, {jobs} jobs")
+        done_at, cpu_at_done = time.time(), _cpu_self()
     finally:
         consumer.close()
         producer.flush(10)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "partitions": sorted(ends),
+        "mode": "subscribe" if share is None else "assign",
         "started_at": started_at,
-        "assigned_at": assigned_at[0] if assigned_at else None,
+        "assigned_at": assigned[0][0] if assigned else None,
+        "cpu_s_at_assigned": round(assigned[0][1], 3) if assigned else None,
         "first_record_at": first_record_at,
         "done_at": done_at,
+        "cpu_s_at_done": round(cpu_at_done, 3),
         "records": consumed,
         "jobs": jobs,
         "valid": valid,
@@ -840,6 +933,8 @@ def run_baseline(params: dict[str, Any]) -> dict[str, Any]:
         "cpu_user_s": round(usage.ru_utime, 2),
         "cpu_sys_s": round(usage.ru_stime, 2),
         "ru_maxrss_bytes": usage.ru_maxrss * 1024,
+        "wall_s_in": {k: round(v, 3) for k, v in spent.items()},
+        "handler": output.effective_handler,
         "consumer_properties": consumer_properties(config, bootstrap),
     }
 

@@ -1,45 +1,87 @@
-"""Benchmark actorsys end to end against a plain single-process consumer.
+"""Benchmark actorsys end to end against plain confluent-kafka consumers.
 
-One run (``make bench`` or ``.venv/bin/python scripts/bench.py --help``):
+One run (``make bench`` or ``.venv/bin/python scripts/bench.py --help``;
+``make bench`` adds ``--scale-partitions 4,64 --job-sizes 5000,50000``):
 
 1. starts an embedded (Tansu) broker on a free port and produces ``--records``
-   simulated IoT records (1 % malformed) to a fresh topic as fast as it can;
-2. **baseline**: one process, one confluent-kafka consumer (its own group),
-   batches of ``batching.max_records`` per partition through the same
-   ``IotParquetHandler.handle()`` and ``KafkaDeadLetterSink`` a worker uses,
+   simulated IoT records (1 % malformed) to a fresh topic of ``--partitions``
+   partitions as fast as it can (the backlog);
+2. **baseline-1**: one process, one confluent-kafka consumer subscribed to
+   the topic (its own group), batches of ``batching.max_records`` per
+   partition through the same handler (``[output] format = "parquet"``:
+   ``IotParquetHandler.handle()``) and ``KafkaDeadLetterSink`` a worker uses,
    a synchronous commit after each batch, until every record is committed;
-3. **actorsys**: ``actorsys run --config …`` as a subprocess on the same data
+3. **baseline-N** (``--baseline-processes N``, default 2; 1 = off): the same
+   consumer code (``_benchlib.run_baseline``) as N processes in one group,
+   the partitions dealt round-robin (process i takes partitions i, i+N, …),
+   each process ``assign()``ing its share from the beginning (no group
+   rebalancing between them). The processes start, import and build their
+   consumer and handler, then wait at a barrier; bench.py releases them
+   together once all are ready. Window: from the moment the last of them has
+   its partitions to the moment the last of them has committed its last
+   batch. CPU: each process's own user+sys from its assignment to its last
+   commit, summed; RSS: the peak of the sampled sum over the processes;
+4. **actorsys**: ``actorsys run --config …`` as a subprocess on the same data
    (fresh group, SQLite job store and output in a temporary directory),
    until the committed offsets reach the end offsets and the job store has no
-   PENDING/RUNNING job; then SIGTERM, and no process of it may be left;
-4. **latency**: a fresh daemon on a second topic fed at a steady
+   PENDING/RUNNING job; then SIGTERM, and no process of it may be left (a
+   sweep by the config path on the command line checks, and kills stragglers).
+   ``--format both`` (the default) runs it once per output format (delta,
+   then parquet), each on the same backlog with a fresh group; the later
+   phases use the first format;
+5. **latency**: a fresh daemon on a second topic fed at a steady
    ``--latency-rate`` for ``--latency-seconds``, well below capacity, so that
    latency measures the pipeline rather than a backlog;
-5. **worker hosts** (``--worker-hosts N``): for k = 1 .. N, on the backlog of
+6. **job sizes** (``--job-sizes S1,S2,…``, off by default): actorsys on the
+   backlog of step 1 once per size S (fresh group each) with
+   ``batching.max_records = S``; ``max_bytes``, ``linger_ms`` and the
+   in-flight caps of ``[flow]`` are scaled by S / default size (never below
+   their defaults) so that the record count, not bytes or linger, cuts the
+   batches. Reported per size: the records per job actually reached, and the
+   JobManager's CPU (the process labelled ``job_manager``) from the assignment
+   to done, per job and per 1,000 records. A flat ms/job across sizes means
+   JobManager cost is per job; one growing with the size means per record;
+7. **partition scaling** (``--scale-partitions P1,P2,…``, off by default):
+   per count P, ``--scale-records`` records produced to a fresh topic of P
+   partitions, then actorsys (first format) on it, the same window as step 4
+   (with 5 s more phase timeout per partition). Reported per P: the peak
+   process count and the peak of the summed RSS (and PSS) of the daemon and
+   its whole actor system, records/s and jobs/s, start-up (spawn ->
+   assigned); and the last count over the first for each;
+8. **worker hosts** (``--worker-hosts N``): for k = 1 .. N, on the backlog of
    step 1 (a fresh group each time), a leader daemon with
    ``workers.on_leader = false`` plus k ``actorsys join`` members on this
    machine (host names ``bench-host-1..k``, ``--slots-per-host`` slots each):
-   the same window and figures as step 3, plus the jobs each host ran (from
+   the same window and figures as step 4, plus the jobs each host ran (from
    the job store: a job's ``worker`` is "<job manager>/<host>/<worker id>")
    and CPU per process, labelled by host and role. All hosts share this
    machine's CPUs: on a small machine this measures what the convention
    costs, not a speed-up. ``--skip-baseline --skip-latency --worker-hosts N``
-   runs steps 3 and 5 only (step 3 is the one-daemon reference).
+   runs steps 4 and 8 only (step 4 is the one-daemon reference).
 
-Both consumers use the same librdkafka settings
+All consumers use the same librdkafka settings
 (``actorsys.kafka_clients.consumer_properties`` plus ``-X``), printed below
 the results. Throughput is measured from the moment the partitions are
-assigned (the baseline's ``on_assign``; actorsys's "assigned" log line) to the
-moment everything is committed (and, for actorsys, every job is DONE): group
-joining and process start-up are excluded, and reported apart. "Done" is
-polled every 0.2 s, and actorsys commits on a 0.5 s tick, so small runs
-understate actorsys; use the default million records.
+assigned (baseline-1's ``on_assign``; baseline-N's last ``assign()``;
+actorsys's "assigned" log line) to the moment everything is committed (and,
+for actorsys, every job is DONE): group joining and process start-up are
+excluded, and reported apart. "Done" is polled every 0.2 s, and actorsys
+commits on a 0.5 s tick, so small runs understate actorsys; use the default
+million records.
 
-Batch latency of a job = mtime of its raw Parquet file - ``ts`` of its oldest
-record (the producer's wall clock when the record was made), i.e. the worst
-record of each batch, from being produced to being in a file. On the
+The contenders table puts baseline-1, baseline-N and every actorsys run of
+step 4 side by side: records/s, CPU per record (µs: the CPU seconds of all
+its processes over that window / records), peak RSS, and each actorsys run's
+ratios to each baseline (records/s: above 1 is faster; CPU per record: above 1
+costs more). Every actorsys run (steps 4 to 8) also reports its JobManager
+CPU per job and per 1,000 records over its window.
+
+Batch latency of a job = when its raw file became readable (plain Parquet:
+its mtime; Delta: the mtime of the log entry that committed it) - ``ts`` of
+its oldest record (the producer's wall clock when the record was made), i.e.
+the worst record of each batch, from being produced to being readable. On the
 pre-produced backlog this mostly says how long records waited in Kafka
-(behind the baseline's run, too); the latency phase is the real figure.
+(behind the baselines' runs, too); the latency phase is the real figure.
 
 Memory: peak of the summed RSS of the daemon and every process of its actor
 system, sampled every 0.5 s; forked processes share pages, so the RSS sum
@@ -47,7 +89,10 @@ overstates what they use together and the PSS sum is shown next to it.
 CPU: user+sys seconds per actor role (learnt from the process tree), from
 the assignment to done, and in total (each process's last sample before it
 exits). "Other processes' CPU" is what the
-rest of the machine used meanwhile: a disturbed run says so.
+rest of the machine used meanwhile: a disturbed run says so. ``--json FILE``
+writes every figure above (``baseline``, ``baseline_multi``, ``actorsys``,
+``actorsys_<format>``, ``latency``, ``job_sizes``, ``partition_scaling``,
+``worker_hosts``, ``contenders``) and every setting.
 """
 
 from __future__ import annotations
@@ -76,6 +121,7 @@ from _benchlib import (
     MemberRun,
     Sampler,
     actorsys_sections,
+    baseline_shares,
     cpu_by_role,
     cpu_window,
     deferred_interrupts,
@@ -91,7 +137,7 @@ from _benchlib import (
     write_toml,
 )
 
-from actorsys.config import BatchingConfig, load_config
+from actorsys.config import BatchingConfig, FlowConfig, load_config
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.kafka_clients import consumer_properties
 from actorsys.netutil import free_port, free_port_below_ephemeral
@@ -133,7 +179,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-seconds", type=float, default=20, help="duration of the latency phase"
     )
-    parser.add_argument("--skip-baseline", action="store_true", help="skip the baseline")
+    parser.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("both", "delta", "parquet"),
+        default="both",
+        help="[output] format of the actorsys backlog phase; 'both' runs it once per "
+        "format, side by side on the same backlog (delta first: the later phases use it)",
+    )
+    parser.add_argument(
+        "--baseline-processes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="also run the plain consumer as N processes, the partitions dealt round-robin "
+        "(each assign()s its share); 1: only the single-process baseline",
+    )
+    parser.add_argument(
+        "--job-sizes",
+        type=_int_list,
+        default=[],
+        metavar="N,N,...",
+        help="after the other backlog phases, run actorsys on the backlog once per "
+        "batching.max_records here, for JobManager CPU per job ('': off)",
+    )
+    parser.add_argument(
+        "--scale-partitions",
+        type=_int_list,
+        default=[],
+        metavar="P,P,...",
+        help="per count P, a fresh topic of P partitions with --scale-records records and "
+        "actorsys on it: memory, processes and throughput by partition count ('': off)",
+    )
+    parser.add_argument(
+        "--scale-records",
+        type=int,
+        default=200_000,
+        help="records of each --scale-partitions topic",
+    )
+    parser.add_argument("--skip-baseline", action="store_true", help="skip both baselines")
     parser.add_argument("--skip-latency", action="store_true", help="skip the latency phase")
     parser.add_argument("--skip-actorsys", action="store_true", help="skip actorsys on the backlog")
     parser.add_argument(
@@ -170,7 +254,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the temporary directory (outputs, logs)"
     )
     args = parser.parse_args(argv)
-    for name in ("records", "partitions", "devices", "workers", "max_records", "slots_per_host"):
+    for name in (
+        "records",
+        "partitions",
+        "devices",
+        "workers",
+        "max_records",
+        "slots_per_host",
+        "baseline_processes",
+        "scale_records",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.worker_hosts < 0:
@@ -187,6 +280,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         props[key.strip()] = value
     args.kafka_properties = props
     return args
+
+
+def _int_list(text: str) -> list[int]:
+    """ "4,64" -> [4, 64]; "" -> []."""
+    try:
+        values = [int(item) for item in text.replace(" ", "").split(",") if item]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be at least 1")
+    return values
 
 
 def actorsys_command() -> list[str]:
@@ -237,6 +343,11 @@ class Bench:
         }
 
     @property
+    def output_formats(self) -> list[str]:
+        chosen = self.args.output_format
+        return ["delta", "parquet"] if chosen == "both" else [chosen]
+
+    @property
     def phase_timeout(self) -> float:
         return self.args.timeout or 300 + self.args.records / 2000
 
@@ -267,10 +378,25 @@ class Bench:
             report = self.produce_backlog(topic)
             if not self.args.skip_baseline:
                 self.results["baseline"] = self.baseline(topic, report)
+                # Never more processes than partitions (each takes at least one).
+                processes = min(self.args.baseline_processes, self.args.partitions)
+                if processes > 1:
+                    self.results["baseline_multi"] = self.baseline(topic, report, processes)
+                elif self.args.baseline_processes > 1:
+                    say(f"baseline-N: skipped ({self.args.partitions} partition(s) only)")
             if not self.args.skip_actorsys:
-                self.results["actorsys"] = self.daemon_phase("throughput", topic, report=report)
+                for i, fmt in enumerate(self.output_formats):
+                    key = "actorsys" if i == 0 else f"actorsys_{fmt}"
+                    name = "throughput" if i == 0 else f"throughput-{fmt}"
+                    self.results[key] = self.daemon_phase(
+                        name, topic, report=report, output_format=fmt
+                    )
             if not self.args.skip_latency:
                 self.results["latency"] = self.latency_phase()
+            if self.args.job_sizes:
+                self.job_sizes_phases(topic, report)
+            if self.args.scale_partitions:
+                self.partition_scaling_phases()
             if self.args.worker_hosts:
                 self.worker_hosts_phases(topic, report)
         finally:
@@ -322,95 +448,184 @@ class Bench:
         self.results["produce"] = _report_dict(report)
         return report
 
-    # --- (a) baseline ---------------------------------------------------------------------
+    # --- (a) baselines --------------------------------------------------------------------
 
-    def baseline(self, topic: str, report: ProduceReport) -> dict[str, Any]:
-        group = f"bench-baseline-{self.run_id}"
-        setup = self.settings_for(group, "baseline")
+    def baseline(self, topic: str, report: ProduceReport, processes: int = 1) -> dict[str, Any]:
+        """The plain consumer on the backlog, as ``processes`` processes: one
+        subscribes to the whole topic; several each ``assign()`` a round-robin
+        share of the partitions (all in one group), behind a start barrier."""
+        name = "baseline" if processes == 1 else f"baseline-{processes}p"
+        group = f"bench-{name}-{self.run_id}"
+        setup = self.settings_for(group, name)
         workdir: Path = setup["workdir"]
         setup["sections"]["kafka"]["topics"] = [topic]
+        # Plain Parquet files, readable once written: this handler needs no committer.
+        setup["sections"]["output"]["format"] = "parquet"
         config_path = write_toml(workdir / "baseline.toml", setup["sections"])
         config = load_config(config_path)
-        dlq = f"{topic}.baseline-dlq"
+        dlq = f"{topic}.{name}-dlq"
         create_topic_if_missing(self.bootstrap, dlq, 1)
-        params = {
-            "config": str(config_path),
-            "bootstrap": self.bootstrap,
-            "topic": topic,
-            "dead_letter_topic": dlq,
-            "end_offsets": report.end_offsets,
-            "result": str(workdir / "result.json"),
-        }
-        params_path = workdir / "params.json"
-        params_path.write_text(json.dumps(params))
-        command = [sys.executable, str(Path(__file__).with_name("_benchlib.py")), "baseline"]
-        say(f"baseline: one consumer process, group {group}")
-        proc = subprocess.Popen(
-            [*command, str(params_path)], stdin=subprocess.DEVNULL, start_new_session=True
+        shares: list[list[int] | None] = (
+            [None]
+            if processes == 1
+            else list(baseline_shares(range(self.args.partitions), processes))
         )
-        child = psutil.Process(proc.pid)
-        sampler = Sampler(lambda: [child] if proc.poll() is None else [], dict(self.context))
-        sampler.tick()
+        go_file = workdir / "go"
+        all_params: list[dict[str, Any]] = []
+        for i, share in enumerate(shares):
+            params = {
+                "config": str(config_path),
+                "bootstrap": self.bootstrap,
+                "topic": topic,
+                "dead_letter_topic": dlq,
+                "end_offsets": report.end_offsets,
+                "partitions": share,
+                "result": str(workdir / f"result-{i}.json"),
+                "ready_file": str(workdir / f"ready-{i}"),
+                "go_file": str(go_file),
+                "go_timeout_s": 300,
+            }
+            (workdir / f"params-{i}.json").write_text(json.dumps(params))
+            all_params.append(params)
+        command = [sys.executable, str(Path(__file__).with_name("_benchlib.py")), "baseline"]
+        if processes == 1:
+            say(f"{name}: one consumer process (subscribes to {topic}), group {group}")
+        else:
+            say(
+                f"{name}: {len(shares)} consumer processes, partitions "
+                f"{' | '.join(','.join(map(str, s or [])) for s in shares)} (assigned), "
+                f"group {group}"
+            )
+        procs: list[subprocess.Popen[bytes]] = []
+        children: list[psutil.Process] = []
+        sampler = Sampler(
+            lambda: [c for p, c in zip(procs, children, strict=True) if p.poll() is None],
+            dict(self.context),
+        )
         sys_before, ctx_before = system_cpu(), sampler.context_snapshot()
         try:
+            for i in range(len(shares)):
+                proc = subprocess.Popen(
+                    [*command, str(workdir / f"params-{i}.json")],
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                procs.append(proc)
+                children.append(psutil.Process(proc.pid))
+            sampler.tick()
+            ctx_before = sampler.context_snapshot()
             sampler.start()
-            code = proc.wait(self.phase_timeout)
+            self._baseline_barrier(name, procs, all_params, go_file)
+            deadline = time.monotonic() + self.phase_timeout
+            codes = [proc.wait(max(0.1, deadline - time.monotonic())) for proc in procs]
         except subprocess.TimeoutExpired:
-            raise RuntimeError(
-                f"baseline did not finish within {self.phase_timeout:.0f}s"
-            ) from None
+            raise RuntimeError(f"{name} did not finish within {self.phase_timeout:.0f}s") from None
         finally:
             sampler.stop()
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if code != 0:
-            raise RuntimeError(f"baseline exited with {code}")
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        if any(codes):
+            raise RuntimeError(f"{name}: a consumer process exited with {codes}")
         sys_after, ctx_after = system_cpu(), sampler.context_snapshot()
-        result = json.loads(Path(params["result"]).read_text())
-        records = result["records"]
-        window = _seconds(result["assigned_at"], result["done_at"])
+        parts = [json.loads(Path(p["result"]).read_text()) for p in all_params]
+        records = sum(r["records"] for r in parts)
+        jobs = sum(r["jobs"] for r in parts)
+        # All processes have their partitions -> the last one's last batch committed.
+        assigned_at = max(r["assigned_at"] for r in parts if r["assigned_at"] is not None)
+        done_at = max(r["done_at"] for r in parts)
+        started_at = min(r["started_at"] for r in parts)
+        window = _seconds(assigned_at, done_at)
+        cpu_window_s = sum(r["cpu_s_at_done"] - (r["cpu_s_at_assigned"] or 0) for r in parts)
         latencies = job_latencies(workdir / "out" / "raw")
-        cpu_total = result["cpu_user_s"] + result["cpu_sys_s"]
+        cpu_total = sum(r["cpu_user_s"] + r["cpu_sys_s"] for r in parts)
         out = {
             "group": group,
+            "processes": len(parts),
+            "mode": parts[0]["mode"],
+            "handler": parts[0]["handler"],
             "config": setup["sections"],
             "consumer_properties": consumer_properties(config, self.bootstrap),
             "records": records,
-            "jobs": result["jobs"],
-            "valid": result["valid"],
-            "invalid": result["invalid"],
+            "jobs": jobs,
+            "valid": sum(r["valid"] for r in parts),
+            "invalid": sum(r["invalid"] for r in parts),
             "rows_written": sum(j["rows"] for j in latencies),
-            "window": "partitions assigned -> last batch committed",
+            "window": (
+                "partitions assigned -> last batch committed"
+                if len(parts) == 1
+                else "every process has its partitions -> every process's last batch committed"
+            ),
             "window_s": window,
             "records_per_s": _rate(records, window),
-            "jobs_per_s": _rate(result["jobs"], window),
-            "from_process_start_s": _seconds(result["started_at"], result["done_at"]),
-            "records_per_s_from_process_start": _rate(
-                records, _seconds(result["started_at"], result["done_at"])
-            ),
+            "jobs_per_s": _rate(jobs, window),
+            "from_process_start_s": _seconds(started_at, done_at),
+            "records_per_s_from_process_start": _rate(records, _seconds(started_at, done_at)),
             "latency_backlog": latency_summary(latencies),
-            "peak_rss_bytes": max(result["ru_maxrss_bytes"], sampler.peak_rss),
+            # One process: its ru_maxrss (or a higher sample); several: the sampled
+            # peak of their summed RSS (the sum of their peaks is an upper bound).
+            "peak_rss_bytes": max(sampler.peak_rss, *(r["ru_maxrss_bytes"] for r in parts)),
             "peak_rss_sampled_bytes": sampler.peak_rss,
+            "sum_of_process_peak_rss_bytes": sum(r["ru_maxrss_bytes"] for r in parts),
             "peak_pss_bytes": sampler.peak_pss,
-            "records_per_job": round(records / max(1, result["jobs"]), 1),
+            "peak_processes": len(parts),
+            "records_per_job": round(records / max(1, jobs), 1),
             "cpu_s": round(cpu_total, 2),
-            "cpu_user_s": result["cpu_user_s"],
-            "cpu_sys_s": result["cpu_sys_s"],
+            "cpu_user_s": round(sum(r["cpu_user_s"] for r in parts), 2),
+            "cpu_sys_s": round(sum(r["cpu_sys_s"] for r in parts), 2),
+            "cpu_s_window": round(cpu_window_s, 2),
+            "cpu_window": "each process from having its partitions to its last commit, summed",
+            "cpu_us_per_record": _per(cpu_window_s * 1e6, records),
             "context_cpu_s": cpu_window(ctx_before, ctx_after),
             "system_cpu_s": cpu_window(sys_before, sys_after),
+            "per_process": [
+                {
+                    "partitions": r["partitions"],
+                    "records": r["records"],
+                    "jobs": r["jobs"],
+                    "assigned_relative_to_last_s": _seconds(assigned_at, r["assigned_at"]),
+                    "window_s": _seconds(r["assigned_at"], r["done_at"]),
+                    "cpu_s_window": round(r["cpu_s_at_done"] - (r["cpu_s_at_assigned"] or 0), 2),
+                    "cpu_s": round(r["cpu_user_s"] + r["cpu_sys_s"], 2),
+                    "ru_maxrss_bytes": r["ru_maxrss_bytes"],
+                    # Wall seconds in the handler, the dead-letter flush, the sync commit.
+                    "wall_s_in": r.get("wall_s_in"),
+                }
+                for r in parts
+            ],
         }
         out["foreign_cpu_s"] = _foreign(out["system_cpu_s"], out["context_cpu_s"], cpu_total)
         out["check"] = _check(report, out["valid"], out["invalid"], out["rows_written"])
         say(
-            f"baseline: {records:,} records in {window:.2f}s = {out['records_per_s']:,.0f} "
-            f"records/s, {result['jobs']} jobs, peak RSS {out['peak_rss_bytes'] / MB:.0f} MB"
+            f"{name}: {records:,} records in {window or 0:.2f}s = "
+            f"{out['records_per_s'] or 0:,.0f} records/s, {jobs} jobs, "
+            f"{out['cpu_us_per_record']} CPU us/record, "
+            f"peak RSS {out['peak_rss_bytes'] / MB:.0f} MB"
         )
         return out
+
+    def _baseline_barrier(
+        self,
+        name: str,
+        procs: list[subprocess.Popen[bytes]],
+        params: list[dict[str, Any]],
+        go_file: Path,
+    ) -> None:
+        """Wait until every baseline process is set up (ready file), then say go."""
+        deadline = time.monotonic() + 300
+        while not all(Path(p["ready_file"]).exists() for p in params):
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name}: a consumer process exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: consumer processes not ready within 300s")
+            time.sleep(0.01)
+        go_file.write_text("go")
 
     # --- (b) actorsys ---------------------------------------------------------------------
 
@@ -444,19 +659,32 @@ class Bench:
         *,
         report: ProduceReport | None = None,
         feed: Callable[[], ProduceReport] | None = None,
+        output_format: str | None = None,
+        overrides: dict[str, dict[str, Any]] | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """Run one daemon until it has committed and finished everything of ``topic``."""
+        """Run one daemon until it has committed and finished everything of ``topic``.
+
+        ``overrides``: {section: {key: value}} on top of the bench's settings;
+        ``timeout_s``: how long it may take from the assignment to done (default:
+        the phase timeout)."""
         group = f"bench-{name}-{self.run_id}"
         setup = self.settings_for(group, name)
         workdir: Path = setup["workdir"]
         setup["sections"]["kafka"]["topics"] = [topic]
+        output_format = output_format or self.output_formats[0]
+        setup["sections"]["output"]["format"] = output_format
+        for section, values in (overrides or {}).items():
+            setup["sections"].setdefault(section, {}).update(values)
         config_path = write_toml(workdir / "actorsys.toml", setup["sections"])
         config = load_config(config_path)
         run = DaemonRun(actorsys_command(), config_path, workdir / "actorsys.log", setup["ports"])
         sampler = Sampler(run.members, dict(self.context))
         completion: Completion | None = None
         out: dict[str, Any] = {
+            "phase": name,
             "group": group,
+            "format": output_format,
             "command": " ".join(run.command),
             "config": setup["sections"],
             "consumer_properties": consumer_properties(config, self.bootstrap),
@@ -475,7 +703,9 @@ class Bench:
             assert report is not None
             completion = Completion(self.bootstrap, group, topic, report.end_offsets)
             completion.open_store(config.jobs.store)
-            waited = self._wait_done(name, run, completion, sampler, assigned_at)
+            waited = self._wait_done(
+                name, run, completion, sampler, assigned_at, timeout_s=timeout_s
+            )
             done_at = waited["done_at"]
             cpu_done, sys_done = sampler.tick(), system_cpu()
             ctx_done = sampler.context_snapshot()
@@ -485,13 +715,16 @@ class Bench:
             counts = completion.job_counts()
             status = run.status()
             say(f"{name}: done; stopping actorsys (SIGTERM)")
-            out["stop"] = run.stop()
+            # A drain ends every actor process: give many of them the time to.
+            out["stop"] = run.stop(90 + sampler.peak_processes)
             say(f"{name}: stopped: {out['stop']}")
         finally:
-            sampler.stop()
-            if completion is not None:
-                completion.close()
-            run.cleanup()
+            with deferred_interrupts():
+                sampler.stop()
+                if completion is not None:
+                    completion.close()
+                run.cleanup()
+                out["leftovers"] = _sweep(name, [str(config_path)], "the daemon, its actor system")
 
         records = report.produced
         window = _seconds(assigned_at, done_at)
@@ -544,13 +777,102 @@ class Bench:
             out["system_cpu_s_window"], out["context_cpu_s_window"], out["cpu_s_window"]
         )
         out["check"] = _check(report, None, None, out["rows_written"])
+        out.update(_per_work(out))
         rate = out["records_per_s"]
         say(
             f"{name}: {records:,} records in {window or 0:.2f}s = {rate or 0:,.0f} records/s, "
             f"{jobs_done} jobs, peak RSS {sampler.peak_rss / MB:.0f} MB, "
+            f"{sampler.peak_processes} processes, {out['cpu_us_per_record']} CPU us/record, "
+            f"JobManager {out['job_manager_cpu_ms_per_job']} ms/job, "
             f"latency p50 {out['latency'].get('p50_s')}s p99 {out['latency'].get('p99_s')}s"
         )
         return out
+
+    # --- (e) job sizes --------------------------------------------------------------------
+
+    def job_size_overrides(self, size: int) -> dict[str, dict[str, Any]]:
+        """The settings that make ``size`` the size of a job on a backlog.
+
+        A batch is cut at ``max_records``, at ``max_bytes`` and after
+        ``linger_ms``, and a partition pauses at its in-flight caps: those scale
+        with the size (never below their defaults), so that the record count
+        cuts the batches. At the default size every setting is the default.
+        """
+        batching, flow = BatchingConfig(), FlowConfig()
+        scale = max(1.0, size / batching.max_records)
+        max_bytes = int(batching.max_bytes * scale)
+        partitions = self.args.partitions
+        return {
+            "batching": {
+                "max_records": size,
+                "max_bytes": max_bytes,
+                "linger_ms": int(batching.linger_ms * scale),
+            },
+            "flow": {
+                "max_inflight_records_per_partition": max(
+                    flow.max_inflight_records_per_partition, 2 * size
+                ),
+                "max_inflight_bytes_per_partition": max(
+                    flow.max_inflight_bytes_per_partition, 2 * max_bytes
+                ),
+                "max_inflight_records": max(flow.max_inflight_records, 2 * size * partitions),
+                "max_inflight_bytes": max(flow.max_inflight_bytes, 2 * max_bytes * partitions),
+            },
+        }
+
+    def job_sizes_phases(self, topic: str, report: ProduceReport) -> None:
+        """actorsys on the backlog once per ``--job-sizes`` entry (fresh group each)."""
+        doc: dict[str, Any] = {
+            "sizes": self.args.job_sizes,
+            "format": self.output_formats[0],
+            "topic": topic,
+            "runs": [],
+        }
+        self.results["job_sizes"] = doc
+        for size in self.args.job_sizes:
+            overrides = self.job_size_overrides(size)
+            say(f"jobsize-{size}: settings {overrides}")
+            run = self.daemon_phase(f"jobsize-{size}", topic, report=report, overrides=overrides)
+            run["max_records"] = size
+            run["overrides"] = overrides
+            doc["runs"].append(run)
+            doc["summary"] = _job_sizes_summary(doc["runs"])
+
+    # --- (f) partition scaling ------------------------------------------------------------
+
+    def partition_scaling_phases(self) -> None:
+        """Per ``--scale-partitions`` count P: a fresh topic of P partitions with
+        ``--scale-records`` records, and actorsys on it."""
+        args = self.args
+        doc: dict[str, Any] = {
+            "partitions": args.scale_partitions,
+            "records": args.scale_records,
+            "format": self.output_formats[0],
+            "runs": [],
+        }
+        self.results["partition_scaling"] = doc
+        for count in args.scale_partitions:
+            name = f"scale-p{count}"
+            topic = f"bench-scale{count}-{self.run_id}"
+            say(f"{name}: producing {args.scale_records:,} records to {topic} ({count} partitions)")
+            report = produce(
+                self.bootstrap,
+                topic,
+                devices=args.devices,
+                rate=0,
+                count=args.scale_records,
+                malformed_ratio=args.malformed_ratio,
+                partitions=count,
+                seed=args.seed + 2,
+            )
+            say(report.summary())
+            # Every partition costs processes to start and to stop: more time.
+            timeout = args.timeout or 300 + args.scale_records / 2000 + 5 * count
+            run = self.daemon_phase(name, topic, report=report, timeout_s=timeout)
+            run["partitions"] = count
+            run["produce_backlog"] = _report_dict(report)
+            doc["runs"].append(run)
+            doc["summary"] = _scaling_summary(doc["runs"])
 
     # --- (d) worker hosts -----------------------------------------------------------------
 
@@ -583,6 +905,7 @@ class Bench:
         workdir: Path = setup["workdir"]
         setup["sections"]["kafka"]["topics"] = [topic]
         setup["sections"]["workers"]["on_leader"] = False
+        setup["sections"]["output"]["format"] = self.output_formats[0]
         config_path = write_toml(workdir / "actorsys.toml", setup["sections"])
         config = load_config(config_path)
         command = actorsys_command()
@@ -612,7 +935,9 @@ class Bench:
         labels: dict[int, str] = {}
         out.update(
             {
+                "phase": name,
                 "group": group,
+                "format": self.output_formats[0],
                 "slots_per_host": slots,
                 "leader_command": " ".join(leader.command),
                 "member_commands": {m.host: " ".join(m.command) for m in members},
@@ -732,6 +1057,7 @@ class Bench:
             out["system_cpu_s_window"], out["context_cpu_s_window"], out["cpu_s_window"]
         )
         out["check"] = _check(report, None, None, out["rows_written"])
+        out.update(_per_work(out))
         say(
             f"{name}: {records:,} records in {window or 0:.2f}s = "
             f"{out['records_per_s'] or 0:,.0f} records/s, {jobs_done} jobs "
@@ -787,8 +1113,10 @@ class Bench:
         sampler: Sampler,
         since: float,
         others: Sequence[MemberRun] = (),
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + self.phase_timeout
+        timeout_s = timeout_s or self.phase_timeout
+        deadline = time.monotonic() + timeout_s
         first_commit_at: float | None = None
         next_report = time.monotonic() + 5
         while True:
@@ -819,7 +1147,7 @@ class Bench:
                 status_path.write_text(json.dumps(run.status(), indent=2))
                 say(f"{name}: timed out; daemon /status saved to {status_path}")
                 raise RuntimeError(
-                    f"{name}: not done within {self.phase_timeout:.0f}s "
+                    f"{name}: not done within {timeout_s:.0f}s "
                     f"(committed {committed}, want {completion.end_offsets})"
                 )
             time.sleep(0.2)
@@ -864,7 +1192,11 @@ def _by_process(cpu_by_pid: dict[int, float], labels: dict[int, str]) -> dict[st
     }
 
 
-def _sweep(name: str, markers: list[str]) -> list[dict[str, Any]]:
+def _sweep(
+    name: str,
+    markers: list[str],
+    what: str = "leader, worker hosts, their actor systems",
+) -> list[dict[str, Any]]:
     """After a run's cleanup: is anything of it still alive? Report and kill it."""
     left = stray_processes(markers)
     found = []
@@ -875,7 +1207,7 @@ def _sweep(name: str, markers: list[str]) -> list[dict[str, Any]]:
         killed = kill_processes(left)
         say(f"{name}: LEFTOVER processes after cleanup: {found}; killed {killed}")
     else:
-        say(f"{name}: no process left (leader, worker hosts, their actor systems)")
+        say(f"{name}: no process left ({what})")
     return found
 
 
@@ -899,6 +1231,158 @@ def _check(
     ok = rows == report.valid and (valid is None or valid == report.valid)
     ok = ok and (invalid is None or invalid == report.malformed)
     return {"ok": ok, "raw_rows": rows, "expected_valid": report.valid}
+
+
+def _per(value: float | None, count: int | None, digits: int = 2) -> float | None:
+    return round(value / count, digits) if value is not None and count else None
+
+
+def _job_manager_cpu_s(cpu_by_role: dict[str, dict[str, float]]) -> float | None:
+    """The JobManager's CPU seconds of a per-role table (a role may carry a host
+    prefix, "leader/job_manager"); None when no process was labelled so."""
+    found = [e["cpu_s"] for role, e in cpu_by_role.items() if role.endswith("job_manager")]
+    return round(sum(found), 2) if found else None
+
+
+def _per_work(run: dict[str, Any]) -> dict[str, Any]:
+    """CPU per record (every process of the run) and JobManager CPU per job and
+    per 1,000 records, all over the window (assigned -> done)."""
+    records, jobs = run.get("records") or 0, run.get("jobs") or 0
+    jm = _job_manager_cpu_s(run.get("cpu_by_role_window") or {})
+    return {
+        "cpu_us_per_record": _per((run.get("cpu_s_window") or 0) * 1e6, records),
+        "job_manager_cpu_s_window": jm,
+        "job_manager_cpu_ms_per_job": _per(jm * 1000, jobs, 3) if jm is not None else None,
+        "job_manager_cpu_ms_per_1k_records": (
+            _per(jm * 1e6, records, 3) if jm is not None else None
+        ),
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def contenders(results: dict[str, Any]) -> dict[str, Any]:
+    """Every contender on the main backlog in one list: records/s and CPU per
+    record, and each actorsys run's ratios to the baselines."""
+    baselines = [
+        (f"baseline-{doc.get('processes', 1)}", doc)
+        for doc in (results.get("baseline"), results.get("baseline_multi"))
+        if isinstance(doc, dict)
+    ]
+    actorsys_runs = [
+        (f"actorsys ({doc.get('format')})", doc)
+        for key, doc in results.items()
+        if (key == "actorsys" or key.startswith("actorsys_")) and isinstance(doc, dict)
+    ]
+    rows = []
+    for name, doc in baselines + actorsys_runs:
+        row: dict[str, Any] = {
+            "name": name,
+            "processes": doc.get("peak_processes"),
+            "records": doc.get("records"),
+            "window_s": doc.get("window_s"),
+            "records_per_s": doc.get("records_per_s"),
+            "cpu_s_window": doc.get("cpu_s_window"),
+            "cpu_us_per_record": doc.get("cpu_us_per_record"),
+            "peak_rss_bytes": doc.get("peak_rss_bytes"),
+            "peak_pss_bytes": doc.get("peak_pss_bytes"),
+        }
+        if name.startswith("actorsys"):
+            row["job_manager_cpu_ms_per_job"] = doc.get("job_manager_cpu_ms_per_job")
+            row["vs"] = {
+                base_name: {
+                    "records_per_s": _ratio(doc.get("records_per_s"), base.get("records_per_s")),
+                    "cpu_us_per_record": _ratio(
+                        doc.get("cpu_us_per_record"), base.get("cpu_us_per_record")
+                    ),
+                }
+                for base_name, base in baselines
+            }
+        rows.append(row)
+    return {
+        "window": "partitions assigned (every process's) -> all committed (actorsys: and no "
+        "open job); CPU over that window, every process of the contender",
+        "ratios": "actorsys / baseline (records/s: > 1 is faster; CPU per record: > 1 costs more)",
+        "rows": rows,
+    }
+
+
+def _scaling_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [
+        {
+            "partitions": doc["partitions"],
+            "records": doc.get("records"),
+            "records_per_s": doc.get("records_per_s"),
+            "jobs": doc.get("jobs"),
+            "jobs_per_s": doc.get("jobs_per_s"),
+            "records_per_job": doc.get("records_per_job"),
+            "window_s": doc.get("window_s"),
+            "from_spawn_s": doc.get("from_spawn_s"),
+            "assigned_after_spawn_s": _seconds(doc.get("spawned_at"), doc.get("assigned_at")),
+            "peak_rss_bytes": doc.get("peak_rss_bytes"),
+            "peak_pss_bytes": doc.get("peak_pss_bytes"),
+            "peak_processes": doc.get("peak_processes"),
+            "partition_consumer_processes": (doc.get("cpu_by_role_total") or {})
+            .get("partition_consumer", {})
+            .get("processes"),
+            "cpu_us_per_record": doc.get("cpu_us_per_record"),
+            "job_manager_cpu_ms_per_job": doc.get("job_manager_cpu_ms_per_job"),
+            "rows_ok": (doc.get("check") or {}).get("ok"),
+            "leftovers": len(doc.get("leftovers") or []),
+        }
+        for doc in runs
+    ]
+    out: dict[str, Any] = {"rows": rows}
+    if len(rows) >= 2:
+        first, last = rows[0], rows[-1]
+        out["ratio"] = {
+            "of": f"P={last['partitions']} / P={first['partitions']}",
+            "peak_rss": _ratio(last["peak_rss_bytes"], first["peak_rss_bytes"]),
+            "peak_pss": _ratio(last["peak_pss_bytes"], first["peak_pss_bytes"]),
+            "peak_processes": _ratio(last["peak_processes"], first["peak_processes"]),
+            "records_per_s": _ratio(last["records_per_s"], first["records_per_s"]),
+            "jobs_per_s": _ratio(last["jobs_per_s"], first["jobs_per_s"]),
+        }
+    return out
+
+
+def _job_sizes_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [
+        {
+            "max_records": doc["max_records"],
+            "records_per_job": doc.get("records_per_job"),
+            "jobs": doc.get("jobs"),
+            "records_per_s": doc.get("records_per_s"),
+            "jobs_per_s": doc.get("jobs_per_s"),
+            "window_s": doc.get("window_s"),
+            "job_manager_cpu_s_window": doc.get("job_manager_cpu_s_window"),
+            "job_manager_cpu_ms_per_job": doc.get("job_manager_cpu_ms_per_job"),
+            "job_manager_cpu_ms_per_1k_records": doc.get("job_manager_cpu_ms_per_1k_records"),
+            "cpu_us_per_record": doc.get("cpu_us_per_record"),
+            "peak_rss_bytes": doc.get("peak_rss_bytes"),
+            "rows_ok": (doc.get("check") or {}).get("ok"),
+        }
+        for doc in runs
+    ]
+    out: dict[str, Any] = {"rows": rows}
+    if len(rows) >= 2:
+        small, large = rows[0], rows[-1]
+        out["ratio"] = {
+            "of": f"max_records {large['max_records']} / {small['max_records']}",
+            "records_per_job": _ratio(large["records_per_job"], small["records_per_job"]),
+            "job_manager_cpu_ms_per_job": _ratio(
+                large["job_manager_cpu_ms_per_job"], small["job_manager_cpu_ms_per_job"]
+            ),
+            "job_manager_cpu_ms_per_1k_records": _ratio(
+                large["job_manager_cpu_ms_per_1k_records"],
+                small["job_manager_cpu_ms_per_1k_records"],
+            ),
+            "reading": "ms/job ratio ~1: JobManager cost per job is flat in the job size; "
+            "~ the records_per_job ratio: it grows with the records",
+        }
+    return out
 
 
 # --- the human table ------------------------------------------------------------------------
@@ -977,7 +1461,7 @@ def print_table(results: dict[str, Any]) -> None:
     )
     row(
         "CPU s (window; total)",
-        _fmt(get(base, "cpu_s"), ".1f"),
+        f"{_fmt(get(base, 'cpu_s_window'), '.1f')}; {_fmt(get(base, 'cpu_s'), '.1f')}",
         f"{_fmt(get(act, 'cpu_s_window'), '.1f')}; {_fmt(get(act, 'cpu_s_total'), '.1f')}",
     )
     row(
@@ -994,6 +1478,7 @@ def print_table(results: dict[str, Any]) -> None:
     cpus = results["machine"]["cpus"] or 1
     for name, doc, foreign, span in (
         ("baseline", base, "foreign_cpu_s", "from_process_start_s"),
+        ("baseline-N", results.get("baseline_multi"), "foreign_cpu_s", "from_process_start_s"),
         ("actorsys", act, "foreign_cpu_s_window", "window_s"),
         ("latency phase", lat, "foreign_cpu_s_window", "window_s"),
     ):
@@ -1003,6 +1488,8 @@ def print_table(results: dict[str, Any]) -> None:
                 f"WARNING: other processes used {share:.0%} of the machine during the "
                 f"{name} run: its figures are disturbed; repeat when the machine is quiet"
             )
+    lines += _formats_table(results)
+    lines += _contenders_table(results)
     if act:
         lines.append("")
         lines.append("actorsys CPU s by role, assigned -> done (processes):")
@@ -1032,9 +1519,12 @@ def print_table(results: dict[str, Any]) -> None:
     hosts = results.get("worker_hosts")
     if hosts:
         lines += _hosts_table(hosts, act, results["machine"]["cpus"] or 1)
+    lines += _job_sizes_table(results)
+    lines += _scaling_table(results)
+    lines += _job_manager_table(results)
     props = (act or base or {}).get("consumer_properties", {})
     if props:
-        lines += ["", "librdkafka consumer settings (both):"]
+        lines += ["", "librdkafka consumer settings (every consumer: baselines and actorsys):"]
         shown = {k: v for k, v in props.items() if k not in ("group.id", "bootstrap.servers")}
         lines += [f"  {k} = {v}" for k, v in shown.items()]
         lines.append("  fetch settings as in effect:")
@@ -1053,6 +1543,184 @@ def print_table(results: dict[str, Any]) -> None:
     else:
         lines.append(f"actorsys imported from {source} (not the repository's working tree)")
     print("\n".join(lines), flush=True)
+
+
+def _formats_table(results: dict[str, Any]) -> list[str]:
+    """The backlog phase once per output format, side by side (``--format both``)."""
+    runs = [results.get("actorsys")] + [
+        doc for key, doc in results.items() if key.startswith("actorsys_") and isinstance(doc, dict)
+    ]
+    runs = [doc for doc in runs if isinstance(doc, dict) and doc.get("format")]
+    if len(runs) < 2:
+        return []
+    first, other = runs[0], runs[1]
+    lines = ["", f"{'output format (same backlog)':38}{first['format']:>14}{other['format']:>14}"]
+
+    def row(label: str, key: str, spec: str, scale: float = 1) -> None:
+        a, b = first.get(key), other.get(key)
+        ratio = f"  {a / b:.2f}x" if a and b else ""
+        lines.append(
+            f"{label:38}{_fmt(a / scale if a else a, spec):>14}"
+            f"{_fmt(b / scale if b else b, spec):>14}{ratio}"
+        )
+
+    row("records/s (assigned -> done)", "records_per_s", ",.0f")
+    row("records/s from first commit", "records_per_s_from_first_commit", ",.0f")
+    row("peak RSS MB", "peak_rss_bytes", ",.0f", MB)
+    row("CPU s (window)", "cpu_s_window", ".1f")
+    for doc in (first, other):
+        lat = doc.get("latency", {})
+        lines.append(
+            f"  {doc['format']}: batch latency p50 {_fmt(lat.get('p50_s'), '.2f')}s / "
+            f"p99 {_fmt(lat.get('p99_s'), '.2f')}s, rows OK {doc.get('check', {}).get('ok')}"
+        )
+    lines.append(f"  (ratio column: {first['format']} / {other['format']})")
+    return lines
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def _contenders_table(results: dict[str, Any]) -> list[str]:
+    """Baselines and actorsys runs on the backlog: records/s, CPU per record, ratios."""
+    doc = results.get("contenders") or {}
+    rows = doc.get("rows") or []
+    if len(rows) < 2:
+        return []
+    bases = [r["name"] for r in rows if r["name"].startswith("baseline")]
+    head = "".join(f"{'rec/s /b' + b[9:]:>11}{'CPU/rec /b' + b[9:]:>13}" for b in bases)
+    lines = [
+        "",
+        "contenders on the backlog (window: every process has its partitions -> all committed)",
+        f"  {'':20}{'procs':>6}{'records/s':>11}{'CPU us/rec':>11}{'RSS MB':>8}{head}",
+    ]
+    for row in rows:
+        vs = row.get("vs") or {}
+        ratios = "".join(
+            f"{_x((vs.get(b) or {}).get('records_per_s')):>11}"
+            f"{_x((vs.get(b) or {}).get('cpu_us_per_record')):>13}"
+            for b in bases
+        )
+        if not vs:
+            ratios = ""
+        lines.append(
+            f"  {row['name']:20}{_fmt(row.get('processes')):>6}"
+            f"{_fmt(row.get('records_per_s')):>11}{_fmt(row.get('cpu_us_per_record'), '.1f'):>11}"
+            f"{_fmt(_mb(row.get('peak_rss_bytes'))):>8}{ratios}"
+        )
+    lines.append(
+        "  (/bN: actorsys / baseline-N; records/s > 1 is faster, CPU/rec > 1 costs more; "
+        "procs: baseline consumer processes, actorsys peak processes)"
+    )
+    return lines
+
+
+def _job_sizes_table(results: dict[str, Any]) -> list[str]:
+    doc = results.get("job_sizes") or {}
+    summary = doc.get("summary") or {}
+    rows = summary.get("rows") or []
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"job sizes: actorsys ({doc.get('format')}) on the backlog per batching.max_records "
+        "(max_bytes, linger, in-flight caps scaled along); JobManager CPU assigned -> done",
+        f"  {'max_records':>11}{'rec/job':>9}{'jobs':>7}{'records/s':>11}{'jobs/s':>8}"
+        f"{'JM CPU s':>9}{'JM ms/job':>10}{'JM ms/1k rec':>13}{'CPU us/rec':>11}{'rows OK':>8}",
+    ]
+    for row in rows:
+        lines.append(
+            f"  {row['max_records']:>11,}{_fmt(row.get('records_per_job')):>9}"
+            f"{_fmt(row.get('jobs')):>7}{_fmt(row.get('records_per_s')):>11}"
+            f"{_fmt(row.get('jobs_per_s'), '.1f'):>8}"
+            f"{_fmt(row.get('job_manager_cpu_s_window'), '.2f'):>9}"
+            f"{_fmt(row.get('job_manager_cpu_ms_per_job'), '.2f'):>10}"
+            f"{_fmt(row.get('job_manager_cpu_ms_per_1k_records'), '.2f'):>13}"
+            f"{_fmt(row.get('cpu_us_per_record'), '.1f'):>11}{row.get('rows_ok')!s:>8}"
+        )
+    ratio = summary.get("ratio")
+    if ratio:
+        lines.append(
+            f"  {ratio['of']}: records per job {_x(ratio['records_per_job'])}, JobManager ms "
+            f"per job {_x(ratio['job_manager_cpu_ms_per_job'])}, per 1k records "
+            f"{_x(ratio['job_manager_cpu_ms_per_1k_records'])} (flat per job: ms/job ~1x)"
+        )
+    return lines
+
+
+def _scaling_table(results: dict[str, Any]) -> list[str]:
+    doc = results.get("partition_scaling") or {}
+    summary = doc.get("summary") or {}
+    rows = summary.get("rows") or []
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"partition scaling: {doc.get('records', 0):,} records per topic, actorsys "
+        f"({doc.get('format')}); RSS/PSS: peak of the sum over the daemon's processes",
+        f"  {'P':>4}{'procs':>7}{'consumers':>10}{'RSS MB':>8}{'PSS MB':>8}{'records/s':>11}"
+        f"{'jobs/s':>8}{'rec/job':>9}{'window s':>10}{'start s':>8}{'rows OK':>8}{'left':>5}",
+    ]
+    for row in rows:
+        lines.append(
+            f"  {row['partitions']:>4}{_fmt(row.get('peak_processes')):>7}"
+            f"{_fmt(row.get('partition_consumer_processes')):>10}"
+            f"{_fmt(_mb(row.get('peak_rss_bytes'))):>8}{_fmt(_mb(row.get('peak_pss_bytes'))):>8}"
+            f"{_fmt(row.get('records_per_s')):>11}{_fmt(row.get('jobs_per_s'), '.1f'):>8}"
+            f"{_fmt(row.get('records_per_job')):>9}{_fmt(row.get('window_s'), '.2f'):>10}"
+            f"{_fmt(row.get('assigned_after_spawn_s'), '.1f'):>8}{row.get('rows_ok')!s:>8}"
+            f"{row.get('leftovers', 0):>5}"
+        )
+    ratio = summary.get("ratio")
+    if ratio:
+        lines.append(
+            f"  {ratio['of']}: RSS {_x(ratio['peak_rss'])}, PSS {_x(ratio['peak_pss'])}, "
+            f"processes {_x(ratio['peak_processes'])}, records/s {_x(ratio['records_per_s'])}, "
+            f"jobs/s {_x(ratio['jobs_per_s'])}"
+        )
+    lines.append(
+        "  (consumers: per-partition Consumer processes; start s: spawn -> partitions "
+        "assigned; left: processes found after cleanup)"
+    )
+    return lines
+
+
+def _actorsys_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every actorsys run of the results, in the order they ran."""
+    runs = [
+        doc
+        for key, doc in results.items()
+        if (key == "actorsys" or key.startswith("actorsys_") or key == "latency")
+        and isinstance(doc, dict)
+    ]
+    for key in ("job_sizes", "partition_scaling", "worker_hosts"):
+        runs += [d for d in (results.get(key) or {}).get("runs") or [] if d.get("records")]
+    return runs
+
+
+def _job_manager_table(results: dict[str, Any]) -> list[str]:
+    runs = _actorsys_runs(results)
+    if not runs:
+        return []
+    lines = [
+        "",
+        "JobManager CPU (assigned -> done), every actorsys run:",
+        f"  {'run':22}{'jobs':>7}{'rec/job':>9}{'JM CPU s':>9}{'ms/job':>8}{'ms/1k rec':>10}"
+        f"{'all CPU us/rec':>15}",
+    ]
+    for doc in runs:
+        name = doc.get("phase", "?")
+        if doc.get("format") and not name.endswith(doc["format"]):
+            name = f"{name} ({doc['format']})"
+        lines.append(
+            f"  {name:22}{_fmt(doc.get('jobs')):>7}{_fmt(doc.get('records_per_job')):>9}"
+            f"{_fmt(doc.get('job_manager_cpu_s_window'), '.2f'):>9}"
+            f"{_fmt(doc.get('job_manager_cpu_ms_per_job'), '.2f'):>8}"
+            f"{_fmt(doc.get('job_manager_cpu_ms_per_1k_records'), '.2f'):>10}"
+            f"{_fmt(doc.get('cpu_us_per_record'), '.1f'):>15}"
+        )
+    return lines
 
 
 def _mb(value: float | None) -> float | None:
@@ -1147,6 +1815,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     results = bench.results
+    results["contenders"] = contenders(results)
     results["key_settings"] = key_settings(
         (results.get("actorsys") or results.get("baseline") or {}).get("consumer_properties", {})
     )
