@@ -172,10 +172,14 @@ class BatchingConfig:
     # Retransmit an unACKed batch after this, doubling up to the max.
     ack_timeout_ms: int = 2_000
     max_ack_timeout_ms: int = 30_000
+    # Consumer actors (processes) that cut batches, each serving a share of
+    # the assigned partitions: the process count does not grow with them.
+    consumers: int = 2
 
     def __post_init__(self) -> None:
         _positive(
             "batching",
+            consumers=self.consumers,
             max_records=self.max_records,
             max_bytes=self.max_bytes,
             linger_ms=self.linger_ms,
@@ -292,8 +296,9 @@ DEFAULT_HANDLERS = {
 class TablesConfig:
     """Table commits ([output] format = "delta")."""
 
-    # A commit publishes every file written since the last one: a few commits a
-    # second at most, whatever the job rate (each commit is a file in the log).
+    # A commit publishes every file written since the last one; commits begin at
+    # most this often, whatever the job rate (each commit is a file in the log),
+    # and at once after a quiet spell.
     commit_interval_ms: int = 1_000
     max_files_per_commit: int = 1_000
     row_group_rows: int = 262_144

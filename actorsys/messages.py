@@ -139,11 +139,32 @@ class KafkaConsumerStart:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerStart:
+    """KafkaConsumerActor -> each Consumer of its pool, once."""
+
     config: AppConfig
-    topic: str
-    partition: int
     job_manager: Address
     kafka_consumer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionAssigned:
+    """KafkaConsumerActor -> Consumer: serve this partition from now on.
+    ``generation`` is new for every assignment: messages of an earlier one,
+    delivered late, are recognised and dropped."""
+
+    topic: str
+    partition: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRevoked:
+    """KafkaConsumerActor -> Consumer: forget this partition (its unACKed
+    batches too: uncommitted, they are read again by its next owner)."""
+
+    topic: str
+    partition: int
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +215,7 @@ class RecordChunk:
     # debug logging off, and a batch payload is up to megabytes.
     payload: bytes = field(repr=False)
     starts_assignment: bool
+    generation: int  # of the partition's assignment (PartitionAssigned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,11 +271,12 @@ class PartitionProgress:
     released_records: int
     released_bytes: int
     unacked_batches: int
+    generation: int  # of the assignment it reports on: older ones are ignored
 
 
 @dataclass(frozen=True, slots=True)
-class FlushPartition:
-    """KafkaConsumerActor -> Consumer: cut the open batch now (shutdown, revocation)."""
+class FlushPartitions:
+    """KafkaConsumerActor -> Consumer: cut every open batch now (draining)."""
 
 
 # --- jobs --------------------------------------------------------------------------------

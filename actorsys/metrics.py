@@ -155,7 +155,7 @@ _JOB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 3
 
 RECORDS_CONSUMED = _counter(
     "actorsys_records_consumed_total",
-    "Records polled from Kafka and handed to their partition's Consumer actor.",
+    "Records polled from Kafka and handed to the Consumer actor of their partition.",
     TP,
 )
 CONSUMED_BYTES = _counter(

@@ -345,7 +345,7 @@ class Committer(ActorTypeDispatcher):
 
     def _committed(self, plan: Any, version: int, started: float) -> None:
         """The commit of ``plan`` made ``version``: its jobs are done."""
-        self._queue.committed(plan)
+        self._queue.committed(plan, started)
         self._last_commit_s = time.monotonic() - started
         metrics.table_commit(
             self._table_name, "append", "done", self._last_commit_s, len(plan.files)

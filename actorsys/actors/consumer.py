@@ -1,9 +1,11 @@
-"""Consumer: one per assigned partition.
+"""Consumer: one of a bounded pool, each serving many partitions.
 
-Cuts the partition's records into batches (count, bytes, linger), sends each
-to the JobManager as a ``BatchNotification``, keeps it until ACKed and
-retransmits with backoff. After every ACK it tells the KafkaConsumerActor
-the committable offset: the end of the contiguous ACKed prefix, never beyond.
+Cuts each of its partitions' records into batches (count, bytes, linger),
+sends each to the JobManager as a ``BatchNotification``, keeps it until
+ACKed and retransmits with backoff. After every ACK it tells the
+KafkaConsumerActor the partition's committable offset: the end of the
+contiguous ACKed prefix, never beyond. The rules are in
+:class:`actorsys.consumer_pool.PartitionBatches`; this actor only dispatches.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
 from actorsys import metrics
 from actorsys.actors.lifeline import ParentWatch
-from actorsys.batching import AckTracker, Batch, PartitionBatcher
+from actorsys.batching import Batch
+from actorsys.consumer_pool import PartitionBatches, TopicPartition
 from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
     BatchAck,
     BatchHeld,
     BatchNotification,
     ConsumerStart,
-    FlushPartition,
+    FlushPartitions,
     JobManagerMoved,
+    PartitionAssigned,
     PartitionProgress,
+    PartitionRevoked,
     RecordChunk,
 )
 from actorsys.testhooks import ChaosHooks
@@ -41,10 +46,11 @@ class Consumer(ActorTypeDispatcher):
         super().__init__(*args, **kwargs)
         self._start: ConsumerStart | None = None
         self._job_manager: Any = None
-        self._batcher: PartitionBatcher | None = None
-        self._acks: AckTracker | None = None
+        self._partitions: PartitionBatches | None = None
+        # Messages that overtook the ConsumerStart sent ahead of them.
+        self._early: list[tuple[Any, Any]] = []
+        self._ack_timers: dict[TopicPartition, metrics.AckTimer] = {}
         self._chaos = ChaosHooks.from_environment()
-        self._early: list[RecordChunk] = []
         self._parent = ParentWatch()
         self._retransmit_log = RateLimitedLog(log)
 
@@ -54,62 +60,82 @@ class Consumer(ActorTypeDispatcher):
         batching = msg.config.batching
         self._start = msg
         self._job_manager = msg.job_manager
-        self._batcher = PartitionBatcher(
-            batching.max_records, batching.max_bytes, batching.linger_ms / 1000
+        self._partitions = PartitionBatches(
+            batching.max_records,
+            batching.max_bytes,
+            batching.linger_ms / 1000,
+            batching.ack_timeout_ms / 1000,
+            batching.max_ack_timeout_ms / 1000,
         )
-        early, self._early = self._early, []
-        self._acks = AckTracker(batching.ack_timeout_ms / 1000, batching.max_ack_timeout_ms / 1000)
-        self._ack_timer = metrics.AckTimer(msg.topic)
         self.wakeupAfter(timedelta(seconds=TICK_S))
+        early, self._early = self._early, []
+        for message, early_sender in early:
+            self.receiveMessage(message, early_sender)
+
+    def _started(self, msg: Any, sender: Any) -> PartitionBatches | None:
+        if self._partitions is None:
+            self._early.append((msg, sender))
+        return self._partitions
+
+    def receiveMsg_PartitionAssigned(self, msg: PartitionAssigned, sender: Any) -> None:
+        if (partitions := self._started(msg, sender)) is None:
+            return
+        key = (msg.topic, msg.partition)
         now = time.monotonic()
-        for chunk in sorted(early, key=lambda c: c.start):
-            for batch in self._batcher.add(chunk, now):
-                self._send(batch, now)
+        self._ack_timers[key] = metrics.AckTimer(msg.topic)
+        self._send(partitions.assign(key, msg.generation, now), now)
+
+    def receiveMsg_PartitionRevoked(self, msg: PartitionRevoked, sender: Any) -> None:
+        if (partitions := self._started(msg, sender)) is None:
+            return
+        key = (msg.topic, msg.partition)
+        if partitions.revoke(key, msg.generation):
+            self._ack_timers.pop(key, None)
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager
-        # The new JobManager never saw our unACKed batches' ACKs: resend them now.
-        self._retransmit(time.monotonic(), everything=True)
+        if self._partitions is not None:
+            # The new JobManager never saw our unACKed batches' ACKs: resend them now.
+            self._resend(self._partitions.retransmits(time.monotonic(), everything=True))
 
     # --- data ---------------------------------------------------------------------------
 
     def receiveMsg_RecordChunk(self, msg: RecordChunk, sender: Any) -> None:
-        if self._batcher is None:
-            # Thespian may deliver a chunk before the ConsumerStart sent ahead of
-            # it: keep it (dropping it would leave its records in flight forever).
-            self._early.append(msg)
+        if (partitions := self._started(msg, sender)) is None:
             return
         now = time.monotonic()
-        for batch in self._batcher.add(msg, now):
-            self._send(batch, now)
+        self._send(partitions.chunk(msg, now), now)
 
-    def receiveMsg_FlushPartition(self, msg: FlushPartition, sender: Any) -> None:
-        if self._batcher is not None and (batch := self._batcher.flush()) is not None:
-            self._send(batch, time.monotonic())
-        self._report_progress()
+    def receiveMsg_FlushPartitions(self, msg: FlushPartitions, sender: Any) -> None:
+        if self._partitions is None:
+            return
+        self._send(self._partitions.flush(time.monotonic()), time.monotonic())
+        for key in self._partitions.assigned():
+            self._report_progress(key)
 
     def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:
-        if self._acks is None or self._chaos.drop_ack():
+        if self._partitions is None or self._chaos.drop_ack():
             return
-        if self._acks.ack(msg.start, msg.end):
-            self._ack_timer.acked(msg.start, msg.end, time.monotonic())
-            self._report_progress()
+        key = (msg.topic, msg.partition)
+        if self._partitions.ack(key, msg.start, msg.end):
+            if (timer := self._ack_timers.get(key)) is not None:
+                timer.acked(msg.start, msg.end, time.monotonic())
+            self._report_progress(key)
 
     def receiveMsg_BatchHeld(self, msg: BatchHeld, sender: Any) -> None:
-        if self._acks is not None:
-            self._acks.postpone(msg.start, msg.end, time.monotonic())
+        if self._partitions is not None:
+            self._partitions.held((msg.topic, msg.partition), msg.start, msg.end, time.monotonic())
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
-        if self._batcher is None:
+        if self._partitions is None:
             return
         if self._parent.orphaned():
-            log.warning("the KafkaConsumerActor of this partition is gone; exiting")
+            log.warning("the KafkaConsumerActor of this consumer is gone; exiting")
             self.send(self.myAddress, ActorExitRequest())
             return
         now = time.monotonic()
-        if (batch := self._batcher.due(now)) is not None:
-            self._send(batch, now)
-        self._retransmit(now)
+        self._send(self._partitions.due(now), now)
+        self._resend(self._partitions.retransmits(now))
         metrics.process_memory("consumer")
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
@@ -118,12 +144,12 @@ class Consumer(ActorTypeDispatcher):
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _notification(self, batch: Batch) -> BatchNotification:
+    def _notification(self, key: TopicPartition, batch: Batch) -> BatchNotification:
         assert self._start is not None
         return BatchNotification(
             consumer_group=self._start.config.kafka.group_id,
-            topic=self._start.topic,
-            partition=self._start.partition,
+            topic=key[0],
+            partition=key[1],
             start=batch.start,
             end=batch.end,
             record_count=batch.record_count,
@@ -131,43 +157,46 @@ class Consumer(ActorTypeDispatcher):
             starts_assignment=batch.starts_assignment,
         )
 
-    def _send(self, batch: Batch, now: float) -> None:
-        assert self._acks is not None
-        self._acks.track(batch, now)
-        notification = self._notification(batch)
-        self.send(self._job_manager, notification)
-        metrics.batch_sent(notification.topic, notification.partition)
-        self._ack_timer.sent(batch.start, batch.end, now)
-        if self._chaos.duplicate_batch():
+    def _send(self, batches: list[tuple[TopicPartition, Batch]], now: float) -> None:
+        for key, batch in batches:
+            notification = self._notification(key, batch)
             self.send(self._job_manager, notification)
+            metrics.batch_sent(key[0], key[1])
+            if (timer := self._ack_timers.get(key)) is not None:
+                timer.sent(batch.start, batch.end, now)
+            if self._chaos.duplicate_batch():
+                self.send(self._job_manager, notification)
 
-    def _retransmit(self, now: float, everything: bool = False) -> None:
-        assert self._acks is not None
-        due = self._acks.resend_all(now) if everything else self._acks.due_retransmits(now)
-        for batch in due:
-            self.send(self._job_manager, self._notification(batch))
-        if due and self._start is not None:
-            metrics.batches_retransmitted(self._start.topic, self._start.partition, len(due))
+    def _resend(self, due: list[tuple[TopicPartition, Batch]]) -> None:
+        by_partition: dict[TopicPartition, int] = {}
+        for key, batch in due:
+            self.send(self._job_manager, self._notification(key, batch))
+            by_partition[key] = by_partition.get(key, 0) + 1
+        for (topic, partition), count in by_partition.items():
+            metrics.batches_retransmitted(topic, partition, count)
         if due:
             self._retransmit_log.log(
                 logging.INFO,
                 "retransmit",
-                "partition %s[%d]: retransmitted %d unACKed batch(es)",
-                self._start.topic if self._start else "?",
-                self._start.partition if self._start else -1,
+                "retransmitted %d unACKed batch(es) of %s",
                 len(due),
+                ", ".join(f"{t}[{p}]" for t, p in sorted(by_partition)),
             )
 
-    def _report_progress(self) -> None:
-        assert self._start is not None and self._acks is not None
+    def _report_progress(self, key: TopicPartition) -> None:
+        assert self._start is not None and self._partitions is not None
+        progress = self._partitions.progress(key)
+        if progress is None:
+            return
         self.send(
             self._start.kafka_consumer,
             PartitionProgress(
-                topic=self._start.topic,
-                partition=self._start.partition,
-                committable=self._acks.committable,
-                released_records=self._acks.released_records,
-                released_bytes=self._acks.released_bytes,
-                unacked_batches=len(self._acks),
+                topic=progress.topic,
+                partition=progress.partition,
+                committable=progress.committable,
+                released_records=progress.released_records,
+                released_bytes=progress.released_bytes,
+                unacked_batches=progress.unacked_batches,
+                generation=progress.generation,
             ),
         )

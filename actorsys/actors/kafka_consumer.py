@@ -2,8 +2,10 @@
 
 Polls in short ``consume(n, timeout)`` calls on ``wakeupAfter`` ticks (never
 blocking the actor's transport), packs each partition's records into one
-msgpack chunk per poll, and feeds the partition's Consumer actor. It creates
-Consumers on assignment and retires them on revocation, pauses partitions
+msgpack chunk per poll, and feeds the Consumer serving the partition: one of a
+pool of ``batching.consumers`` actors, created at start, whatever the
+assignment (partitions are placed on and revoked from them, each assignment
+with a generation of its own). It pauses partitions
 with too much unACKed work (back-pressure without leaving the group), and is
 the only place that commits offsets — only what Consumers report as ACKed.
 """
@@ -22,9 +24,10 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, WakeupMessage
 
 from actorsys import metrics
-from actorsys.actors.consumer import Consumer as PartitionConsumer
+from actorsys.actors.consumer import Consumer as ConsumerActor
 from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig
+from actorsys.consumer_pool import PoolPlacement
 from actorsys.convention import capability_check
 from actorsys.flow import FlowControl, TopicPartition
 from actorsys.kafka_clients import consumer_properties
@@ -35,11 +38,13 @@ from actorsys.messages import (
     ComponentStatus,
     ConsumerStart,
     ConsumingStopped,
-    FlushPartition,
+    FlushPartitions,
     JobManagerMoved,
     KafkaConsumerStart,
     LeaderLease,
+    PartitionAssigned,
     PartitionProgress,
+    PartitionRevoked,
     RecordChunk,
     StartFailed,
     StopConsuming,
@@ -60,7 +65,8 @@ TOPIC_CHECK_S = 30.0
 
 @dataclass
 class _Partition:
-    consumer: Any  # the partition's Consumer actor
+    consumer: Any  # the pool member (Consumer actor) serving the partition
+    generation: int  # of this assignment (see PartitionAssigned)
     position: int | None = None  # next offset expected; None: just assigned
     committable: int | None = None  # end of the ACKed prefix, per its Consumer
     committed: int | None = None  # last offset we committed
@@ -88,6 +94,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._job_manager: Any = None
         self._supervisor: Any = None
         self._partitions: dict[TopicPartition, _Partition] = {}
+        self._pool: PoolPlacement[Any] | None = None
         self._flow: FlowControl | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
         self._drain: _Drain | None = None
@@ -131,14 +138,17 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             self.send(sender, StartFailed(msg.role, f"cannot create the Kafka consumer: {exc}"))
             return
         self._role = msg.role
+        self._pool = PoolPlacement(
+            [self._create_consumer() for _ in range(msg.config.batching.consumers)]
+        )
         self.send(sender, ComponentReady(msg.role))
         self.wakeupAfter(timedelta(0), payload=POLL)
         self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager
-        for part in self._partitions.values():
-            self.send(part.consumer, msg)
+        for member in self._pool.members if self._pool is not None else ():
+            self.send(member, msg)
 
     # --- the poll loop ----------------------------------------------------------------------
 
@@ -255,7 +265,16 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         payload = b"".join(parts)
         self.send(
             part.consumer,
-            RecordChunk(tp[0], tp[1], start, last + 1, len(parts), payload, starts_assignment),
+            RecordChunk(
+                tp[0],
+                tp[1],
+                start,
+                last + 1,
+                len(parts),
+                payload,
+                starts_assignment,
+                part.generation,
+            ),
         )
         part.position = last + 1
         self._flow.sent(tp, len(parts), len(payload))  # type: ignore[union-attr]
@@ -278,8 +297,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def receiveMsg_PartitionProgress(self, msg: PartitionProgress, sender: Any) -> None:
         tp = (msg.topic, msg.partition)
         part = self._partitions.get(tp)
-        if part is None or part.consumer != sender:
-            return  # a retired Consumer's last words
+        if part is None or part.generation != msg.generation:
+            return  # about an earlier assignment of the partition
         if msg.committable is not None:
             part.committable = max(part.committable or 0, msg.committable)
         part.unacked_batches = msg.unacked_batches
@@ -334,7 +353,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             key = (tp.topic, tp.partition)
             if key in self._partitions:
                 continue
-            self._partitions[key] = _Partition(consumer=self._create_partition_consumer(key))
+            self._partitions[key] = self._place(key)
             self._flow.assign(key)
             metrics.partition_assigned(*key)
         log.info("assigned %s", _names(partitions))
@@ -365,34 +384,40 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def _retire(self, keys: set[TopicPartition]) -> None:
         for key in keys:
             part = self._partitions.pop(key, None)
-            if part is not None:
-                self.send(part.consumer, ActorExitRequest())
+            if part is not None and self._pool is not None:
+                self._pool.remove(key)
+                self.send(part.consumer, PartitionRevoked(key[0], key[1], part.generation))
             self._flow.revoke(key)  # type: ignore[union-attr]
             self._time_lag.forget(key)
             metrics.partition_removed(*key)
 
-    def _create_partition_consumer(self, key: TopicPartition) -> Any:
-        address = self.createActor(PartitionConsumer)
-        self.send(
-            address,
-            ConsumerStart(
-                self._config,
-                key[0],
-                key[1],
-                self._job_manager,  # type: ignore[arg-type]
-                self.myAddress,
-            ),
-        )
+    def _create_consumer(self) -> Any:
+        """A new member of the pool of Consumer actors."""
+        address = self.createActor(ConsumerActor)
+        self.send(address, ConsumerStart(self._config, self._job_manager, self.myAddress))  # type: ignore[arg-type]
         return address
 
+    def _place(self, key: TopicPartition) -> _Partition:
+        """Give ``key`` to a member of the pool, as a new assignment."""
+        assert self._pool is not None
+        member, generation = self._pool.place(key)
+        self.send(member, PartitionAssigned(key[0], key[1], generation))
+        return _Partition(consumer=member, generation=generation)
+
     def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:
-        for key, part in self._partitions.items():
-            if part.consumer == msg.childAddress:
+        if self._pool is None or self._closed or msg.childAddress not in self._pool.members:
+            return
+        replacement = self._create_consumer()
+        orphans = self._pool.replace(msg.childAddress, replacement)
+        if orphans:
+            log.warning("a consumer of %d partition(s) exited; they are read again from "
+                        "their ACKed prefix", len(orphans))  # fmt: skip
+        for key in orphans:
+            if (part := self._partitions.get(key)) is not None:
                 self._restart_partition(key, part)
-                return
 
     def _restart_partition(self, key: TopicPartition, part: _Partition) -> None:
-        """A Consumer died with its unACKed batches: re-read from the ACKed prefix."""
+        """Its Consumer died with its unACKed batches: re-read from the ACKed prefix."""
         assert self._consumer is not None and self._flow is not None
         restart_at = part.committable
         if restart_at is None:
@@ -406,8 +431,9 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                     else OFFSET_END
                 )
             )
-        log.warning("consumer of %s[%d] exited; re-reading from %s", key[0], key[1], restart_at)
-        part.consumer = self._create_partition_consumer(key)
+        log.warning("re-reading %s[%d] from %s", key[0], key[1], restart_at)
+        placed = self._place(key)
+        part.consumer, part.generation = placed.consumer, placed.generation
         part.position = None
         self._flow.reset(key)
         self._time_lag.forget(key)
@@ -460,8 +486,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if self._consumer is not None and self._partitions:
             # Keep servicing the group (no max.poll.interval trip) but fetch nothing more.
             self._consumer.pause([KafkaTopicPartition(t, p) for t, p in self._partitions])
-        for part in self._partitions.values():
-            self.send(part.consumer, FlushPartition())
+        for member in self._pool.members if self._pool is not None else ():
+            self.send(member, FlushPartitions())
         self._check_drain()
 
     def _check_drain(self) -> None:

@@ -51,6 +51,7 @@ update; within one process the queue recognises that case itself).
 from __future__ import annotations
 
 import heapq
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,7 @@ class CommitQueue:
         self._duplicates: list[WrittenJob] = []
         self._displaced: list[WrittenJob] = []  # queued once, maybe in the plan in flight
         self._commits: OrderedDict[int, int] = OrderedDict()  # job_id -> committed token
+        self._last_commit_at = -math.inf  # when the last successful commit began
         self.conflicts = 0
 
     # --- input ---------------------------------------------------------------------------
@@ -189,14 +191,18 @@ class CommitQueue:
         return found
 
     def due(self, now: float) -> bool:
-        """A commit is due when the oldest committable job has waited
-        ``interval_s``, or sooner when ``max_files`` committable files wait."""
+        """A commit is due when a committable job waits and the last commit
+        began ``interval_s`` ago or more, or at once when ``max_files``
+        committable files wait. At most one commit per interval, then, but the
+        first files after a quiet spell go out at once rather than an interval
+        later (a job is DONE only once committed: waiting would delay every
+        job by up to an interval, and the last ones of a backlog most)."""
         prefixes = [p for p in (self._prefix(k) for k in self._queued) if p]
         if not prefixes:
             return False
         if sum(_nfiles(q.job) for p in prefixes for q in p) >= self._max_files:
             return True
-        return min(q.since for p in prefixes for q in p) + self._interval_s <= now
+        return now - self._last_commit_at >= self._interval_s
 
     def plan(self, now: float) -> CommitPlan | None:
         """The committable prefix of every partition, oldest jobs first, whole
@@ -231,8 +237,10 @@ class CommitQueue:
                 heapq.heappush(heads, (prefixes[key][i + 1].since, key, i + 1))
         return CommitPlan(tuple(jobs), tuple(files), txns, tuple(skipped))
 
-    def committed(self, plan: CommitPlan) -> None:
-        """The table commit of ``plan`` succeeded: versions advance, its jobs leave."""
+    def committed(self, plan: CommitPlan, began_at: float) -> None:
+        """The table commit of ``plan``, begun at ``began_at``, succeeded:
+        versions advance, its jobs leave, the next commit waits an interval."""
+        self._last_commit_at = max(self._last_commit_at, began_at)
         in_plan = {(j.job_id, j.token) for j in plan.jobs}
         for job in plan.jobs:
             jobs = self._queued.get(job.key, {})

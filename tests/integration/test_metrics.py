@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from actorsys import metrics
+from actorsys.config import BatchingConfig
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
@@ -162,11 +163,11 @@ def test_metrics_move_by_exactly_what_was_driven(
     assert m.sum("actorsys_commit_failures_total") == 0
     assert m.value("actorsys_rebalances_total", kind="assign") >= 1
     assert m.value("actorsys_kafka_brokers_up") == 1
-    # And processes: one per role, a Consumer per partition, the configured workers
+    # And processes: one per role, the pool of Consumers, the configured workers
     processes = m.by_label("actorsys_processes", "role")
     assert processes == {
         **{role: 1.0 for role in PARQUET_ROLES},
-        "consumer": float(PARTITIONS),
+        "consumer": float(BatchingConfig().consumers),
         "worker": float(WORKERS),
     }
     rss = m.by_label("actorsys_process_resident_memory_bytes", "role")
@@ -318,15 +319,16 @@ def test_a_rebalance_moves_partition_series_to_the_new_owner(
         a, b = committed(first), committed(second)
         return (a, b) if a and b and not set(a) & set(b) and {**a, **b} == ends else None
 
-    mine, theirs = wait_for(split, 60, "the partitions to split between the daemons", 0.5)
+    mine, _theirs = wait_for(split, 60, "the partitions to split between the daemons", 0.5)
     m = _scrape(first)
     for name in ("actorsys_consumer_lag_records", "actorsys_inflight_records"):
         assert set(m.by_label(name, "partition", topic=topic)) == set(mine), name
-    # And the first daemon's retired Consumer processes left with their gauges
-    assert m.value("actorsys_processes", role="consumer") == len(mine)
+    # And each daemon keeps its pool of Consumers, whatever it owns now
+    pool = BatchingConfig().consumers
+    assert m.value("actorsys_processes", role="consumer") == pool
     assert m.value("actorsys_rebalances_total", kind="revoke") >= 1
     theirs_scraped = _scrape(second)
-    assert theirs_scraped.value("actorsys_processes", role="consumer") == len(theirs)
+    assert theirs_scraped.value("actorsys_processes", role="consumer") == pool
     assert theirs_scraped.sum("actorsys_consumer_lag_records", topic=topic) == 0
 
     assert second.terminate() == 0, second.log_tail()

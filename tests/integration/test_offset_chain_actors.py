@@ -25,6 +25,7 @@ from actorsys.messages import (
     ComponentReady,
     ConsumerStart,
     JobManagerStart,
+    PartitionAssigned,
     PartitionProgress,
     RecordChunk,
 )
@@ -194,13 +195,21 @@ def test_consumer_retransmits_until_acked_when_acks_are_lost(
             ComponentReady("job_manager")
         )
         consumer = asys.createActor(Consumer)
-        asys.tell(consumer, ConsumerStart(config, TOPIC, PARTITION, manager, kafka_consumer))
+        asys.tell(consumer, ConsumerStart(config, manager, kafka_consumer))
+        asys.tell(consumer, PartitionAssigned(TOPIC, PARTITION, 1))
         # When 100 records arrive in chunks of 10 (each cuts one batch)
         for start in range(0, 100, 10):
             asys.tell(
                 consumer,
                 RecordChunk(
-                    TOPIC, PARTITION, start, start + 10, 10, _payload(start, start + 10), start == 0
+                    TOPIC,
+                    PARTITION,
+                    start,
+                    start + 10,
+                    10,
+                    _payload(start, start + 10),
+                    start == 0,
+                    1,
                 ),
             )
 

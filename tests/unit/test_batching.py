@@ -18,7 +18,7 @@ def chunk(start: int, count: int, *, nbytes: int | None = None, first: bool = Fa
     ``nbytes`` bytes (one per record by default) that name its start."""
     size = count if nbytes is None else nbytes
     payload = (f"<{start}>".encode() * size)[:size]
-    return RecordChunk("t", 0, start, start + count, count, payload, first)
+    return RecordChunk("t", 0, start, start + count, count, payload, first, 1)
 
 
 # No example database on disk, no per-example deadline (slow CI machines).

@@ -74,7 +74,7 @@ def test_interleaved_partitions_commit_each_in_offset_order() -> None:
     assert sorted(plan.files) == sorted(f for j in (a1, a2, b1, b2) for f in j.files)
     assert plan.skipped == ()
     # And once committed the versions advance and the queue is empty
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     assert (q.version(A), q.version(B), len(q)) == (20, 200, 0)
     assert q.plan(now=30.0) is None
     assert q.duplicates() == []
@@ -252,7 +252,7 @@ def test_failed_job_advances_the_version_when_next_in_line() -> None:
     assert plan.jobs == (after,)
     assert plan.files == after.files
     assert plan.txns == {A: 20}
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     assert (q.version(A), len(q)) == (20, 0)
 
 
@@ -262,10 +262,9 @@ def test_failed_jobs_alone_make_a_commit_of_versions_only() -> None:
     q.known_version(A, 0)
     # When only a FAILED job waits
     q.skip(skipped(1, 0, 10), now=0.0)
-    # Then it is due by the interval like any job, and commits no file
-    assert not q.due(now=9.0)
-    assert q.due(now=10.0)
-    plan = q.plan(now=10.0)
+    # Then it is due like any job, and commits no file
+    assert q.due(now=0.0)
+    plan = q.plan(now=0.0)
     assert plan is not None
     assert (plan.jobs, plan.files, plan.txns) == ((), (), {A: 10})
 
@@ -301,7 +300,7 @@ def test_max_files_splits_the_commit_between_whole_jobs() -> None:
     assert len(plan.files) == 3
     assert plan.txns == {A: 10, B: 10}
     # And the rest comes in the next commit
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     second = q.plan(now=100.0)
     assert second is not None
     assert second.jobs == (a2,)
@@ -340,14 +339,21 @@ def test_job_larger_than_max_files_is_committed_alone() -> None:
     assert len(plan.files) == 5
 
 
-def test_commit_is_due_when_the_oldest_committable_job_waited_the_interval() -> None:
+def test_commits_are_due_at_once_then_at_most_one_per_interval() -> None:
     # Given a 10 s interval
     q = queue(interval_s=10.0, max_files=100)
     q.known_version(A, 0)
-    # When a job waits since t=5, and one waiting for a predecessor since t=0
+    # When a job waits for its predecessor / Then nothing is due
     q.offer(written(9, 50, 60), now=0.0)
+    assert not q.due(now=0.0)
+    # When a committable job arrives after a quiet spell / Then it goes at once
     q.offer(written(1, 0, 10), now=5.0)
-    # Then the commit is due 10 s after the committable one, not the waiting one
+    assert q.due(now=5.0)
+    plan = q.plan(now=5.0)
+    assert plan is not None
+    q.committed(plan, began_at=5.0)
+    # When the next one is written right after / Then it waits for the interval
+    q.offer(written(2, 10, 50), now=6.0)
     assert not q.due(now=14.9)
     assert q.due(now=15.0)
 
@@ -357,6 +363,7 @@ def test_commit_is_due_early_when_max_files_wait() -> None:
     q = queue(interval_s=3600.0, max_files=4)
     q.known_version(A, 0)
     q.known_version(B, 0)
+    q.committed(CommitPlan((), (), {}, ()), began_at=0.0)  # a commit began the interval
     q.offer(written(1, 0, 10, files=2), now=0.0)
     # When 3 committable files wait / Then it is not due yet
     q.offer(written(2, 0, 10, key=B, files=1), now=1.0)
@@ -435,7 +442,7 @@ def test_newer_attempt_replaces_one_not_in_the_plan() -> None:
     q.offer(written(9, 0, 5, key=B), now=1.0)
     plan = q.plan(now=100.0)
     assert plan is not None
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     # Then the older attempt is released as a duplicate, the newer one is committed later
     assert q.duplicates() == [old]
     q.offer(written(1, 0, 10), now=2.0)
@@ -455,7 +462,7 @@ def test_newer_attempt_loses_to_an_older_one_in_the_plan_in_flight() -> None:
     # When attempt 2 is written meanwhile, and then the plan is committed
     q.offer(new, now=1.0)
     assert q.duplicates() == []  # attempt 1's files may be in the table: not released yet
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     # Then attempt 2 is the duplicate: the offsets are committed once, never twice
     assert q.duplicates() == [new]
     assert (q.version(A), len(q)) == (10, 0)
@@ -501,7 +508,7 @@ def test_committed_attempt_offered_again_is_not_a_duplicate() -> None:
     q.offer(job, now=0.0)
     plan = q.plan(now=100.0)
     assert plan is not None
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     # When the very same attempt is offered again (its notice retransmitted)
     q.offer(job, now=101.0)
     # Then it is ignored: its files are the table's, not garbage
@@ -518,7 +525,7 @@ def test_committed_attempts_are_remembered_only_boundedly() -> None:
         q.offer(job, now=0.0)
     plan = q.plan(now=100.0)
     assert plan is not None
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     # When the oldest is offered again / Then it is reported (the caller checks the table)
     q.offer(jobs[0], now=101.0)
     q.offer(jobs[-1], now=101.0)
@@ -538,7 +545,7 @@ def test_failed_outcome_replaces_a_queued_written_attempt() -> None:
     assert plan is not None
     # Then the commit skips it, and the written attempt's files are released after it
     assert (plan.jobs, [s.job_id for s in plan.skipped], plan.txns) == ((), [1, 2], {A: 20})
-    q.committed(plan)
+    q.committed(plan, began_at=0.0)
     assert q.duplicates() == [attempt]
     # And a written attempt of a FAILED job reported later is a duplicate too
     q.known_version(B, 0)
@@ -638,7 +645,7 @@ def test_any_order_commits_every_offset_exactly_once_in_order(
         for job in sorted(done, key=lambda j: j.start):
             table[job.key].append((job.start, job.end))
         in_table.extend(plan.files)
-        q.committed(plan)
+        q.committed(plan, began_at=0.0)
 
     now = 0.0
     while events or in_flight is not None or q.plan(now) is not None:

@@ -1,0 +1,238 @@
+"""A bounded pool of Consumer actors serving any number of partitions.
+
+Plain objects, no actor code: the KafkaConsumerActor and the Consumer actors
+feed them and pass ``now`` (a monotonic clock reading), so every rule is
+unit-tested with a fake clock.
+
+- :class:`PoolPlacement` (KafkaConsumerActor side): which pool member serves
+  which partition. The pool has a configured size (``batching.consumers``),
+  so the number of processes does not grow with the assignment.
+- :class:`PartitionBatches` (Consumer side): one member's partitions, each
+  with its batcher and its unACKed batches.
+
+Every assignment of a partition gets a new *generation*. Thespian can deliver
+messages between two actors out of order under load, so a chunk may arrive
+before the assignment it belongs to (kept until it does), or after its
+partition was revoked and assigned again (dropped: its records are read again
+by the new assignment, whose chain starts at the committed offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from actorsys.batching import AckTracker, Batch, PartitionBatcher
+from actorsys.messages import RecordChunk
+
+TopicPartition = tuple[str, int]
+Member = TypeVar("Member")
+
+# Chunks kept per partition for an assignment not seen yet; past it they are
+# dropped (never a buffer without bound: the records are read again on restart).
+MAX_EARLY_CHUNKS = 64
+
+
+class PoolPlacement(Generic[Member]):
+    """Partition -> pool member, least-loaded first; a new generation per assignment."""
+
+    def __init__(self, members: list[Member]) -> None:
+        if not members:
+            raise ValueError("a consumer pool needs at least one member")
+        self._members = list(members)
+        self._placed: dict[TopicPartition, tuple[int, int]] = {}  # key -> (member, generation)
+        self._generation = 0
+
+    @property
+    def members(self) -> list[Member]:
+        return list(self._members)
+
+    def place(self, key: TopicPartition) -> tuple[Member, int]:
+        """Give ``key`` to the member serving the fewest partitions (placed again,
+        it moves: a new generation either way)."""
+        self._placed.pop(key, None)
+        load = [0] * len(self._members)
+        for index, _ in self._placed.values():
+            load[index] += 1
+        index = min(range(len(self._members)), key=lambda i: (load[i], i))
+        self._generation += 1
+        self._placed[key] = (index, self._generation)
+        return self._members[index], self._generation
+
+    def remove(self, key: TopicPartition) -> tuple[Member, int] | None:
+        placed = self._placed.pop(key, None)
+        return None if placed is None else (self._members[placed[0]], placed[1])
+
+    def member_of(self, key: TopicPartition) -> tuple[Member, int] | None:
+        placed = self._placed.get(key)
+        return None if placed is None else (self._members[placed[0]], placed[1])
+
+    def is_current(self, key: TopicPartition, generation: int) -> bool:
+        placed = self._placed.get(key)
+        return placed is not None and placed[1] == generation
+
+    def replace(self, old: Member, new: Member) -> list[TopicPartition]:
+        """``old`` died and ``new`` takes its place: the partitions it served,
+        which must be placed again (new generations: re-read from the ACKed prefix)."""
+        index = self._members.index(old)
+        self._members[index] = new
+        return sorted(key for key, (i, _) in self._placed.items() if i == index)
+
+    def load(self) -> dict[int, int]:
+        counts = dict.fromkeys(range(len(self._members)), 0)
+        for index, _ in self._placed.values():
+            counts[index] += 1
+        return counts
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the KafkaConsumerActor needs to know about one partition."""
+
+    topic: str
+    partition: int
+    generation: int
+    committable: int | None
+    released_records: int
+    released_bytes: int
+    unacked_batches: int
+
+
+@dataclass
+class _Partition:
+    generation: int
+    batcher: PartitionBatcher
+    acks: AckTracker
+
+
+@dataclass
+class PartitionBatches:
+    """One Consumer's partitions: cuts each one's batches, tracks their ACKs.
+
+    Methods return what to send: batches (to the JobManager) as
+    ``(key, batch)`` pairs, and the keys whose progress changed (to report to
+    the KafkaConsumerActor with :meth:`progress`).
+    """
+
+    max_records: int
+    max_bytes: int
+    linger_s: float
+    ack_timeout_s: float
+    max_ack_timeout_s: float
+    _partitions: dict[TopicPartition, _Partition] = field(default_factory=dict)
+    _early: dict[TopicPartition, list[RecordChunk]] = field(default_factory=dict)
+
+    def __contains__(self, key: TopicPartition) -> bool:
+        return key in self._partitions
+
+    def assigned(self) -> list[TopicPartition]:
+        return sorted(self._partitions)
+
+    def generation(self, key: TopicPartition) -> int | None:
+        part = self._partitions.get(key)
+        return None if part is None else part.generation
+
+    def assign(
+        self, key: TopicPartition, generation: int, now: float
+    ) -> list[tuple[TopicPartition, Batch]]:
+        """Start (or restart) ``key`` at ``generation``; chunks that came early
+        for it are batched now, those of older generations dropped."""
+        current = self._partitions.get(key)
+        if current is not None and current.generation >= generation:
+            return []  # a late, stale assignment
+        self._partitions[key] = _Partition(
+            generation,
+            PartitionBatcher(self.max_records, self.max_bytes, self.linger_s),
+            AckTracker(self.ack_timeout_s, self.max_ack_timeout_s),
+        )
+        early = [c for c in self._early.pop(key, []) if c.generation >= generation]
+        later = [c for c in early if c.generation > generation]
+        if later:
+            self._early[key] = later
+        sent: list[tuple[TopicPartition, Batch]] = []
+        for chunk in sorted((c for c in early if c.generation == generation), key=_start):
+            sent += self.chunk(chunk, now)
+        return sent
+
+    def revoke(self, key: TopicPartition, generation: int) -> bool:
+        """Forget ``key`` (its unACKed batches too: uncommitted, they are read
+        again by whoever owns it next). False for a stale revocation."""
+        part = self._partitions.get(key)
+        if part is None or part.generation > generation:
+            return False
+        del self._partitions[key]
+        self._early.pop(key, None)
+        return True
+
+    def chunk(self, chunk: RecordChunk, now: float) -> list[tuple[TopicPartition, Batch]]:
+        key = (chunk.topic, chunk.partition)
+        part = self._partitions.get(key)
+        if part is None or chunk.generation > part.generation:
+            early = self._early.setdefault(key, [])
+            if len(early) < MAX_EARLY_CHUNKS:
+                early.append(chunk)
+            return []
+        if chunk.generation < part.generation:
+            return []  # of an earlier assignment: read again by this one
+        return self._track(key, part, part.batcher.add(chunk, now), now)
+
+    def ack(self, key: TopicPartition, start: int, end: int) -> bool:
+        """True when the ACK released a batch (the partition's progress changed)."""
+        part = self._partitions.get(key)
+        return part is not None and part.acks.ack(start, end)
+
+    def held(self, key: TopicPartition, start: int, end: int, now: float) -> None:
+        part = self._partitions.get(key)
+        if part is not None:
+            part.acks.postpone(start, end, now)
+
+    def due(self, now: float) -> list[tuple[TopicPartition, Batch]]:
+        """Batches that lingered long enough, across every partition."""
+        sent: list[tuple[TopicPartition, Batch]] = []
+        for key, part in self._partitions.items():
+            if (batch := part.batcher.due(now)) is not None:
+                sent += self._track(key, part, [batch], now)
+        return sent
+
+    def flush(self, now: float) -> list[tuple[TopicPartition, Batch]]:
+        """Cut every open batch now (draining)."""
+        sent: list[tuple[TopicPartition, Batch]] = []
+        for key, part in self._partitions.items():
+            if (batch := part.batcher.flush()) is not None:
+                sent += self._track(key, part, [batch], now)
+        return sent
+
+    def retransmits(
+        self, now: float, everything: bool = False
+    ) -> list[tuple[TopicPartition, Batch]]:
+        """UnACKed batches due again (all of them when the JobManager moved)."""
+        resent: list[tuple[TopicPartition, Batch]] = []
+        for key, part in self._partitions.items():
+            due = part.acks.resend_all(now) if everything else part.acks.due_retransmits(now)
+            resent += [(key, batch) for batch in due]
+        return resent
+
+    def progress(self, key: TopicPartition) -> Progress | None:
+        part = self._partitions.get(key)
+        if part is None:
+            return None
+        return Progress(
+            key[0],
+            key[1],
+            part.generation,
+            part.acks.committable,
+            part.acks.released_records,
+            part.acks.released_bytes,
+            len(part.acks),
+        )
+
+    def _track(
+        self, key: TopicPartition, part: _Partition, batches: list[Batch], now: float
+    ) -> list[tuple[TopicPartition, Batch]]:
+        for batch in batches:
+            part.acks.track(batch, now)
+        return [(key, batch) for batch in batches]
+
+
+def _start(chunk: RecordChunk) -> int:
+    return chunk.start
