@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -175,19 +178,44 @@ class Daemon:
         store.close()
         # Temporary files of writers killed mid-write (no worker runs yet; a file
         # written in the last minute may belong to another host sharing the dir).
-        from actorsys.handlers.parquet_output import remove_orphaned_temp_files
+        from actorsys.temp_files import remove_orphaned_temp_files
 
         if removed := remove_orphaned_temp_files(output):
             log.info("removed %d orphaned temporary output file(s)", removed)
-        # Load the handler here too, so a bad reference or bad options is one
-        # clear line at start-up rather than a worker that cannot start.
-        from actorsys.handlers import load_handler_factory
-        from actorsys.handlers.api import HandlerSettings
+        self._check_handler()
 
+    def _check_handler(self) -> None:
+        """Load the handler once now, so a bad reference or bad options is one
+        clear line at start-up rather than a worker that cannot start; in a
+        fresh interpreter, not here: every actor process is forked from this
+        one and keeps what it imported (the IoT handlers import pyarrow, about
+        85 MB of resident memory in each of them). The settings go through
+        stdin, never argv: handler options may hold secrets."""
         output = self.config.output
-        load_handler_factory(output.effective_handler)(
-            HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
+        spec = pickle.dumps(
+            (output.effective_handler, output.dir, output.metrics, dict(output.options))
         )
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _HANDLER_CHECK],
+                input=spec,
+                capture_output=True,
+                timeout=HANDLER_CHECK_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise StartupError(
+                f"loading the handler {output.effective_handler!r} took over "
+                f"{HANDLER_CHECK_TIMEOUT_S:.0f}s"
+            ) from None
+        problem = done.stdout.decode(errors="replace").strip()
+        if done.returncode != 0 and not problem:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()
+            problem = f"loading the handler {output.effective_handler!r} failed: " + (
+                tail[-1] if tail else f"exit status {done.returncode}"
+            )
+        if problem:
+            raise ConfigError(problem)
 
     def _start_broker(self) -> str:
         servers = self.config.kafka.bootstrap_servers
@@ -476,6 +504,30 @@ def _wait_port_free(port: int, timeout_s: float) -> bool:
             return False
         time.sleep(0.25)  # polling the kernel's socket table, not synchronising actors
     return True
+
+
+HANDLER_CHECK_TIMEOUT_S = 120.0
+_HANDLER_CHECK = """
+import pickle, sys
+from actorsys.daemon import handler_problem
+print(handler_problem(*pickle.loads(sys.stdin.buffer.read())) or "")
+"""
+
+
+def handler_problem(
+    reference: str, output_dir: str, output_metrics: tuple[str, ...], options: dict[str, Any]
+) -> str | None:
+    """Why the handler cannot be loaded with these settings (one line), or None."""
+    from actorsys.handlers import load_handler_factory
+    from actorsys.handlers.api import HandlerSettings
+
+    try:
+        load_handler_factory(reference)(HandlerSettings(Path(output_dir), output_metrics, options))
+    except ActorsysError as exc:
+        return str(exc)
+    except Exception as exc:  # a third-party handler's own error: still one line
+        return f"handler {reference!r} failed to start: {type(exc).__name__}: {exc}"
+    return None
 
 
 def run_daemon(config: AppConfig) -> int:

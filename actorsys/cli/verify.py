@@ -19,8 +19,6 @@ from actorsys.cli.oneline import OneLineUsageCommand
 from actorsys.cli.run import config_error
 from actorsys.config import load_config
 from actorsys.errors import ActorsysError, ConfigError
-from actorsys.verify import report_doc, summary_lines
-from actorsys.verify import verify as run_verify
 
 _HELP = """Check the raw output against Kafka and the job store.
 
@@ -75,6 +73,11 @@ Exit codes: 0 nothing missing or duplicated; 1 something is;
     help="Seconds to wait for Kafka to answer or make progress.",
 )
 def verify(config_path: str, topics: tuple[str, ...], as_json: bool, timeout_s: float) -> None:
+    # Imported here: it reads tables with pyarrow, which `actorsys run` must not
+    # import (every actor process is forked from the daemon and keeps it).
+    from actorsys.verify import report_doc, summary_lines
+    from actorsys.verify import verify as run_verify
+
     try:
         report = run_verify(load_config(config_path), topics, timeout_s)
     except ConfigError as exc:

@@ -7,15 +7,14 @@ DuckDB, Spark and pyarrow datasets prune by date.
 
 A process killed mid-write leaves its temporary ``.tmp-<pid>-<name>.partial``
 behind (invisible to ``*.parquet`` globs, but it takes disk space);
-``remove_orphaned_temp_files`` removes them when the daemon starts.
+``actorsys.temp_files.remove_orphaned_temp_files`` removes them when the
+daemon starts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from actorsys.fsutil import ensure_directory, fsync_directory
 from actorsys.handlers.validation import ValidatedBatch
+from actorsys.temp_files import temp_path_for
 
 TIMESTAMP_MS_UTC = pa.timestamp("ms", tz="UTC")
 
@@ -38,14 +38,6 @@ COMPRESSION = "zstd"
 _AGG_STATS = ("min", "max", "mean", "count")
 
 log = logging.getLogger("actorsys.handlers.parquet_output")
-
-# The temporary names write_parquet_atomic uses: .tmp-<pid>-<final name>.partial
-_TEMP_FILE = re.compile(r"^\.tmp-(?:(\d+)-)?.*\.partial$")
-# The output trees written by the IoT handler.
-OUTPUT_TREES = ("raw", "agg")
-# A temporary file younger than this may belong to a write in progress on
-# another host sharing the output directory: left for the next start.
-ORPHAN_MIN_AGE_S = 60.0
 
 
 def raw_schema(metrics: Sequence[str], ts_type: pa.DataType = TIMESTAMP_MS_UTC) -> pa.Schema:
@@ -150,7 +142,7 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     end in ``.parquet``, so ``*.parquet`` globs never pick up a partial file.
     """
     ensure_directory(path.parent)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}.partial")
+    tmp = temp_path_for(path)
     try:
         with open(tmp, "wb") as sink:
             pq.write_table(table, sink, compression=COMPRESSION)
@@ -161,66 +153,3 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
-
-
-def remove_orphaned_temp_files(output_dir: Path, *, min_age_s: float = ORPHAN_MIN_AGE_S) -> int:
-    """Remove the temporary files that writers killed mid-write left under
-    ``output_dir/raw`` and ``output_dir/agg`` (recursively); returns how many.
-
-    Only names ``write_parquet_atomic`` gives its temporary files
-    (``.tmp-*.partial``) are candidates, so a ``*.parquet`` file is never
-    touched. A candidate is kept while it may still be written: when it was
-    modified less than ``min_age_s`` ago (a writer on another host sharing the
-    directory) or when the process its name carries is alive on this host.
-    A file that cannot be removed is logged and skipped: an orphan costs disk
-    space, not correctness, and must not keep the daemon from starting."""
-    removed = 0
-    now = time.time()
-    for tree in OUTPUT_TREES:
-        for path in _temp_files(output_dir / tree):
-            if _may_be_in_use(path, now, min_age_s):
-                continue
-            try:
-                path.unlink()
-            except FileNotFoundError:  # its writer finished or cleaned up meanwhile
-                continue
-            except OSError as exc:
-                log.warning("cannot remove orphaned temporary file %s: %s", path, exc)
-                continue
-            removed += 1
-    return removed
-
-
-def _temp_files(root: Path) -> list[Path]:
-    """Every temporary output file under ``root``, not following symlinks
-    (a link out of the output tree must not lead the cleanup elsewhere)."""
-    found = []
-    for directory, _, names in os.walk(root):
-        found.extend(Path(directory, name) for name in names if _TEMP_FILE.match(name))
-    return found
-
-
-def _may_be_in_use(path: Path, now: float, min_age_s: float) -> bool:
-    match = _TEMP_FILE.match(path.name)
-    pid = int(match.group(1)) if match and match.group(1) else None
-    if pid is not None and _pid_alive(pid):
-        return True
-    try:
-        return now - path.lstat().st_mtime < min_age_s
-    except FileNotFoundError:
-        return True  # gone already: nothing to do
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (signal 0 checks, sends nothing)."""
-    if pid <= 0:  # 0 and negatives name process groups, not a process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    except OverflowError:  # larger than any pid
-        return False
-    return True

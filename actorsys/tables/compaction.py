@@ -56,6 +56,7 @@ from actorsys.tables.layout import (
     raw_file_schema,
     stats_from_parquet,
 )
+from actorsys.temp_files import temp_path_for
 
 if TYPE_CHECKING:
     # Imported when a compaction runs: only compacting workers load DuckDB.
@@ -549,7 +550,7 @@ class _ParquetFile:
             raise FileExistsError(f"{self._path} exists: job id and attempt must be unique")
         written.add(self._path)
         ensure_directory(self._path.parent)
-        self._tmp = self._path.with_name(f".tmp-{os.getpid()}-{self._path.name}.partial")
+        self._tmp = temp_path_for(self._path)
         self._sink: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in finish/abort)
         try:
             self._writer = pq.ParquetWriter(

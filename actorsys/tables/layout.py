@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from actorsys.fsutil import ensure_directory, fsync_directory
 from actorsys.handlers.parquet_output import raw_schema
+from actorsys.temp_files import temp_path_for
 
 if TYPE_CHECKING:
     # deltalake starts a thread when imported: only the committer's process
@@ -278,12 +279,12 @@ def write_parquet_atomic(
 
     Temporary file ``.tmp-<pid>-<name>.partial`` in the same directory (so
     ``os.replace`` is a rename within one file system; the name is the one
-    ``parquet_output.remove_orphaned_temp_files`` cleans up after a crash),
+    ``temp_files.remove_orphaned_temp_files`` cleans up after a crash),
     fsync, rename, fsync the directory (so the rename survives a crash
     before the committer publishes the file).
     """
     ensure_directory(path.parent)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}.partial")
+    tmp = temp_path_for(path)
     try:
         with open(tmp, "wb") as sink:
             pq.write_table(

@@ -17,8 +17,8 @@ import pytest
 from actorsys.errors import ConfigError
 from actorsys.handlers.api import HandlerSettings, JobInput
 from actorsys.handlers.iot_parquet import IotParquetHandler
-from actorsys.handlers.parquet_output import remove_orphaned_temp_files
 from actorsys.records import Record
+from actorsys.temp_files import remove_orphaned_temp_files
 
 TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE = 60_000
