@@ -1,0 +1,70 @@
+"""Reading offset intervals straight from the real broker with a reused
+assign() consumer: exactly the records of each range, in order, whether
+ranges follow one another or jump."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from actorsys.embedded_broker import EmbeddedBroker
+from actorsys.range_reader import RangeReader, RangeUnavailable, reader_properties
+from actorsys.simulator import create_topic_if_missing, produce
+
+pytestmark = pytest.mark.integration
+
+
+def _reader(broker: EmbeddedBroker) -> RangeReader:
+    return RangeReader(
+        reader_properties({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"})
+    )
+
+
+def test_ranges_read_exactly_their_records_in_order(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str
+) -> None:
+    # Given 20,000 records in one partition
+    create_topic_if_missing(broker.bootstrap_servers, topic, 1)
+    report = produce(
+        broker.bootstrap_servers, topic, devices=20, rate=0, count=20_000,
+        malformed_ratio=0.0, partitions=1, seed=5,
+    )  # fmt: skip
+    end = report.end_offsets[0]
+    reader = _reader(broker)
+    try:
+        # When ranges that follow one another are read, then one that jumps back
+        began = time.perf_counter()
+        ranges = [(s, min(s + 5_000, end)) for s in range(0, end, 5_000)]
+        reads = [reader.read(topic, 0, s, e, 30) for s, e in ranges]
+        took = time.perf_counter() - began
+        back = reader.read(topic, 0, 1_234, 1_240, 30)
+    finally:
+        reader.close()
+    # Then each holds exactly its offsets, with the producer's values
+    for (s, e), read in zip(ranges, reads, strict=True):
+        assert [r.offset for r in read.records] == list(range(s, e))
+        assert read.deleted is None
+    assert [r.offset for r in back.records] == list(range(1_234, 1_240))
+    assert all(r.value for read in reads for r in read.records)
+    print(f"read {end:,} records in {took:.2f}s ({end / took:,.0f} records/s)")
+
+
+def test_a_range_past_the_end_of_the_log_is_unavailable_not_short(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str
+) -> None:
+    create_topic_if_missing(broker.bootstrap_servers, topic, 1)
+    report = produce(
+        broker.bootstrap_servers, topic, devices=5, rate=0, count=100,
+        malformed_ratio=0.0, partitions=1, seed=6,
+    )  # fmt: skip
+    end = report.end_offsets[0]
+    reader = _reader(broker)
+    try:
+        with pytest.raises(RangeUnavailable, match=r"only up to 100 read"):
+            reader.read(topic, 0, 50, end + 10, 2)
+        # And the reader still works afterwards
+        assert [r.offset for r in reader.read(topic, 0, 0, 3, 30).records] == [0, 1, 2]
+    finally:
+        reader.close()
