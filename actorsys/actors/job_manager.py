@@ -8,8 +8,9 @@ Everything it knows it recovers from the store when it is recreated.
 
 The state it keeps between messages lives in plain objects it drives:
 ``LeaseBook`` (who runs what, until when; outcomes not yet recorded),
-``HeldBatches``/``ParkedBatches`` (unACKed batches, capped in bytes) and
-``OutputHealth`` (transient output faults pause consumption).
+``HeldBatches``/``ParkedBatches`` (unACKed batches, capped in bytes),
+``OutputHealth`` (transient output faults pause consumption) and
+``Admission`` (back-pressure on new batches; the drain's quiesce).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from actorsys.actors.lifeline import ParentWatch
 from actorsys.backlog import HeldBatches, ParkedBatches
 from actorsys.config import AppConfig
 from actorsys.errors import ActorsysError, JobStoreError
+from actorsys.jobs.admission import Admission
 from actorsys.jobs.leases import LeaseBook, Outcome
 from actorsys.jobs.model import BatchSubmission, JobKind, JobRecord, JobStatus, SubmitResult
 from actorsys.jobs.open import open_job_store
@@ -55,7 +57,6 @@ from actorsys.messages import (
     JobManagerStart,
     JobsAvailable,
     JobsCommitted,
-    JobsQuiesced,
     NoJobAvailable,
     QuiesceJobs,
     ReplaceFiles,
@@ -77,12 +78,6 @@ HEARTBEAT_EVERY_TICKS = 2
 ORPHAN_CHECK_EVERY_TICKS = 5
 # A JobManager silent this long is dead: its RUNNING jobs are taken back.
 MANAGER_SILENT_S = 15.0
-
-
-@dataclass
-class _Quiesce:
-    deadline: float
-    reply_to: Any
 
 
 @dataclass
@@ -157,8 +152,7 @@ class JobManager(ActorTypeDispatcher):
         self._held = HeldBatches(max_bytes=0)
         self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION, max_bytes=0)
         self._output = OutputHealth(1.0, 300.0)
-        self._quiesce: _Quiesce | None = None
-        self._admit_all = False  # draining: see AdmitHeldBatches
+        self._admission = Admission()
         self._retry: RetryPolicy | None = None
         self._rng = random.Random()
         self._errors = RateLimitedLog(log)
@@ -194,6 +188,7 @@ class JobManager(ActorTypeDispatcher):
             jobs.max_attempts, jobs.retry_backoff_initial_s, jobs.retry_backoff_max_s
         )
         self._output = OutputHealth(jobs.retry_backoff_initial_s, jobs.retry_backoff_max_s)
+        self._admission.max_pending_jobs = flow.max_pending_jobs
         # Unacknowledged batches are what the consumers' in-flight caps already
         # bound; keeping them here must not take more than that.
         self._held = HeldBatches(max_bytes=flow.max_inflight_bytes)
@@ -302,13 +297,8 @@ class JobManager(ActorTypeDispatcher):
     # --- batches in -------------------------------------------------------------------------
 
     def _accepting(self) -> bool:
-        """New batches are persisted (and ACKed) only while the workers keep up
-        and the output can be written; otherwise their ACK is withheld, which
-        pauses the partitions (back-pressure, never a buffer)."""
-        assert self._config is not None
-        if self._admit_all:
-            return True
-        return self._unfinished < self._config.flow.max_pending_jobs and self._output.healthy
+        """Otherwise a new batch's ACK is withheld: back-pressure (see Admission)."""
+        return self._admission.accepting(self._unfinished, self._output.healthy)
 
     def receiveMsg_BatchNotification(self, msg: BatchNotification, sender: Any) -> None:
         if self._store is None:
@@ -395,7 +385,11 @@ class JobManager(ActorTypeDispatcher):
     # --- jobs out ----------------------------------------------------------------------------
 
     def receiveMsg_RequestJob(self, msg: RequestJob, sender: Any) -> None:
-        if self._store is None or self._quiesce is not None or self._leases.holds(msg.worker_id):
+        if (
+            self._store is None
+            or not self._admission.hands_out_jobs
+            or self._leases.holds(msg.worker_id)
+        ):
             self.send(sender, NoJobAvailable())
             return
         try:
@@ -768,22 +762,18 @@ class JobManager(ActorTypeDispatcher):
     # --- draining ----------------------------------------------------------------------------
 
     def receiveMsg_AdmitHeldBatches(self, msg: AdmitHeldBatches, sender: Any) -> None:
-        self._admit_all = True
+        self._admission.admit_held()
         self._release_held()
 
     def receiveMsg_QuiesceJobs(self, msg: QuiesceJobs, sender: Any) -> None:
-        self._quiesce = _Quiesce(time.monotonic() + msg.deadline_s, sender)
+        self._admission.quiesce(sender, msg.deadline_s, time.monotonic())
         self._check_quiesced()
 
     def _check_quiesced(self) -> None:
-        q = self._quiesce
-        if q is None or q.reply_to is None:
-            return
         busy = len(self._leases) + len(self._awaiting_commit)
-        if busy and time.monotonic() < q.deadline:
-            return
-        self.send(q.reply_to, JobsQuiesced(still_running=busy))
-        q.reply_to = None
+        reply = self._admission.quiesce_reply(busy, time.monotonic())
+        if reply is not None:
+            self.send(*reply)
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
         if self._store is not None:

@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import actorsys.cli.verify
+import actorsys.verify
 from actorsys.cli import main
 from actorsys.config import build_config
 from actorsys.jobs.model import BatchSubmission, JobStatus
@@ -475,7 +476,7 @@ def test_an_unreachable_source_exits_2_with_one_line(
     def unreachable(*_args: Any) -> Any:
         raise VerifyError("cannot list Kafka topics: timed out")
 
-    monkeypatch.setattr(actorsys.cli.verify, "run_verify", unreachable)
+    monkeypatch.setattr(actorsys.verify, "verify", unreachable)
     line = assert_exit_2_one_line(invoke("-c", write_config(tmp_path)), "actorsys: cannot verify:")
     assert "timed out" in line
 
@@ -486,7 +487,7 @@ def test_the_exit_code_follows_the_verdict(
 ) -> None:
     present = [o for o in range(100) if o not in (10, 20, 50, 60)]
     outcomes = iter([report(facts()), report(facts(raw=raw_of(present)))])
-    monkeypatch.setattr(actorsys.cli.verify, "run_verify", lambda *_args: next(outcomes))
+    monkeypatch.setattr(actorsys.verify, "verify", lambda *_args: next(outcomes))
     flags = ["--json"] if as_json else []
     good, bad = (invoke("-c", write_config(tmp_path), *flags) for _ in range(2))
     assert (good.exit_code, bad.exit_code) == (0, 1), (good.output, bad.output)
