@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 
 class ChainVerdict(enum.Enum):
-    STORE = "store"  # start == next_offset (or nothing known yet)
+    STORE = "store"  # start == next_offset (or the first batch of an assignment, nothing known yet)
     DUPLICATE = "duplicate"  # end <= next_offset: ACK again, store nothing
     TRIM = "trim"  # start < next_offset < end: store [next_offset, end)
     GAP = "gap"  # first batch after assignment starts past next_offset
@@ -41,7 +41,13 @@ def decide(start: int, end: int, next_offset: int | None, starts_assignment: boo
     if end <= start:
         raise ValueError(f"empty or inverted interval [{start}, {end})")
     if next_offset is None:
-        return ChainDecision(ChainVerdict.STORE, start)
+        # Nothing stored for this partition yet: only the batch that starts an
+        # assignment may begin the chain. A later batch that overtook it (actor
+        # messages can be reordered) waits: stored first, it would make the
+        # earlier one look like a duplicate, and that one's records would be lost.
+        if starts_assignment:
+            return ChainDecision(ChainVerdict.STORE, start)
+        return ChainDecision(ChainVerdict.OUT_OF_ORDER, start)
     if end <= next_offset:
         return ChainDecision(ChainVerdict.DUPLICATE, start)
     if start < next_offset:

@@ -116,10 +116,18 @@ def payload(start: int, end: int) -> bytes:
 
 
 def batch(
-    start: int, end: int, *, partition: int = 0, starts_assignment: bool = False, group: str = GROUP
+    start: int,
+    end: int,
+    *,
+    partition: int = 0,
+    starts_assignment: bool | None = None,
+    group: str = GROUP,
 ) -> BatchSubmission:
+    """A batch as a Consumer sends it; by default the one at offset 0 starts its
+    assignment (a new chain begins only with such a batch)."""
+    first = start == 0 if starts_assignment is None else starts_assignment
     return BatchSubmission(
-        group, TOPIC, partition, start, end, end - start, payload(start, end), starts_assignment
+        group, TOPIC, partition, start, end, end - start, payload(start, end), first
     )
 
 
@@ -147,8 +155,8 @@ def stored_job(store: JobStore, start: int, end: int, partition: int = 0) -> int
 
 def test_first_batch_ever_is_stored_as_pending_job_with_its_payload(job_store: JobStore) -> None:
     # Given an empty store
-    # When the first batch of a partition arrives
-    result = job_store.submit_batch(batch(100, 110), T0)
+    # When the first batch of a partition arrives (its assignment's first)
+    result = job_store.submit_batch(batch(100, 110, starts_assignment=True), T0)
     # Then it is stored whole and next_offset moves to its end
     assert (result.verdict, result.next_offset, result.gap) == (ChainVerdict.STORE, 110, 0)
     assert result.job_id is not None
@@ -236,7 +244,7 @@ def test_next_offset_is_persisted_per_group_topic_and_partition(
     # Given batches on two partitions and in two consumer groups
     stored_job(job_store, 0, 10, partition=0)
     stored_job(job_store, 0, 7, partition=1)
-    job_store.submit_batch(batch(50, 60, group="group-b"), T0)
+    job_store.submit_batch(batch(50, 60, group="group-b", starts_assignment=True), T0)
     job_store.close()
     # When the store is reopened
     reopened = open_store()
@@ -245,6 +253,19 @@ def test_next_offset_is_persisted_per_group_topic_and_partition(
     assert reopened.next_offsets("group-b") == {(TOPIC, 0): 60}
     assert reopened.next_offsets("nobody") == {}
     assert reopened.submit_batch(batch(0, 10), T0).verdict is ChainVerdict.DUPLICATE
+
+
+def test_a_batch_that_overtook_the_first_of_a_new_chain_waits_and_nothing_is_lost(
+    job_store: JobStore,
+) -> None:
+    # Given an empty store
+    # When the second batch of a new assignment arrives before the first
+    early = job_store.submit_batch(batch(10, 20, starts_assignment=False), T0)
+    # Then it waits (not ACKed), and the first one still starts the chain
+    assert early.verdict is ChainVerdict.OUT_OF_ORDER and early.job_id is None
+    assert job_store.submit_batch(batch(0, 10), T0).verdict is ChainVerdict.STORE
+    assert job_store.submit_batch(batch(10, 20), T0).verdict is ChainVerdict.STORE
+    assert job_store.next_offsets(GROUP) == {(TOPIC, 0): 20}
 
 
 def test_concurrent_stores_assign_every_offset_to_exactly_one_job(

@@ -147,7 +147,8 @@ def test_metrics_move_by_exactly_what_was_driven(
     assert sent == done_jobs
     assert m.sum("actorsys_offset_chain_total", topic=topic, verdict="store") == done_jobs
     assert m.sum("actorsys_ack_latency_seconds_count", topic=topic) == sent
-    assert m.sum("actorsys_offset_chain_total", verdict="out_of_order") == 0
+    # (out_of_order verdicts are not asserted: Thespian may deliver a batch ahead
+    # of the one before it; it is parked and still stored once, counted above.)
     # And jobs: finished = in the store = attempts = observed durations
     assert m.value("actorsys_jobs_finished_total", status="DONE") == done_jobs
     assert m.value("actorsys_job_attempts_total") == attempts == done_jobs

@@ -57,9 +57,11 @@ def _payload(start: int, end: int) -> bytes:
     return encode_records(Record(o, 1_700_000_000_000, b"k", b"{}") for o in range(start, end))
 
 
-def _batch(start: int, end: int, starts_assignment: bool = False) -> BatchNotification:
+def _batch(start: int, end: int, starts_assignment: bool | None = None) -> BatchNotification:
+    """By default the batch at offset 0 starts its assignment (a chain begins only so)."""
+    first = start == 0 if starts_assignment is None else starts_assignment
     return BatchNotification(
-        GROUP, TOPIC, PARTITION, start, end, end - start, _payload(start, end), starts_assignment
+        GROUP, TOPIC, PARTITION, start, end, end - start, _payload(start, end), first
     )
 
 

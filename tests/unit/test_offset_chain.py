@@ -7,13 +7,20 @@ import pytest
 from actorsys.offset_chain import ChainDecision, ChainVerdict, decide
 
 
-@pytest.mark.parametrize("starts_assignment", [False, True])
-def test_first_batch_ever_is_stored_whatever_its_start(starts_assignment: bool) -> None:
+def test_first_batch_ever_is_stored_from_its_start_when_it_starts_an_assignment() -> None:
     # Given a partition with no next_offset yet
-    # When a batch arrives
-    decision = decide(42, 50, None, starts_assignment)
+    # When the first batch of an assignment arrives
+    decision = decide(42, 50, None, True)
     # Then it is stored from its own start
     assert decision == ChainDecision(ChainVerdict.STORE, 42)
+
+
+def test_a_batch_that_overtook_the_first_one_of_a_new_chain_waits() -> None:
+    # Given a partition with no next_offset yet
+    # When a later batch arrives before the one that starts the assignment
+    decision = decide(50, 60, None, False)
+    # Then it waits for it (stored first, it would turn [42, 50) into a duplicate)
+    assert decision.verdict is ChainVerdict.OUT_OF_ORDER
 
 
 def test_batch_that_continues_the_chain_is_stored() -> None:
