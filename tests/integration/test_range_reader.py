@@ -5,6 +5,8 @@ ranges follow one another or jump."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,32 +18,39 @@ from actorsys.simulator import create_topic_if_missing, produce
 pytestmark = pytest.mark.integration
 
 
-def _reader(broker: EmbeddedBroker) -> RangeReader:
-    return RangeReader(
+@contextmanager
+def _reader(broker: EmbeddedBroker) -> Iterator[RangeReader]:
+    reader = RangeReader(
         reader_properties({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"})
     )
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def _one_partition(broker: EmbeddedBroker, topic: str, count: int, seed: int) -> int:
+    """``count`` records in a new one-partition topic; its end offset."""
+    create_topic_if_missing(broker.bootstrap_servers, topic, 1)
+    report = produce(
+        broker.bootstrap_servers, topic, devices=20, rate=0, count=count,
+        malformed_ratio=0.0, partitions=1, seed=seed,
+    )  # fmt: skip
+    return report.end_offsets[0]
 
 
 def test_ranges_read_exactly_their_records_in_order(
     tmp_path: Path, broker: EmbeddedBroker, topic: str
 ) -> None:
     # Given 20,000 records in one partition
-    create_topic_if_missing(broker.bootstrap_servers, topic, 1)
-    report = produce(
-        broker.bootstrap_servers, topic, devices=20, rate=0, count=20_000,
-        malformed_ratio=0.0, partitions=1, seed=5,
-    )  # fmt: skip
-    end = report.end_offsets[0]
-    reader = _reader(broker)
-    try:
+    end = _one_partition(broker, topic, 20_000, seed=5)
+    with _reader(broker) as reader:
         # When ranges that follow one another are read, then one that jumps back
         began = time.perf_counter()
         ranges = [(s, min(s + 5_000, end)) for s in range(0, end, 5_000)]
         reads = [reader.read(topic, 0, s, e, 30) for s, e in ranges]
         took = time.perf_counter() - began
         back = reader.read(topic, 0, 1_234, 1_240, 30)
-    finally:
-        reader.close()
     # Then each holds exactly its offsets, with the producer's values
     for (s, e), read in zip(ranges, reads, strict=True):
         assert [r.offset for r in read.records] == list(range(s, e))
@@ -54,17 +63,9 @@ def test_ranges_read_exactly_their_records_in_order(
 def test_a_range_past_the_end_of_the_log_is_unavailable_not_short(
     tmp_path: Path, broker: EmbeddedBroker, topic: str
 ) -> None:
-    create_topic_if_missing(broker.bootstrap_servers, topic, 1)
-    report = produce(
-        broker.bootstrap_servers, topic, devices=5, rate=0, count=100,
-        malformed_ratio=0.0, partitions=1, seed=6,
-    )  # fmt: skip
-    end = report.end_offsets[0]
-    reader = _reader(broker)
-    try:
+    end = _one_partition(broker, topic, 100, seed=6)
+    with _reader(broker) as reader:
         with pytest.raises(RangeUnavailable, match=r"only up to 100 read"):
             reader.read(topic, 0, 50, end + 10, 2)
         # And the reader still works afterwards
         assert [r.offset for r in reader.read(topic, 0, 0, 3, 30).records] == [0, 1, 2]
-    finally:
-        reader.close()
