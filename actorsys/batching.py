@@ -11,91 +11,74 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from actorsys.messages import RecordChunk
+from actorsys.messages import NewOffsets
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
+    """An offset interval of one partition: what a job is."""
+
     start: int
     end: int
-    record_count: int
-    payload: bytes
     starts_assignment: bool
 
     @property
-    def nbytes(self) -> int:
-        return len(self.payload)
+    def record_count(self) -> int:
+        return self.end - self.start
 
 
 class PartitionBatcher:
-    """Joins record chunks into batches cut by record count, bytes and linger.
+    """Joins contiguous offset intervals into batches cut by count and linger.
 
-    A chunk that would push the open batch past ``max_records`` or
-    ``max_bytes`` closes it first, so with chunks no larger than a batch (the
-    KafkaConsumerActor cuts them so) a batch never exceeds ``max_records``;
-    only a single chunk larger than ``max_bytes`` makes a batch over it.
+    An interval that would push the open batch past ``max_records`` closes it
+    first, so with intervals no longer than a batch (the KafkaConsumerActor
+    cuts them so) a batch never exceeds ``max_records``.
     """
 
-    def __init__(self, max_records: int, max_bytes: int, linger_s: float) -> None:
+    def __init__(self, max_records: int, linger_s: float) -> None:
         self._max_records = max_records
-        self._max_bytes = max_bytes
         self._linger_s = linger_s
-        self._parts: list[bytes] = []
         self._start = 0
         self._end = 0
-        self._count = 0
-        self._nbytes = 0
+        self._open = False
         self._opened_at = 0.0
         self._starts_assignment = False
 
     @property
     def open_records(self) -> int:
-        return self._count
+        return self._end - self._start if self._open else 0
 
-    @property
-    def open_bytes(self) -> int:
-        return self._nbytes
-
-    def add(self, chunk: RecordChunk, now: float) -> list[Batch]:
-        """Add a chunk; returns the batches it closed (zero, one or two)."""
+    def add(self, offsets: NewOffsets, now: float) -> list[Batch]:
+        """Add an interval; returns the batches it closed (zero, one or two)."""
         closed: list[Batch] = []
-        if self._count and (chunk.start != self._end or chunk.starts_assignment):
-            # The position jumped (a seek after a restart): never let one batch
-            # claim offsets it did not read.
+        if self._open and (offsets.start != self._end or offsets.starts_assignment):
+            # The position jumped (a restart from the ACKed prefix): never let one
+            # batch claim offsets that were not handed out in it.
             closed.append(self._cut())
-        elif self._count and (
-            self._count + chunk.record_count > self._max_records
-            or self._nbytes + len(chunk.payload) > self._max_bytes
-        ):
+        elif self._open and offsets.end - self._start > self._max_records:
             closed.append(self._cut())
-        if not self._count:
-            self._start = chunk.start
+        if not self._open:
+            self._open = True
+            self._start = offsets.start
             self._opened_at = now
-            self._starts_assignment = chunk.starts_assignment
-        self._parts.append(chunk.payload)
-        self._end = chunk.end
-        self._count += chunk.record_count
-        self._nbytes += len(chunk.payload)
-        if self._count >= self._max_records or self._nbytes >= self._max_bytes:
+            self._starts_assignment = offsets.starts_assignment
+        self._end = offsets.end
+        if self._end - self._start >= self._max_records:
             closed.append(self._cut())
         return closed
 
     def due(self, now: float) -> Batch | None:
         """The open batch if it has lingered long enough (idle partitions flush too)."""
-        if self._count and now - self._opened_at >= self._linger_s:
+        if self._open and now - self._opened_at >= self._linger_s:
             return self._cut()
         return None
 
     def flush(self) -> Batch | None:
-        return self._cut() if self._count else None
+        return self._cut() if self._open else None
 
     def _cut(self) -> Batch:
-        batch = Batch(
-            self._start, self._end, self._count, b"".join(self._parts), self._starts_assignment
-        )
-        self._parts = []
-        self._count = 0
-        self._nbytes = 0
+        batch = Batch(self._start, self._end, self._starts_assignment)
+        self._open = False
         self._starts_assignment = False
         return batch
 
@@ -113,8 +96,8 @@ class AckTracker:
 
     Retransmits each on timeout with exponential backoff, and computes the
     committable offset: the end of the contiguous ACKed prefix (invariant 1).
-    ``released_*`` are cumulative totals of ACKed work, which the
-    KafkaConsumerActor subtracts from what it sent to know what is in flight.
+    ``released_records`` is the cumulative total of ACKed offsets, which the
+    KafkaConsumerActor subtracts from what it handed out to know what is in flight.
     """
 
     def __init__(self, ack_timeout_s: float, max_ack_timeout_s: float) -> None:
@@ -123,7 +106,6 @@ class AckTracker:
         self._unacked: OrderedDict[tuple[int, int], _Unacked] = OrderedDict()
         self._acked_end: int | None = None
         self.released_records = 0
-        self.released_bytes = 0
         self.retransmits = 0
 
     def track(self, batch: Batch, now: float) -> None:
@@ -136,7 +118,6 @@ class AckTracker:
         if entry is None:
             return False
         self.released_records += entry.batch.record_count
-        self.released_bytes += entry.batch.nbytes
         if self._acked_end is None or end > self._acked_end:
             self._acked_end = end
         return True
@@ -187,10 +168,6 @@ class AckTracker:
     @property
     def inflight_records(self) -> int:
         return sum(e.batch.record_count for e in self._unacked.values())
-
-    @property
-    def inflight_bytes(self) -> int:
-        return sum(e.batch.nbytes for e in self._unacked.values())
 
     def __len__(self) -> int:
         return len(self._unacked)

@@ -166,8 +166,8 @@ class KafkaConfig:
 
 @dataclass(frozen=True, slots=True)
 class BatchingConfig:
+    # A job's offset interval is at most this long (its worker holds its records).
     max_records: int = 5_000
-    max_bytes: int = 1_048_576
     linger_ms: int = 500
     # Retransmit an unACKed batch after this, doubling up to the max.
     ack_timeout_ms: int = 2_000
@@ -181,7 +181,6 @@ class BatchingConfig:
             "batching",
             consumers=self.consumers,
             max_records=self.max_records,
-            max_bytes=self.max_bytes,
             linger_ms=self.linger_ms,
             ack_timeout_ms=self.ack_timeout_ms,
             max_ack_timeout_ms=self.max_ack_timeout_ms,
@@ -192,14 +191,19 @@ class BatchingConfig:
 class FlowConfig:
     """Caps on work in flight between Kafka and the job store (invariant 5)."""
 
+    # Offsets handed out to be cut into jobs and not yet ACKed as stored jobs.
     max_inflight_records_per_partition: int = 50_000
-    max_inflight_bytes_per_partition: int = 16 * 1024 * 1024
     max_inflight_records: int = 200_000
-    max_inflight_bytes: int = 64 * 1024 * 1024
     # Jobs persisted but not yet DONE; past this the JobManager withholds ACKs.
     max_pending_jobs: int = 64
+    # Pending jobs are offsets: their records must still be in Kafka when read.
+    # Once the oldest unfinished job has used all but this share of its topic's
+    # retention.ms, intake is held back so the workers finish the oldest first.
+    retention_headroom_fraction: float = 0.25
+    # The KafkaConsumerActor's tick, and how often it asks the broker where
+    # each assigned partition's log ends (one ListOffsets request for all).
     poll_interval_ms: int = 20
-    poll_max_records: int = 10_000
+    end_offsets_interval_ms: int = 50
 
     def __post_init__(self) -> None:
         _positive("flow", **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

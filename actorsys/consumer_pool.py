@@ -11,10 +11,10 @@ unit-tested with a fake clock.
   with its batcher and its unACKed batches.
 
 Every assignment of a partition gets a new *generation*. Thespian can deliver
-messages between two actors out of order under load, so a chunk may arrive
-before the assignment it belongs to (kept until it does), or after its
-partition was revoked and assigned again (dropped: its records are read again
-by the new assignment, whose chain starts at the committed offset).
+messages between two actors out of order under load, so an interval may
+arrive before the assignment it belongs to (kept until it does), or after its
+partition was revoked and assigned again (dropped: the new assignment hands
+its offsets out again, from the committed offset).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from actorsys.batching import AckTracker, Batch, PartitionBatcher
-from actorsys.messages import RecordChunk
+from actorsys.messages import NewOffsets
 
 TopicPartition = tuple[str, int]
 Member = TypeVar("Member")
 
-# Chunks kept per partition for an assignment not seen yet; past it they are
-# dropped (never a buffer without bound: the records are read again on restart).
-MAX_EARLY_CHUNKS = 64
+# Intervals kept per partition for an assignment not seen yet; past it they are
+# dropped (never a buffer without bound: they are handed out again on restart).
+MAX_EARLY_INTERVALS = 64
 
 
 class PoolPlacement(Generic[Member]):
@@ -94,7 +94,6 @@ class Progress:
     generation: int
     committable: int | None
     released_records: int
-    released_bytes: int
     unacked_batches: int
 
 
@@ -115,12 +114,11 @@ class PartitionBatches:
     """
 
     max_records: int
-    max_bytes: int
     linger_s: float
     ack_timeout_s: float
     max_ack_timeout_s: float
     _partitions: dict[TopicPartition, _Partition] = field(default_factory=dict)
-    _early: dict[TopicPartition, list[RecordChunk]] = field(default_factory=dict)
+    _early: dict[TopicPartition, list[NewOffsets]] = field(default_factory=dict)
 
     def __contains__(self, key: TopicPartition) -> bool:
         return key in self._partitions
@@ -135,14 +133,14 @@ class PartitionBatches:
     def assign(
         self, key: TopicPartition, generation: int, now: float
     ) -> list[tuple[TopicPartition, Batch]]:
-        """Start (or restart) ``key`` at ``generation``; chunks that came early
+        """Start (or restart) ``key`` at ``generation``; intervals that came early
         for it are batched now, those of older generations dropped."""
         current = self._partitions.get(key)
         if current is not None and current.generation >= generation:
             return []  # a late, stale assignment
         self._partitions[key] = _Partition(
             generation,
-            PartitionBatcher(self.max_records, self.max_bytes, self.linger_s),
+            PartitionBatcher(self.max_records, self.linger_s),
             AckTracker(self.ack_timeout_s, self.max_ack_timeout_s),
         )
         early = [c for c in self._early.pop(key, []) if c.generation >= generation]
@@ -150,8 +148,8 @@ class PartitionBatches:
         if later:
             self._early[key] = later
         sent: list[tuple[TopicPartition, Batch]] = []
-        for chunk in sorted((c for c in early if c.generation == generation), key=_start):
-            sent += self.chunk(chunk, now)
+        for offsets in sorted((c for c in early if c.generation == generation), key=_start):
+            sent += self.offsets(offsets, now)
         return sent
 
     def revoke(self, key: TopicPartition, generation: int) -> bool:
@@ -164,17 +162,17 @@ class PartitionBatches:
         self._early.pop(key, None)
         return True
 
-    def chunk(self, chunk: RecordChunk, now: float) -> list[tuple[TopicPartition, Batch]]:
-        key = (chunk.topic, chunk.partition)
+    def offsets(self, offsets: NewOffsets, now: float) -> list[tuple[TopicPartition, Batch]]:
+        key = (offsets.topic, offsets.partition)
         part = self._partitions.get(key)
-        if part is None or chunk.generation > part.generation:
+        if part is None or offsets.generation > part.generation:
             early = self._early.setdefault(key, [])
-            if len(early) < MAX_EARLY_CHUNKS:
-                early.append(chunk)
+            if len(early) < MAX_EARLY_INTERVALS:
+                early.append(offsets)
             return []
-        if chunk.generation < part.generation:
-            return []  # of an earlier assignment: read again by this one
-        return self._track(key, part, part.batcher.add(chunk, now), now)
+        if offsets.generation < part.generation:
+            return []  # of an earlier assignment: handed out again by this one
+        return self._track(key, part, part.batcher.add(offsets, now), now)
 
     def ack(self, key: TopicPartition, start: int, end: int) -> bool:
         """True when the ACK released a batch (the partition's progress changed)."""
@@ -222,7 +220,6 @@ class PartitionBatches:
             part.generation,
             part.acks.committable,
             part.acks.released_records,
-            part.acks.released_bytes,
             len(part.acks),
         )
 
@@ -234,5 +231,5 @@ class PartitionBatches:
         return [(key, batch) for batch in batches]
 
 
-def _start(chunk: RecordChunk) -> int:
-    return chunk.start
+def _start(offsets: NewOffsets) -> int:
+    return offsets.start

@@ -4,21 +4,12 @@ librdkafka's statistics say about brokers and committed offsets.
 Plain objects the KafkaConsumerActor drives; the caller passes ``now``.
 
 Time lag, the way Kafka Lag Exporter means it: the age of the oldest record
-not yet committed. The exact answer needs that record's timestamp; actorsys
-approximates it with what it already holds, without reading Kafka again:
-
-- caught up (committed offset >= high watermark): 0;
-- records past the committed offset were polled: ``now`` minus the Kafka
-  timestamp of the *first record of the oldest poll not wholly committed*.
-  That record is at or before the committed position, so the estimate errs
-  high by at most the span of one poll's records;
-- nothing past the committed offset was polled yet (the partition is
-  paused, just assigned, or the fetch is in flight): the time since the high
-  watermark was first seen past the committed offset. The record is at
-  least that old, so this errs low by at most one status tick.
-
-Kafka timestamps are the producer's clock (CreateTime) unless the topic uses
-LogAppendTime; skew between that clock and this host's shows up as lag.
+not yet committed. The KafkaConsumerActor reads no record (workers do), so it
+estimates that age from when it first saw each end offset of the log: the
+record at the committed offset was in the log when the first end offset
+past it was seen, so it is at least that old. The estimate errs low: by the
+end-offset polling interval for a live stream, and for records already in
+the log when the partition was assigned, by how old they were then.
 """
 
 from __future__ import annotations
@@ -27,72 +18,49 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
-import msgpack
-
 TopicPartition = tuple[str, int]
 
-# Chunks remembered per partition. Only the oldest matters; past this many
-# (commits failing for a long time) newer ones are not remembered, and once
-# the remembered ones are committed the estimate falls back to the
-# high-watermark clock.
-MAX_CHUNKS = 10_000
-
-
-@dataclass(slots=True)
-class _Chunk:
-    end: int  # one past the chunk's last offset
-    first_record: bytes  # the first record, still packed: decoded only when needed
+# End offsets remembered per partition. Only the oldest uncommitted one
+# matters; past this many (commits failing for a long time) newer ones are not
+# remembered, and the estimate keeps counting from the oldest.
+MAX_ENDS = 10_000
 
 
 class TimeLag:
-    """Per partition: the polled chunks not yet wholly committed, oldest first."""
+    """Per partition: end offsets seen and not yet committed, oldest first."""
 
     def __init__(self) -> None:
-        self._chunks: dict[TopicPartition, deque[_Chunk]] = {}
-        self._behind_since: dict[TopicPartition, float] = {}
+        self._ends: dict[TopicPartition, deque[tuple[int, float]]] = {}
 
-    def consumed(self, tp: TopicPartition, end: int, first_record: bytes) -> None:
-        """One poll's records of ``tp`` up to ``end`` (exclusive) were handed on;
-        ``first_record`` is the first of them as packed by ``actorsys.records``."""
-        chunks = self._chunks.setdefault(tp, deque())
-        if len(chunks) < MAX_CHUNKS:
-            chunks.append(_Chunk(end, first_record))
+    def seen(self, tp: TopicPartition, end: int, now: float) -> None:
+        """The log of ``tp`` was seen to end at ``end`` (exclusive) at ``now``
+        (wall-clock epoch seconds)."""
+        ends = self._ends.setdefault(tp, deque())
+        if (not ends or end > ends[-1][0]) and len(ends) < MAX_ENDS:
+            ends.append((end, now))
 
     def forget(self, tp: TopicPartition) -> None:
-        """Revoked, or re-read from the committed offset after a restart."""
-        self._chunks.pop(tp, None)
-        self._behind_since.pop(tp, None)
+        """Revoked, or handed out again from the committed offset after a restart."""
+        self._ends.pop(tp, None)
 
-    def seconds_behind(
-        self, tp: TopicPartition, committed: int | None, high_watermark: int | None, now: float
-    ) -> float | None:
+    def seconds_behind(self, tp: TopicPartition, committed: int | None, now: float) -> float | None:
         """Estimated age in seconds of the record at ``committed``; None when
         unknown. ``now`` is wall-clock epoch seconds."""
-        if committed is None or high_watermark is None:
+        if committed is None:
             return None
-        chunks = self._chunks.get(tp)
-        while chunks and chunks[0].end <= committed:
-            chunks.popleft()
-        if committed >= high_watermark:
-            self._behind_since.pop(tp, None)
+        ends = self._ends.get(tp)
+        if not ends:
+            return None
+        # Keep the newest end even when committed: it says "caught up".
+        while len(ends) > 1 and ends[0][0] <= committed:
+            ends.popleft()
+        end, seen_at = ends[0]
+        if end <= committed:
             return 0.0
-        if chunks:
-            timestamp_ms = _timestamp_ms(chunks[0].first_record)
-            if timestamp_ms is not None:
-                self._behind_since.pop(tp, None)
-                return max(0.0, now - timestamp_ms / 1000)
-        return now - self._behind_since.setdefault(tp, now)
+        return max(0.0, now - seen_at)
 
-    def tracked_chunks(self, tp: TopicPartition) -> int:
-        return len(self._chunks.get(tp, ()))
-
-
-def _timestamp_ms(packed: bytes) -> int | None:
-    try:
-        _offset, timestamp_ms, _key, _value = msgpack.unpackb(packed, use_list=False, raw=True)
-    except (ValueError, msgpack.UnpackException):
-        return None
-    return timestamp_ms if isinstance(timestamp_ms, int) and timestamp_ms > 0 else None
+    def tracked_ends(self, tp: TopicPartition) -> int:
+        return len(self._ends.get(tp, ()))
 
 
 @dataclass

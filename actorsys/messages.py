@@ -3,8 +3,9 @@
 Thespian pickles messages between processes and hosts, and
 ``ActorTypeDispatcher`` routes on the bare class name to
 ``receiveMsg_<ClassName>``, so names are unique and classes live at module
-level. Bulk data (records) travels only as msgpack ``bytes`` payloads, one
-message per chunk or batch, never one message per record.
+level. No record travels in a message: the actor system carries control
+(offset intervals, outcomes, status), and workers read a job's records from
+Kafka themselves, so a message is a few hundred bytes whatever a job's size.
 """
 
 from __future__ import annotations
@@ -199,23 +200,37 @@ class WorkerMasterMoved:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordChunk:
-    """KafkaConsumerActor -> Consumer: records of one partition from one poll.
+class NewOffsets:
+    """KafkaConsumerActor -> Consumer: the partition's log holds ``[start, end)``
+    now (learnt from the broker's end offsets; no record is read here).
 
-    ``[start, end)`` is the consumer position before and after them. The first
-    chunk after an assignment starts at its first record (``starts_assignment``).
+    The first interval after an assignment starts at the assignment's start
+    position (``starts_assignment``). At most ``batching.max_records`` long.
     """
 
     topic: str
     partition: int
     start: int
     end: int
-    record_count: int
-    # Kept out of repr: Thespian formats every message it moves, even with
-    # debug logging off, and a batch payload is up to megabytes.
-    payload: bytes = field(repr=False)
     starts_assignment: bool
     generation: int  # of the partition's assignment (PartitionAssigned)
+
+    @property
+    def record_count(self) -> int:
+        """Offsets in the interval: an upper bound on its records (transaction
+        markers and compacted records leave holes)."""
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRetention:
+    """KafkaConsumerActor -> JobManager, at start and whenever it changes: how
+    long the topic keeps records (None: for ever, or not known). Pending jobs
+    are offsets, so their records must outlive them in Kafka."""
+
+    topic: str
+    retention_ms: int | None
+    retention_bytes: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +243,6 @@ class BatchNotification:
     start: int
     end: int
     record_count: int
-    # Kept out of repr: Thespian formats every message it moves, even with
-    # debug logging off, and a batch payload is up to megabytes.
-    payload: bytes = field(repr=False)
     starts_assignment: bool
 
 
@@ -260,16 +272,15 @@ class PartitionProgress:
     """Consumer -> KafkaConsumerActor whenever its ACKed work changes.
 
     ``committable`` is the end of the contiguous ACKed prefix (None before any
-    ACK). ``released_*`` are cumulative totals of records/bytes ACKed by the
-    JobManager: the KafkaConsumerActor subtracts them from what it has sent,
-    which stays right however late this message arrives.
+    ACK). ``released_records`` is the cumulative total of offsets ACKed by the
+    JobManager: the KafkaConsumerActor subtracts it from what it has handed
+    out, which stays right however late this message arrives.
     """
 
     topic: str
     partition: int
     committable: int | None
     released_records: int
-    released_bytes: int
     unacked_batches: int
     generation: int  # of the assignment it reports on: older ones are ignored
 
@@ -313,9 +324,6 @@ class JobAssignment:
     partition: int
     start: int
     end: int
-    # Kept out of repr: Thespian formats every message it moves, even with
-    # debug logging off, and a batch payload is up to megabytes.
-    payload: bytes = field(repr=False)
     kind: str = "ingest"  # or "compact": rewrite one closed event-time hour
     window_ms: int | None = None  # the hour of a compaction (epoch ms of its start)
 
@@ -335,6 +343,9 @@ class JobDone:
     table_files: tuple[tuple[str, str], ...] = ()
     # Compactions: the raw files they rewrote (removed in the same commit).
     removes: tuple[str, ...] = ()
+    # Offsets of the job retention had deleted before the worker could read
+    # them ([start, end)): logged and counted by the JobManager, never skipped silently.
+    deleted: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,10 +363,11 @@ class JobFailed:
 
 @dataclass(frozen=True, slots=True)
 class DiscardAttempt:
-    """JobManager -> a Worker: the job is FAILED (its records go to the
-    dead-letter topic); remove what its final attempt wrote. Decided only by
-    the JobManager, only for the attempt whose token is current, so a stale
-    attempt can never delete the output of one that succeeded."""
+    """JobManager -> a Worker: the job is FAILED. Send its records (read again
+    from Kafka) to the dead-letter topic with ``error``, and remove what its
+    final attempt wrote. Decided only by the JobManager, only for the attempt
+    whose token is current, so a stale attempt can never delete the output of
+    one that succeeded."""
 
     job_id: int
     token: int
@@ -363,6 +375,8 @@ class DiscardAttempt:
     partition: int
     start: int
     end: int
+    error: str = ""
+    kind: str = "ingest"  # compactions have no records of their own to dead-letter
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +401,9 @@ class CommitFiles:
     start: int
     end: int
     files: tuple[str, ...]  # DataFile JSON
+    # The job ended FAILED (its records are dead-lettered; no files): its offsets
+    # advance the partition's chain when it is next in line; nothing is replied.
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

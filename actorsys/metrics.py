@@ -155,13 +155,8 @@ _JOB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 3
 
 RECORDS_CONSUMED = _counter(
     "actorsys_records_consumed_total",
-    "Records polled from Kafka and handed to the Consumer actor of their partition.",
-    TP,
-)
-CONSUMED_BYTES = _counter(
-    "actorsys_consumed_bytes_total",
-    "Bytes of consumed records as packed for the pipeline (msgpack: offset, timestamp, "
-    "key, value).",
+    "Offsets of the partition's log handed to the Consumer actor of their partition, "
+    "to be cut into jobs (the workers read the records).",
     TP,
 )
 ASSIGNED_PARTITIONS = _gauge(
@@ -177,8 +172,8 @@ COMMITTED_OFFSET = _gauge(
 )
 HIGH_WATERMARK = _gauge(
     "actorsys_high_watermark_offset",
-    "The partition's high watermark (offset of the next record to be produced), as "
-    "last seen in fetch responses.",
+    "The partition's log end (offset of the next record to be produced), as last "
+    "learnt from the broker (end-offset queries, and fetches of idle partitions).",
     TP,
     mode="livemostrecent",
 )
@@ -191,27 +186,21 @@ LAG_RECORDS = _gauge(
 )
 LAG_SECONDS = _gauge(
     "actorsys_consumer_lag_seconds",
-    "Estimated age of the oldest record not yet committed (0 when caught up): the Kafka "
-    "timestamp of the first record of the oldest uncommitted poll, else the time since "
-    "the high watermark was first seen past the committed offset.",
+    "Estimated age of the oldest record not yet committed (0 when caught up): the time "
+    "since the first log end past the committed offset was seen (a lower bound).",
     TP,
     mode="livemostrecent",
 )
 PARTITION_PAUSED = _gauge(
     "actorsys_partition_paused",
-    "1 while the partition is paused by back-pressure (too much unacknowledged work), else 0.",
+    "1 while the partition is held back by back-pressure (too much unacknowledged work: "
+    "no more of its offsets are handed out), else 0.",
     TP,
     mode="livemostrecent",
 )
 INFLIGHT_RECORDS = _gauge(
     "actorsys_inflight_records",
-    "Records read from Kafka and not yet acknowledged as stored jobs.",
-    TP,
-    mode="livemostrecent",
-)
-INFLIGHT_BYTES = _gauge(
-    "actorsys_inflight_bytes",
-    "Bytes read from Kafka and not yet acknowledged as stored jobs.",
+    "Offsets handed out to be cut into jobs and not yet acknowledged as stored jobs.",
     TP,
     mode="livemostrecent",
 )
@@ -269,9 +258,30 @@ OFFSET_CHAIN = _counter(
 )
 SKIPPED_OFFSETS = _counter(
     "actorsys_skipped_offsets_total",
-    "Offsets never read because a batch after an assignment started past the chain "
-    "(deleted by retention, or an offset reset).",
+    "Offsets never read: deleted by retention before their job's worker read them, "
+    "or skipped because a batch after an assignment started past the chain.",
     ("topic",),
+)
+OLDEST_UNFINISHED_AGE = _gauge(
+    "actorsys_oldest_unfinished_job_age_seconds",
+    "Age of the topic's oldest PENDING or RUNNING ingestion job (0 when none): a "
+    "lower bound on the age of records that must still be in Kafka.",
+    ("topic",),
+    mode="livemostrecent",
+)
+TOPIC_RETENTION = _gauge(
+    "actorsys_topic_retention_seconds",
+    "The topic's retention.ms, in seconds, as the broker reports it (absent: unlimited "
+    "or unknown).",
+    ("topic",),
+    mode="livemostrecent",
+)
+RETENTION_HEADROOM = _gauge(
+    "actorsys_retention_headroom_seconds",
+    "retention.ms minus the age of the oldest unfinished job: how long before Kafka may "
+    "delete records a pending job still needs (absent: unlimited retention).",
+    ("topic",),
+    mode="livemostrecent",
 )
 JOBS = _gauge(
     "actorsys_jobs",
@@ -528,11 +538,9 @@ def enabled() -> bool:
 # --- helpers: Kafka side --------------------------------------------------------------------
 
 
-def records_consumed(topic: str, partition: int, records: int, nbytes: int) -> None:
-    if (m := _get()) is None:
-        return
-    m.child(RECORDS_CONSUMED, topic, partition).inc(records)
-    m.child(CONSUMED_BYTES, topic, partition).inc(nbytes)
+def records_consumed(topic: str, partition: int, records: int) -> None:
+    if (m := _get()) is not None:
+        m.child(RECORDS_CONSUMED, topic, partition).inc(records)
 
 
 def partition_state(
@@ -542,7 +550,6 @@ def partition_state(
     committed: int | None,
     high_watermark: int | None,
     inflight_records: int,
-    inflight_bytes: int,
     paused: bool,
     seconds_behind: float | None,
 ) -> None:
@@ -551,7 +558,6 @@ def partition_state(
     if (m := _get()) is None:
         return
     m.child(INFLIGHT_RECORDS, topic, partition).set(inflight_records)
-    m.child(INFLIGHT_BYTES, topic, partition).set(inflight_bytes)
     m.child(PARTITION_PAUSED, topic, partition).set(1 if paused else 0)
     if high_watermark is not None:
         m.child(HIGH_WATERMARK, topic, partition).set(high_watermark)
@@ -570,7 +576,6 @@ _PARTITION_GAUGES = (
     LAG_SECONDS,
     PARTITION_PAUSED,
     INFLIGHT_RECORDS,
-    INFLIGHT_BYTES,
 )
 
 
@@ -650,6 +655,22 @@ def chain_verdict(topic: str, verdict: str, skipped_offsets: int = 0) -> None:
     m.child(OFFSET_CHAIN, topic, verdict).inc()
     if skipped_offsets:
         m.child(SKIPPED_OFFSETS, topic).inc(skipped_offsets)
+
+
+def offsets_deleted_before_read(topic: str, count: int) -> None:
+    """Retention deleted a job's offsets before its worker read them."""
+    if (m := _get()) is not None:
+        m.child(SKIPPED_OFFSETS, topic).inc(count)
+
+
+def retention_state(
+    topic: str, oldest_job_age_s: float, retention_s: float | None, headroom_s: float | None
+) -> None:
+    if (m := _get()) is None:
+        return
+    m.child(OLDEST_UNFINISHED_AGE, topic).set(oldest_job_age_s)
+    m.child(TOPIC_RETENTION, topic).set(float("nan") if retention_s is None else retention_s)
+    m.child(RETENTION_HEADROOM, topic).set(float("nan") if headroom_s is None else headroom_s)
 
 
 def store_error(operation: str) -> None:
@@ -833,7 +854,7 @@ def partition_assigned(topic: str, partition: int) -> None:
     """The partition's counters exist at 0 from its assignment on."""
     if (m := _get()) is None:
         return
-    for spec in (RECORDS_CONSUMED, CONSUMED_BYTES, BATCHES_SENT, BATCHES_RETRANSMITTED):
+    for spec in (RECORDS_CONSUMED, BATCHES_SENT, BATCHES_RETRANSMITTED):
         m.child(spec, topic, partition).inc(0)
 
 

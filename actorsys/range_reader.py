@@ -6,12 +6,13 @@ source and Flink's split readers do: a consumer with ``assign()`` and a start
 offset, never a member of the consumer group, created once and reused. A job
 that starts where the previous one ended keeps what librdkafka prefetched.
 
-Not wired into the pipeline yet: workers still receive their records from
-the job store.
-
-Records deleted by retention before their job ran are never skipped
-silently: ``auto.offset.reset`` is ``error`` here, and the range reports the
-exact offsets it could not read.
+Records deleted before their job ran are never skipped silently: below the
+log start (retention), ``auto.offset.reset`` is ``error`` here and the broker
+says OFFSET_OUT_OF_RANGE; above the log end (a truncated or recreated log;
+the embedded broker answers such fetches with nothing at all), the high
+watermark of the fetch responses stays at or below the position for
+``TRUNCATION_GRACE_S``. Either way the range reports the exact offsets it
+could not read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -27,10 +29,18 @@ from actorsys.records import Record
 
 CONSUME_BATCH = 10_000
 POLL_S = 0.2
+# A log that ends below a job's range (fetch responses report a high watermark
+# at or below where the range still needs records) was truncated: a leader
+# elected uncleanly, the topic recreated. A new leader may report a lower high
+# watermark for a moment, so the range is given up only once this persists.
+TRUNCATION_GRACE_S = 10.0
 
 
 class RangeUnavailable(ActorsysError):
-    """The range could not be read completely before the deadline."""
+    """The range could not be read completely before the deadline: the broker
+    is unreachable or slow, which says nothing about the job's records."""
+
+    transient = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +72,11 @@ def reader_properties(consumer_properties: Mapping[str, str]) -> dict[str, str]:
 
 
 class RangeReader:
-    def __init__(self, properties: Mapping[str, str]) -> None:
+    def __init__(
+        self, properties: Mapping[str, Any], truncation_grace_s: float = TRUNCATION_GRACE_S
+    ) -> None:
         self._consumer = Consumer(dict(properties))
+        self._truncation_grace_s = truncation_grace_s
         self._at: tuple[str, int] | None = None  # the partition assigned now
         self._next: int | None = None  # the offset the consumer will return next
         self._carry: list[Message] = []  # consumed past the last range's end
@@ -77,9 +90,18 @@ class RangeReader:
         deleted: tuple[int, int] | None = None
         pending, self._carry = self._carry, []
         position = start
+        log_ended_at: float | None = None  # since when the log ends at or below position
         while position < end:
             if not pending:
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if self._log_ends_at_or_below(topic, partition, position):
+                    log_ended_at = log_ended_at if log_ended_at is not None else now
+                    if now - log_ended_at >= self._truncation_grace_s:
+                        deleted, position = (position, end), end
+                        break
+                else:
+                    log_ended_at = None
+                if now >= deadline:
                     self._at = None  # the consumer's position is unknown now
                     raise RangeUnavailable(
                         f"{topic}[{partition}] [{start}, {end}): only up to {position} "
@@ -97,10 +119,14 @@ class RangeReader:
                             position = end
                         continue
                     if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                        # Deleted (retention) below the log start, or gone above
+                        # the log end (the partition was truncated or recreated).
                         low = self._log_start(topic, partition)
-                        deleted = (position, min(low, end))
-                        position = min(low, end)
-                        self._seek(topic, partition, low)
+                        resume_at = min(low, end) if low > position else end
+                        deleted = (position, resume_at)
+                        position = resume_at
+                        if position < end:
+                            self._seek(topic, partition, position)
                         pending = []
                         break
                     raise RangeUnavailable(f"{topic}[{partition}]: {error}")
@@ -119,6 +145,8 @@ class RangeReader:
             else:
                 pending = []
         self._next = end
+        if deleted is not None:
+            self._at = None  # after an offset error the next read seeks afresh
         return RangeRead(records, deleted)
 
     def close(self) -> None:
@@ -127,6 +155,14 @@ class RangeReader:
     def _seek(self, topic: str, partition: int, offset: int) -> None:
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._at, self._next, self._carry = (topic, partition), offset, []
+
+    def _log_ends_at_or_below(self, topic: str, partition: int, position: int) -> bool:
+        """Whether the last fetch response put the log's end at or below ``position``
+        (the cached high watermark; unknown before the first response)."""
+        _low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), cached=True
+        )
+        return 0 <= high <= position
 
     def _log_start(self, topic: str, partition: int) -> int:
         low, _high = self._consumer.get_watermark_offsets(

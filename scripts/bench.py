@@ -34,12 +34,12 @@ One run (``make bench`` or ``.venv/bin/python scripts/bench.py --help``;
    latency measures the pipeline rather than a backlog;
 6. **job sizes** (``--job-sizes S1,S2,…``, off by default): actorsys on the
    backlog of step 1 once per size S (fresh group each) with
-   ``batching.max_records = S``; ``max_bytes``, ``linger_ms`` and the
-   in-flight caps of ``[flow]`` are scaled by S / default size (never below
-   their defaults) so that the record count, not bytes or linger, cuts the
-   batches. Reported per size: the records per job actually reached, and the
-   JobManager's CPU (the process labelled ``job_manager``) from the assignment
-   to done, per job and per 1,000 records. A flat ms/job across sizes means
+   ``batching.max_records = S``; ``linger_ms`` and the in-flight caps of
+   ``[flow]`` are scaled by S / default size (never below their defaults) so
+   that the offset count, not linger, cuts the batches. Reported per size:
+   the records per job actually reached, and the JobManager's CPU (the
+   process labelled ``job_manager``) from the assignment to done, per job and
+   per 1,000 records. A flat ms/job across sizes means
    JobManager cost is per job; one growing with the size means per record;
 7. **partition scaling** (``--scale-partitions P1,P2,…``, off by default):
    per count P, ``--scale-records`` records produced to a fresh topic of P
@@ -793,30 +793,21 @@ class Bench:
     def job_size_overrides(self, size: int) -> dict[str, dict[str, Any]]:
         """The settings that make ``size`` the size of a job on a backlog.
 
-        A batch is cut at ``max_records``, at ``max_bytes`` and after
-        ``linger_ms``, and a partition pauses at its in-flight caps: those scale
-        with the size (never below their defaults), so that the record count
-        cuts the batches. At the default size every setting is the default.
+        A batch is cut at ``max_records`` and after ``linger_ms``, and a
+        partition is held back at its in-flight caps: those scale with the size
+        (never below their defaults), so that the offset count cuts the
+        batches. At the default size every setting is the default.
         """
         batching, flow = BatchingConfig(), FlowConfig()
         scale = max(1.0, size / batching.max_records)
-        max_bytes = int(batching.max_bytes * scale)
         partitions = self.args.partitions
         return {
-            "batching": {
-                "max_records": size,
-                "max_bytes": max_bytes,
-                "linger_ms": int(batching.linger_ms * scale),
-            },
+            "batching": {"max_records": size, "linger_ms": int(batching.linger_ms * scale)},
             "flow": {
                 "max_inflight_records_per_partition": max(
                     flow.max_inflight_records_per_partition, 2 * size
                 ),
-                "max_inflight_bytes_per_partition": max(
-                    flow.max_inflight_bytes_per_partition, 2 * max_bytes
-                ),
                 "max_inflight_records": max(flow.max_inflight_records, 2 * size * partitions),
-                "max_inflight_bytes": max(flow.max_inflight_bytes, 2 * max_bytes * partitions),
             },
         }
 
@@ -1625,7 +1616,7 @@ def _job_sizes_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "",
         f"job sizes: actorsys ({doc.get('format')}) on the backlog per batching.max_records "
-        "(max_bytes, linger, in-flight caps scaled along); JobManager CPU assigned -> done",
+        "(linger, in-flight caps scaled along); JobManager CPU assigned -> done",
         f"  {'max_records':>11}{'rec/job':>9}{'jobs':>7}{'records/s':>11}{'jobs/s':>8}"
         f"{'JM CPU s':>9}{'JM ms/job':>10}{'JM ms/1k rec':>13}{'CPU us/rec':>11}{'rows OK':>8}",
     ]

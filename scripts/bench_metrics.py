@@ -55,13 +55,12 @@ def bench_helpers() -> None:
             committed=100,
             high_watermark=200,
             inflight_records=10,
-            inflight_bytes=1000,
             paused=False,
             seconds_behind=0.5,
         )
 
     calls: dict[str, Callable[[], object]] = {
-        "records_consumed (2 counters)": lambda: metrics.records_consumed("t", 0, 100, 10_000),
+        "records_consumed (1 counter)": lambda: metrics.records_consumed("t", 0, 100),
         "batch_sent (1 counter)": lambda: metrics.batch_sent("t", 0),
         "AckTimer sent+acked (1 histogram)": ack_round,
         "chain_verdict (1 counter)": lambda: metrics.chain_verdict("t", "store"),
@@ -70,7 +69,7 @@ def bench_helpers() -> None:
         "job_finished": lambda: metrics.job_finished("DONE"),
         "records_written": lambda: metrics.records_written(100),
         "dead_letters (2 reasons)": lambda: metrics.dead_letters([("a", 1), ("b", 2)]),
-        "partition_state (7 gauges, per tick)": partition_state,
+        "partition_state (6 gauges, per tick)": partition_state,
         "process_memory (throttled)": lambda: metrics.process_memory("worker"),
     }
     costs = {name: per_call_us(fn) for name, fn in calls.items()}
@@ -79,7 +78,7 @@ def bench_helpers() -> None:
     per_batch = sum(
         costs[name]
         for name in (
-            "records_consumed (2 counters)",  # one chunk per batch at least
+            "records_consumed (1 counter)",  # one interval per batch at least
             "batch_sent (1 counter)",
             "AckTimer sent+acked (1 histogram)",
             "chain_verdict (1 counter)",
@@ -101,10 +100,10 @@ def bench_scrape(processes: int) -> None:
 
     code = (
         "from actorsys import metrics\n"
-        "metrics.records_consumed('t', 0, 1, 1); metrics.batch_sent('t', 0)\n"
+        "metrics.records_consumed('t', 0, 1); metrics.batch_sent('t', 0)\n"
         "metrics.job_attempt_ran('done', 0.1); metrics.process_memory('worker')\n"
         "metrics.partition_state('t', 0, committed=1, high_watermark=2, inflight_records=0,"
-        " inflight_bytes=0, paused=False, seconds_behind=0)\n"
+        " paused=False, seconds_behind=0)\n"
         "import time; time.sleep(30)\n"
     )
     children = [

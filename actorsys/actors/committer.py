@@ -110,7 +110,7 @@ class Committer(ActorTypeDispatcher):
     # --- files in --------------------------------------------------------------------------
 
     def receiveMsg_CommitFiles(self, msg: CommitFiles, sender: Any) -> None:
-        from actorsys.tables.commit_queue import WrittenJob
+        from actorsys.tables.commit_queue import SkippedJob, WrittenJob
         from actorsys.tables.layout import DataFile
 
         if self._queue is None:
@@ -118,6 +118,10 @@ class Committer(ActorTypeDispatcher):
         self._job_manager = sender
         key = (msg.consumer_group, msg.topic, msg.partition)
         self._learn(key)
+        if msg.failed:
+            skipped = SkippedJob(msg.job_id, key, msg.chain_start, msg.start, msg.end)
+            self._queue.skip(skipped, time.monotonic())
+            return
         files = tuple(DataFile.from_json(f) for f in msg.files)
         job = WrittenJob(msg.job_id, msg.token, key, msg.chain_start, msg.start, msg.end, files)
         self._queue.offer(job, time.monotonic())

@@ -1,7 +1,8 @@
 """Consumer: one of a bounded pool, each serving many partitions.
 
-Cuts each of its partitions' records into batches (count, bytes, linger),
-sends each to the JobManager as a ``BatchNotification``, keeps it until
+Cuts each of its partitions' new offsets into batches (count, linger): the
+offset intervals jobs are made of. Sends each to the JobManager as a
+``BatchNotification`` (a few hundred bytes: no record travels here), keeps it until
 ACKed and retransmits with backoff. After every ACK it tells the
 KafkaConsumerActor the partition's committable offset: the end of the
 contiguous ACKed prefix, never beyond. The rules are in
@@ -29,10 +30,10 @@ from actorsys.messages import (
     ConsumerStart,
     FlushPartitions,
     JobManagerMoved,
+    NewOffsets,
     PartitionAssigned,
     PartitionProgress,
     PartitionRevoked,
-    RecordChunk,
 )
 from actorsys.testhooks import ChaosHooks
 
@@ -62,7 +63,6 @@ class Consumer(ActorTypeDispatcher):
         self._job_manager = msg.job_manager
         self._partitions = PartitionBatches(
             batching.max_records,
-            batching.max_bytes,
             batching.linger_ms / 1000,
             batching.ack_timeout_ms / 1000,
             batching.max_ack_timeout_ms / 1000,
@@ -100,11 +100,11 @@ class Consumer(ActorTypeDispatcher):
 
     # --- data ---------------------------------------------------------------------------
 
-    def receiveMsg_RecordChunk(self, msg: RecordChunk, sender: Any) -> None:
+    def receiveMsg_NewOffsets(self, msg: NewOffsets, sender: Any) -> None:
         if (partitions := self._started(msg, sender)) is None:
             return
         now = time.monotonic()
-        self._send(partitions.chunk(msg, now), now)
+        self._send(partitions.offsets(msg, now), now)
 
     def receiveMsg_FlushPartitions(self, msg: FlushPartitions, sender: Any) -> None:
         if self._partitions is None:
@@ -153,7 +153,6 @@ class Consumer(ActorTypeDispatcher):
             start=batch.start,
             end=batch.end,
             record_count=batch.record_count,
-            payload=batch.payload,
             starts_assignment=batch.starts_assignment,
         )
 
@@ -195,7 +194,6 @@ class Consumer(ActorTypeDispatcher):
                 partition=progress.partition,
                 committable=progress.committable,
                 released_records=progress.released_records,
-                released_bytes=progress.released_bytes,
                 unacked_batches=progress.unacked_batches,
                 generation=progress.generation,
             ),

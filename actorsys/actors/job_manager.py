@@ -30,7 +30,7 @@ from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 from actorsys import metrics
 from actorsys.actors.lifeline import ParentWatch
 from actorsys.backlog import HeldBatches, ParkedBatches
-from actorsys.config import AppConfig
+from actorsys.config import AppConfig, FlowConfig
 from actorsys.errors import ActorsysError, JobStoreError
 from actorsys.jobs.admission import Admission
 from actorsys.jobs.leases import LeaseBook, Outcome
@@ -65,15 +65,19 @@ from actorsys.messages import (
     StartFailed,
     TableState,
     TableStateRequest,
+    TopicRetention,
     WorkerLost,
     WorkerMasterMoved,
 )
 from actorsys.offset_chain import ChainVerdict
+from actorsys.retention import Headroom, RetentionGuard
 
 log = logging.getLogger("actorsys.job_manager")
 
 TICK_S = 1.0
 MAX_PARKED_PER_PARTITION = 256
+# Notifications held back (a few hundred bytes each); their Consumers resend the rest.
+MAX_HELD_BATCHES = 4_096
 HEARTBEAT_EVERY_TICKS = 2
 ORPHAN_CHECK_EVERY_TICKS = 5
 # A JobManager silent this long is dead: its RUNNING jobs are taken back.
@@ -149,10 +153,12 @@ class JobManager(ActorTypeDispatcher):
         # PENDING + RUNNING, for the cap: recounted from the store every tick (other
         # JobManagers sharing the store finish jobs too), adjusted in between.
         self._unfinished = 0
-        self._held = HeldBatches(max_bytes=0)
-        self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION, max_bytes=0)
+        self._held = HeldBatches(MAX_HELD_BATCHES)
+        self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION)
         self._output = OutputHealth(1.0, 300.0)
         self._admission = Admission()
+        self._retention = RetentionGuard(FlowConfig().retention_headroom_fraction)
+        self._headroom: list[Headroom] = []
         self._retry: RetryPolicy | None = None
         self._rng = random.Random()
         self._errors = RateLimitedLog(log)
@@ -166,6 +172,7 @@ class JobManager(ActorTypeDispatcher):
             "duplicates": 0,
             "trimmed": 0,
             "gaps": 0,
+            "offsets_deleted_before_read": 0,
             "out_of_order": 0,
             "stale_completions": 0,
             "jobs_done": 0,
@@ -189,10 +196,7 @@ class JobManager(ActorTypeDispatcher):
         )
         self._output = OutputHealth(jobs.retry_backoff_initial_s, jobs.retry_backoff_max_s)
         self._admission.max_pending_jobs = flow.max_pending_jobs
-        # Unacknowledged batches are what the consumers' in-flight caps already
-        # bound; keeping them here must not take more than that.
-        self._held = HeldBatches(max_bytes=flow.max_inflight_bytes)
-        self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION, max_bytes=flow.max_inflight_bytes)
+        self._retention = RetentionGuard(flow.retention_headroom_fraction)
         try:
             # Jobs are claimed in this JobManager's name: after a restart it takes
             # back only its own, when several daemons share one store.
@@ -298,7 +302,51 @@ class JobManager(ActorTypeDispatcher):
 
     def _accepting(self) -> bool:
         """Otherwise a new batch's ACK is withheld: back-pressure (see Admission)."""
-        return self._admission.accepting(self._unfinished, self._output.healthy)
+        return self._admission.accepting(
+            self._unfinished, self._output.healthy, not self._retention.holding
+        )
+
+    def receiveMsg_TopicRetention(self, msg: TopicRetention, sender: Any) -> None:
+        if self._retention.retention(msg.topic, msg.retention_ms):
+            log.info(
+                "topic %s keeps records for %s (retention.bytes %s): pending jobs are held "
+                "to it",
+                msg.topic,
+                "ever" if msg.retention_ms is None or msg.retention_ms < 0
+                else f"{msg.retention_ms / 1000:.0f}s",
+                msg.retention_bytes if msg.retention_bytes is not None else "unlimited",
+            )  # fmt: skip
+
+    def _check_retention(self) -> None:
+        """The oldest unfinished job of each topic against its retention: metrics,
+        and intake held back before the headroom runs out (see RetentionGuard)."""
+        assert self._store is not None and self._config is not None
+        try:
+            oldest = self._store.oldest_unfinished(self._config.kafka.group_id)
+        except JobStoreError as exc:
+            self._store_error("count", "job store: %s", exc)
+            return
+        was_holding = self._retention.holding
+        self._headroom = self._retention.observe(oldest, time.time())
+        for h in self._headroom:
+            metrics.retention_state(h.topic, h.oldest_job_age_s, h.retention_s, h.headroom_s)
+        if self._retention.holding and not was_holding:
+            worst = min(
+                (h for h in self._headroom if h.headroom_s is not None),
+                key=lambda h: h.headroom_s or 0.0,
+            )
+            log.warning(
+                "the oldest unfinished job of %s is %.0fs old, %.0fs before its retention "
+                "(%.0fs) may delete its records: new batches are held back until the oldest "
+                "jobs are done",
+                worst.topic,
+                worst.oldest_job_age_s,
+                worst.headroom_s or 0.0,
+                worst.retention_s or 0.0,
+            )
+        elif was_holding and not self._retention.holding:
+            log.info("retention headroom is back: new batches are admitted again")
+            self._release_held()
 
     def receiveMsg_BatchNotification(self, msg: BatchNotification, sender: Any) -> None:
         if self._store is None:
@@ -336,7 +384,6 @@ class JobManager(ActorTypeDispatcher):
                     msg.start,
                     msg.end,
                     msg.record_count,
-                    msg.payload,
                     msg.starts_assignment,
                 ),
                 time.time(),
@@ -420,7 +467,6 @@ class JobManager(ActorTypeDispatcher):
                 job.partition,
                 job.start_offset,
                 job.end_offset,
-                claimed.payload,
                 job.kind.value,
                 job.window_ms,
             ),
@@ -430,6 +476,8 @@ class JobManager(ActorTypeDispatcher):
 
     def receiveMsg_JobDone(self, msg: JobDone, sender: Any) -> None:
         metrics.job_attempt_ran("done", msg.duration_s)
+        if msg.deleted is not None:
+            self._deleted_before_read(msg)
         outcome = Outcome(
             done=True,
             output_files=msg.output_files,
@@ -439,6 +487,24 @@ class JobManager(ActorTypeDispatcher):
             removes=msg.removes,
         )
         self._report(msg.worker_id, sender, msg.host, msg.job_id, msg.token, outcome)
+
+    def _deleted_before_read(self, msg: JobDone) -> None:
+        """Counted like offsets a reset skipped (a gap in the chain), never silently."""
+        assert msg.deleted is not None
+        first, end = msg.deleted
+        self.stats["gaps"] += 1
+        self.stats["offsets_deleted_before_read"] += end - first
+        record = self._store.get(msg.job_id) if self._store is not None else None
+        topic = record.topic if record is not None else "?"
+        metrics.offsets_deleted_before_read(topic, end - first)
+        log.error(
+            "job %d (%s[%s]): offsets [%d, %d) were deleted by retention before it ran",
+            msg.job_id,
+            topic,
+            record.partition if record is not None else "?",
+            first,
+            end,
+        )
 
     def receiveMsg_JobFailed(self, msg: JobFailed, sender: Any) -> None:
         metrics.job_attempt_ran("failed", msg.duration_s)
@@ -486,15 +552,19 @@ class JobManager(ActorTypeDispatcher):
     def _record_done(self, job_id: int, token: int, entry: _Unrecorded) -> None:
         assert self._store is not None
         outcome = entry.outcome
-        if outcome.table_files and not outcome.committed and "raw" in self._committers:
-            # Written, not yet published: the worker is free, the job stays RUNNING.
+        if not outcome.committed and "raw" in self._committers:
             record = self._store.get(job_id)
             if record is None:
                 return
-            publishing = _Publishing(record, outcome, {"raw"})
-            self._awaiting_commit[(job_id, token)] = publishing
-            self._publish(job_id, token, publishing, "raw")
-            return
+            # Written, not yet published: the worker is free, the job stays RUNNING.
+            # An ingestion job with no rows (every record dead-lettered) is published
+            # too, without files: its offsets must still advance the table's chain,
+            # or the partition's next jobs would wait for it for ever.
+            if outcome.table_files or record.kind is JobKind.INGEST:
+                publishing = _Publishing(record, outcome, {"raw"})
+                self._awaiting_commit[(job_id, token)] = publishing
+                self._publish(job_id, token, publishing, "raw")
+                return
         if not self._store.complete(job_id, token, outcome.output_files, time.time()):
             self._stale(job_id, token, entry)
             return
@@ -525,17 +595,7 @@ class JobManager(ActorTypeDispatcher):
                 job_id, token, (("date", day), ("hour", hour)), removes, files
             )
         else:
-            message = CommitFiles(
-                job_id,
-                token,
-                record.consumer_group,
-                record.topic,
-                record.partition,
-                record.chain_start,
-                record.start_offset,
-                record.end_offset,
-                files,
-            )
+            message = _commit_files(record, token, files)
         self.send(committer, message)
 
     def _record_failure(self, job_id: int, token: int, entry: _Unrecorded) -> None:
@@ -580,9 +640,9 @@ class JobManager(ActorTypeDispatcher):
             log.error("job %d FAILED after %d attempt(s): %s", job_id, token, outcome.error)
             if self._windows is not None and record is not None and record.window_ms is not None:
                 self._windows.compaction_failed(record.window_ms)
-            self._dead_letter_job(job_id, outcome.error)
             if record is not None:
-                self._discard(entry, token, record)
+                self._discard(entry, token, record, outcome.error)
+                self._skip_in_table(record)
             self._job_finished()
         else:
             metrics.job_retry_scheduled()
@@ -594,12 +654,29 @@ class JobManager(ActorTypeDispatcher):
                 outcome.error,
             )
 
-    def _discard(self, entry: _Unrecorded, token: int, record: JobRecord) -> None:
-        """The job ended FAILED with this (current) token: its final attempt's
-        output goes. The worker that ran it does it; if that worker is gone, a
-        worker the WorkerMaster picks."""
+    def _skip_in_table(self, record: JobRecord) -> None:
+        """A FAILED ingestion job wrote nothing, but the raw table's chain must
+        account for its offsets (its records are dead-lettered), or the
+        partition's later jobs would wait for it for ever. (After a restart a
+        FAILED job is not offered again: `actorsys jobs retry` replays it.)"""
+        committer = self._committers.get("raw")
+        if committer is None or record.kind is not JobKind.INGEST:
+            return
+        self.send(committer, _commit_files(record, record.attempts, (), failed=True))
+
+    def _discard(self, entry: _Unrecorded, token: int, record: JobRecord, error: str) -> None:
+        """The job ended FAILED with this (current) token: its records go to the
+        dead-letter topic and its final attempt's output goes. The worker that
+        ran it does both; if that worker is gone, a worker the WorkerMaster picks."""
         discard = DiscardAttempt(
-            record.id, token, record.topic, record.partition, record.start_offset, record.end_offset
+            record.id,
+            token,
+            record.topic,
+            record.partition,
+            record.start_offset,
+            record.end_offset,
+            error,
+            record.kind.value,
         )
         target = entry.worker if entry.worker is not None else self._worker_master
         self.send(target, discard)
@@ -626,38 +703,6 @@ class JobManager(ActorTypeDispatcher):
         metrics.store_error(operation)
         self._errors.log(logging.ERROR, operation, message, *args)
 
-    def _dead_letter_job(self, job_id: int, error: str) -> None:
-        """After the last attempt, every record of the job goes to the dead-letter topic."""
-        from actorsys.dead_letters import KafkaDeadLetterSink
-        from actorsys.kafka_clients import dead_letter_producer
-        from actorsys.records import decode_records
-
-        assert self._store is not None and self._config is not None
-        record = self._store.get(job_id)
-        payload = self._store.payload(job_id)
-        if record is None or payload is None:
-            return
-        try:
-            if self._dead_letters is None:
-                self._dead_letters = dead_letter_producer(self._config, self._bootstrap_servers)
-            sink = KafkaDeadLetterSink(
-                self._dead_letters,
-                record.topic,
-                record.partition,
-                dead_letter_topic=self._config.kafka.dead_letter_topic or None,
-            )
-            for rec in decode_records(payload):
-                sink.reject(rec, "job_failed", error)
-            sink.flush(30.0)
-            metrics.dead_letters(sink.rejected_by_reason().items())
-        except ActorsysError as exc:
-            log.error(
-                "job %d: dead-lettering its records failed (they stay in the job store "
-                "for `actorsys jobs retry`): %s",
-                job_id,
-                exc,
-            )
-
     # --- periodic ----------------------------------------------------------------------------
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
@@ -676,6 +721,7 @@ class JobManager(ActorTypeDispatcher):
             self._record(job_id, token)
         self._expire_leases()
         self._schedule_compactions()
+        self._check_retention()
         counts = self._counts()
         if counts is not None:
             self._unfinished = _unfinished(counts)
@@ -800,9 +846,7 @@ class JobManager(ActorTypeDispatcher):
                     "jobs": by_status,
                     "running_by_host": self._leases.running_by_host(),
                     "held_batches": len(self._held),
-                    "held_bytes": self._held.nbytes,
                     "parked_batches": len(self._parked),
-                    "parked_bytes": self._parked.nbytes,
                     "unfinished": self._unfinished,
                     "unrecorded_outcomes": len(self._unrecorded),
                     "awaiting_commit": len(self._awaiting_commit),
@@ -810,6 +854,16 @@ class JobManager(ActorTypeDispatcher):
                     "output_ok": self._output.healthy,
                     "output_error": self._output.last_error if not self._output.healthy else "",
                     "store_ok": store_ok,
+                    "retention_hold": self._retention.holding,
+                    "retention": [
+                        {
+                            "topic": h.topic,
+                            "oldest_job_age_s": round(h.oldest_job_age_s, 1),
+                            "retention_s": h.retention_s,
+                            "headroom_s": None if h.headroom_s is None else round(h.headroom_s, 1),
+                        }
+                        for h in self._headroom
+                    ],
                     **self.stats,
                 },
             ),
@@ -817,6 +871,23 @@ class JobManager(ActorTypeDispatcher):
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("job manager ignores %s", type(msg).__name__)
+
+
+def _commit_files(
+    record: JobRecord, token: int, files: tuple[str, ...], failed: bool = False
+) -> CommitFiles:
+    return CommitFiles(
+        record.id,
+        token,
+        record.consumer_group,
+        record.topic,
+        record.partition,
+        record.chain_start,
+        record.start_offset,
+        record.end_offset,
+        files,
+        failed,
+    )
 
 
 def _unfinished(counts: Mapping[JobStatus, int]) -> int:

@@ -1,13 +1,20 @@
 """KafkaConsumerActor: owns this process's one ``confluent_kafka.Consumer``.
 
-Polls in short ``consume(n, timeout)`` calls on ``wakeupAfter`` ticks (never
-blocking the actor's transport), packs each partition's records into one
-msgpack chunk per poll, and feeds the Consumer serving the partition: one of a
+It carries control, never data. The group consumer is a member of the
+consumer group (assignment, rebalancing, commits) whose partitions stay
+paused: it fetches no record. On short ``wakeupAfter`` ticks (never blocking
+the actor's transport) it learns where each assigned partition's log ends
+(:class:`actorsys.log_ends.LogEnds`: end-offset queries, and a one-batch probe
+of a quiet partition) and hands the new offsets, as intervals of at most
+``batching.max_records``, to the Consumer serving the partition: one of a
 pool of ``batching.consumers`` actors, created at start, whatever the
 assignment (partitions are placed on and revoked from them, each assignment
-with a generation of its own). It pauses partitions
-with too much unACKed work (back-pressure without leaving the group), and is
-the only place that commits offsets — only what Consumers report as ACKed.
+with a generation of its own). The Consumers cut the intervals into jobs;
+workers read each job's records from Kafka themselves.
+
+Back-pressure: a partition with too many offsets handed out and not yet
+ACKed as stored jobs gets no more (nothing is buffered: no record was read).
+It is the only place that commits offsets — only what Consumers report as ACKed.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import msgpack
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException
+from confluent_kafka import OFFSET_END, Consumer, IsolationLevel, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, WakeupMessage
 
 from actorsys import metrics
@@ -30,8 +37,9 @@ from actorsys.config import AppConfig
 from actorsys.consumer_pool import PoolPlacement
 from actorsys.convention import capability_check
 from actorsys.flow import FlowControl, TopicPartition
-from actorsys.kafka_clients import consumer_properties
+from actorsys.kafka_clients import admin_properties, consumer_properties
 from actorsys.lag import ClientStats, TimeLag
+from actorsys.log_ends import LogEnds
 from actorsys.logs import KafkaClientLog, RateLimitedLog
 from actorsys.messages import (
     ComponentReady,
@@ -42,14 +50,14 @@ from actorsys.messages import (
     JobManagerMoved,
     KafkaConsumerStart,
     LeaderLease,
+    NewOffsets,
     PartitionAssigned,
     PartitionProgress,
     PartitionRevoked,
-    RecordChunk,
     StartFailed,
     StopConsuming,
+    TopicRetention,
 )
-from actorsys.records import encode_record
 
 log = logging.getLogger("actorsys.kafka_consumer")
 
@@ -61,15 +69,25 @@ HOUSEKEEPING_S = 0.5
 MISSING_TOPIC_CHECK_S = 2.0
 # Once every topic exists, check this often (a topic may be deleted).
 TOPIC_CHECK_S = 30.0
+# A partition whose queried log end has not moved for this long is probed
+# once (see LogEnds); a probe that gets no record in PROBE_TIMEOUT_S ends.
+PROBE_AFTER_S = 0.3
+PROBE_TIMEOUT_S = 2.0
+# Topics' retention settings are read at start and this often (changes are picked up).
+RETENTION_CHECK_S = 300.0
+# Records a probe may take from librdkafka's queue per tick (one batch, usually).
+PROBE_CONSUME_MAX = 10_000
 
 
 @dataclass
 class _Partition:
     consumer: Any  # the pool member (Consumer actor) serving the partition
     generation: int  # of this assignment (see PartitionAssigned)
-    position: int | None = None  # next offset expected; None: just assigned
+    position: int | None = None  # next offset to hand out; None: not known yet
+    fresh: bool = True  # nothing handed out since the assignment (or a restart)
     committable: int | None = None  # end of the ACKed prefix, per its Consumer
     committed: int | None = None  # last offset we committed
+    group_committed: int | None = None  # the group's, when the assignment started
     unacked_batches: int = 0
 
 
@@ -96,11 +114,18 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._pool: PoolPlacement[Any] | None = None
         self._flow: FlowControl | None = None
-        self._packer = msgpack.Packer(use_bin_type=True)
+        self._admin: AdminClient | None = None
+        self._ends = LogEnds(PROBE_AFTER_S, PROBE_TIMEOUT_S)
+        self._end_query: dict[KafkaTopicPartition, Any] | None = None  # futures
+        self._end_queried_at = -float("inf")
+        self._isolation = IsolationLevel.READ_COMMITTED
+        self._retention: dict[str, tuple[int | None, int | None]] = {}  # ms, bytes
+        self._retention_query: dict[Any, Any] | None = None  # futures
+        self._retention_checked_at = -float("inf")
         self._drain: _Drain | None = None
         self._closed = False
         self._errors = RateLimitedLog(log)
-        self._records_consumed = 0
+        self._records_consumed = 0  # offsets handed out
         self._time_lag = TimeLag()  # for actorsys_consumer_lag_seconds
         self._client_stats = ClientStats()  # brokers up, committed offsets
         self._rebalances = 0
@@ -110,6 +135,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._missing_topics: tuple[str, ...] = ()
         self._topics_checked_at = -float("inf")
         self._waiting_log = RateLimitedLog(log, 30.0)
+        # No committed offset and auto_offset_reset "error": left alone until revoked.
+        self._unconsumable: set[TopicPartition] = set()
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -126,7 +153,12 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         props["stats_cb"] = self._client_stats.update
         if "statistics.interval.ms" not in msg.config.kafka.properties:
             props["statistics.interval.ms"] = "5000"
+        if props.get("isolation.level") == "read_uncommitted":
+            self._isolation = IsolationLevel.READ_UNCOMMITTED
         try:
+            admin = admin_properties(msg.config, msg.bootstrap_servers)
+            admin["logger"] = KafkaClientLog()
+            self._admin = AdminClient(admin)
             self._consumer = Consumer(props)
             self._consumer.subscribe(
                 list(msg.config.kafka.topics),
@@ -147,6 +179,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager
+        for topic, (ms, nbytes) in self._retention.items():
+            self.send(self._job_manager, TopicRetention(topic, ms, nbytes))
         for member in self._pool.members if self._pool is not None else ():
             self.send(member, msg)
 
@@ -156,10 +190,11 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if self._consumer is None or self._closed:
             return
         if msg.payload == POLL:
-            got = self._poll()
-            # Poll again at once while the consumer has data; idle on a short tick.
-            delay = 0.0 if got else self._config.flow.poll_interval_ms / 1000  # type: ignore[union-attr]
-            self.wakeupAfter(timedelta(seconds=delay), payload=POLL)
+            self._poll()
+            self.wakeupAfter(
+                timedelta(milliseconds=self._config.flow.poll_interval_ms),  # type: ignore[union-attr]
+                payload=POLL,
+            )
         elif msg.payload == HOUSEKEEPING:
             lease_lapsed = self._lease_until is not None and time.monotonic() > self._lease_until
             if self._parent.orphaned() or lease_lapsed:
@@ -167,8 +202,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 self._close()
                 self.send(self.myAddress, ActorExitRequest())
                 return
+            self._resolve_positions()
             self._commit(asynchronous=True)
             self._check_topics()
+            self._check_retention()
             self._check_drain()
             self._push_status()
             if not self._closed:
@@ -210,87 +247,165 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             log.info("topic %s exists now", ", ".join(self._missing_topics))
         self._missing_topics = missing
 
-    def _poll(self) -> int:
-        assert self._consumer is not None and self._config is not None and self._flow is not None
+    def _check_retention(self) -> None:
+        """Read each topic's retention.ms/retention.bytes (asynchronously) and
+        tell the JobManager when they change: it holds pending jobs to them."""
+        assert self._admin is not None and self._config is not None
+        if self._retention_query is not None:
+            if not all(future.done() for future in self._retention_query.values()):
+                return
+            for resource, future in self._retention_query.items():
+                try:
+                    entries = future.result()
+                except KafkaException as exc:
+                    self._errors.log(
+                        logging.WARNING, "retention", "cannot read %s's retention: %s",
+                        resource.name, exc,
+                    )  # fmt: skip
+                    continue
+                found = (
+                    _config_int(entries, "retention.ms"),
+                    _config_int(entries, "retention.bytes"),
+                )
+                if self._retention.get(resource.name) != found:
+                    self._retention[resource.name] = found
+                    if found[0] is None:
+                        log.warning(
+                            "the broker does not say how long %s keeps records: the "
+                            "retention headroom of pending jobs is not watched", resource.name,
+                        )  # fmt: skip
+                    self.send(self._job_manager, TopicRetention(resource.name, *found))
+            self._retention_query = None
+        now = time.monotonic()
+        topics = [t for t in self._config.kafka.topics if t not in self._missing_topics]
+        if not topics or now - self._retention_checked_at < RETENTION_CHECK_S:
+            return
+        self._retention_checked_at = now
         try:
-            messages = self._consumer.consume(self._config.flow.poll_max_records, timeout=0.005)
+            self._retention_query = self._admin.describe_configs(
+                [ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=10
+            )
+        except KafkaException as exc:
+            self._errors.log(logging.WARNING, "retention", "cannot read retention: %s", exc)
+
+    def _poll(self) -> None:
+        """One tick: learn log ends, take probe answers, hand out new offsets."""
+        assert self._consumer is not None and self._flow is not None
+        now = time.monotonic()
+        self._query_ends(now)
+        try:
+            # Serves the group (rebalance callbacks, errors) and brings probe answers.
+            messages = self._consumer.consume(PROBE_CONSUME_MAX, timeout=0)
         except KafkaException as exc:
             self._errors.log(logging.WARNING, "consume", "consume failed: %s", exc)
-            return 0
-        if not messages:
-            return 0
-        packer = self._packer
-        # Per partition: packed records, and the offset of the first and last one.
-        # Per partition: the packed records and their offsets, in order.
-        parts_by_tp: dict[TopicPartition, list[bytes]] = {}
-        offsets_by_tp: dict[TopicPartition, list[int]] = {}
+            messages = []
+        self._take_probe_answers(messages)
+        self._start_probes(now)
+        wall = time.time()
+        for tp, part in self._partitions.items():
+            end = self._ends.end(tp)
+            if end is not None:
+                self._time_lag.seen(tp, end, wall)
+                self._hand_out(tp, part, end)
+
+    def _query_ends(self, now: float) -> None:
+        """Collect the answer of the end-offset query in flight; ask again when due.
+        One ListOffsets request covers every assigned partition, asynchronously."""
+        assert self._admin is not None and self._config is not None
+        if self._end_query is not None:
+            if not all(future.done() for future in self._end_query.values()):
+                return
+            for ktp, future in self._end_query.items():
+                try:
+                    self._ends.queried((ktp.topic, ktp.partition), future.result().offset, now)
+                except KafkaException as exc:
+                    self._errors.log(
+                        logging.WARNING, "end-offsets", "cannot query log ends: %s", exc
+                    )
+            self._end_query = None
+        interval_s = self._config.flow.end_offsets_interval_ms / 1000
+        if not self._partitions or now - self._end_queried_at < interval_s:
+            return
+        self._end_queried_at = now
+        request = {KafkaTopicPartition(t, p): OffsetSpec.latest() for t, p in self._partitions}
+        try:
+            self._end_query = self._admin.list_offsets(
+                request, isolation_level=self._isolation, request_timeout=10
+            )
+        except KafkaException as exc:
+            self._errors.log(logging.WARNING, "end-offsets", "cannot query log ends: %s", exc)
+
+    def _take_probe_answers(self, messages: list[Any]) -> None:
+        """Records a probe fetched: evidence of where the log ends. They are
+        dropped at once (the workers read them); only their offsets count."""
+        assert self._consumer is not None
+        answered: set[TopicPartition] = set()
         for m in messages:
             if m.error() is not None:
                 self._on_message_error(m)
                 continue
             tp = (m.topic(), m.partition())
-            offset = m.offset()
-            ts_type, ts = m.timestamp()
-            packed = encode_record(offset, ts if ts_type else None, m.key(), m.value(), packer)
-            parts = parts_by_tp.get(tp)
-            if parts is None:
-                parts_by_tp[tp] = [packed]
-                offsets_by_tp[tp] = [offset]
-            else:
-                parts.append(packed)
-                offsets_by_tp[tp].append(offset)
-        for tp, parts in parts_by_tp.items():
-            self._forward(tp, parts, offsets_by_tp[tp])
-        self._records_consumed += len(messages)
-        self._apply_flow()
-        return len(messages)
+            self._ends.reaches(tp, m.offset() + 1)
+            answered.add(tp)
+        for tp in answered:
+            if self._isolation is IsolationLevel.READ_UNCOMMITTED:
+                # The fetch response's high watermark is exact, and what this
+                # isolation reads up to. (Under read_committed the end is the last
+                # stable offset, below it while a transaction is open: only the
+                # records delivered count then.)
+                try:
+                    _low, high = self._consumer.get_watermark_offsets(
+                        KafkaTopicPartition(*tp), cached=True
+                    )
+                except KafkaException:
+                    high = -1
+                if high > 0:
+                    self._ends.reaches(tp, high)
+            if self._ends.probed(tp):
+                self._pause([tp])
+        self._pause(self._ends.probes_timed_out(time.monotonic()))
 
-    def _forward(self, tp: TopicPartition, parts: list[bytes], offsets: list[int]) -> None:
-        part = self._partitions.get(tp)
-        if part is None:
-            # Records of a partition revoked in this very poll: drop them, never
-            # deliver late (the new owner reads them; the offset chain dedupes).
+    def _start_probes(self, now: float) -> None:
+        assert self._consumer is not None
+        for tp, offset in self._ends.probes_due(now):
+            ktp = KafkaTopicPartition(tp[0], tp[1], offset)
+            try:
+                # Resume first: a seek on a paused partition is applied only after
+                # a fetch backoff (measured 1 s against 50 ms this way round).
+                self._consumer.resume([KafkaTopicPartition(*tp)])
+                self._consumer.seek(ktp)
+            except KafkaException as exc:
+                self._ends.probed(tp)
+                self._pause([tp])
+                self._errors.log(logging.WARNING, "probe", "probing %s failed: %s", tp, exc)
+
+    def _pause(self, keys: list[TopicPartition]) -> None:
+        if not keys or self._consumer is None or self._closed:
             return
-        # Chunks of at most one batch, so the Consumer can keep max_records exact.
-        step = self._config.batching.max_records  # type: ignore[union-attr]
-        for i in range(0, len(parts), step):
-            chunk_offsets = offsets[i : i + step]
-            self._send_chunk(tp, part, parts[i : i + step], chunk_offsets[0], chunk_offsets[-1])
-
-    def _send_chunk(
-        self, tp: TopicPartition, part: _Partition, parts: list[bytes], first: int, last: int
-    ) -> None:
-        starts_assignment = part.position is None or first < part.position
-        start = first if starts_assignment else part.position
-        payload = b"".join(parts)
-        self.send(
-            part.consumer,
-            RecordChunk(
-                tp[0],
-                tp[1],
-                start,
-                last + 1,
-                len(parts),
-                payload,
-                starts_assignment,
-                part.generation,
-            ),
-        )
-        part.position = last + 1
-        self._flow.sent(tp, len(parts), len(payload))  # type: ignore[union-attr]
-        metrics.records_consumed(tp[0], tp[1], len(parts), len(payload))
-        self._time_lag.consumed(tp, last + 1, parts[0])
-
-    def _apply_flow(self) -> None:
-        assert self._consumer is not None and self._flow is not None
-        to_pause, to_resume = self._flow.rebalance_pauses()
         try:
-            if to_pause:
-                self._consumer.pause([KafkaTopicPartition(t, p) for t, p in to_pause])
-            if to_resume and self._drain is None:
-                self._consumer.resume([KafkaTopicPartition(t, p) for t, p in to_resume])
+            self._consumer.pause([KafkaTopicPartition(t, p) for t, p in keys])
         except KafkaException as exc:
-            self._errors.log(logging.WARNING, "pause", "pause/resume failed: %s", exc)
+            self._errors.log(logging.WARNING, "pause", "pause failed: %s", exc)
+
+    def _hand_out(self, tp: TopicPartition, part: _Partition, end: int) -> None:
+        """Offsets ``[position, end)`` to the partition's Consumer, in intervals of
+        at most one batch, while the partition is under its in-flight cap."""
+        assert self._config is not None and self._flow is not None
+        if self._drain is not None or part.position is None:
+            return
+        step = self._config.batching.max_records
+        while part.position < end and tp not in self._flow.paused:
+            start = part.position
+            stop = min(end, start + step)
+            self.send(
+                part.consumer,
+                NewOffsets(tp[0], tp[1], start, stop, part.fresh, part.generation),
+            )
+            part.position, part.fresh = stop, False
+            self._flow.sent(tp, stop - start)
+            self._records_consumed += stop - start
+            metrics.records_consumed(tp[0], tp[1], stop - start)
+            self._flow.rebalance_pauses()
 
     # --- progress and commits ---------------------------------------------------------------
 
@@ -302,9 +417,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if msg.committable is not None:
             part.committable = max(part.committable or 0, msg.committable)
         part.unacked_batches = msg.unacked_batches
-        self._flow.released(tp, msg.released_records, msg.released_bytes)  # type: ignore[union-attr]
-        if self._consumer is not None and not self._closed:
-            self._apply_flow()
+        self._flow.released(tp, msg.released_records)  # type: ignore[union-attr]
+        self._flow.rebalance_pauses()  # type: ignore[union-attr]
         self._check_drain()
 
     def _commit(self, asynchronous: bool, only: set[TopicPartition] | None = None) -> None:
@@ -349,21 +463,27 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         assert self._config is not None and self._flow is not None
         self._rebalances += 1
         metrics.rebalance("assign")
+        new = []
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if key in self._partitions:
                 continue
             self._partitions[key] = self._place(key)
             self._flow.assign(key)
+            self._ends.assign(key)
             metrics.partition_assigned(*key)
+            new.append(key)
         log.info("assigned %s", _names(partitions))
-        # Apply the assignment ourselves so that we can resume right after:
-        # librdkafka keeps a partition's paused state across rebalances.
+        # The group consumer never reads from its partitions (workers do): they
+        # stay paused but for probes, which start at the log end. Its fetch
+        # position is not what is committed (commits name explicit offsets).
+        at_end = [KafkaTopicPartition(tp.topic, tp.partition, OFFSET_END) for tp in partitions]
         if self._config.kafka.partition_assignment_strategy == "cooperative-sticky":
-            consumer.incremental_assign(partitions)
+            consumer.incremental_assign(at_end)
         else:
-            consumer.assign(partitions)
-        consumer.resume(partitions)
+            consumer.assign(at_end)
+        consumer.pause(partitions)
+        self._resolve_positions(new)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         self._rebalances += 1
@@ -388,6 +508,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 self._pool.remove(key)
                 self.send(part.consumer, PartitionRevoked(key[0], key[1], part.generation))
             self._flow.revoke(key)  # type: ignore[union-attr]
+            self._ends.forget(key)
+            self._unconsumable.discard(key)
             self._time_lag.forget(key)
             metrics.partition_removed(*key)
 
@@ -417,30 +539,67 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 self._restart_partition(key, part)
 
     def _restart_partition(self, key: TopicPartition, part: _Partition) -> None:
-        """Its Consumer died with its unACKed batches: re-read from the ACKed prefix."""
-        assert self._consumer is not None and self._flow is not None
-        restart_at = part.committable
-        if restart_at is None:
-            committed = self._consumer.committed([KafkaTopicPartition(*key)], timeout=10)[0].offset
-            restart_at = (
-                committed
-                if committed >= 0
-                else (
-                    OFFSET_BEGINNING
-                    if self._config.kafka.auto_offset_reset == "earliest"  # type: ignore[union-attr]
-                    else OFFSET_END
-                )
-            )
-        log.warning("re-reading %s[%d] from %s", key[0], key[1], restart_at)
+        """Its Consumer died with its unACKed batches: hand out again from the
+        ACKed prefix (the offset chain drops what was persisted already)."""
+        assert self._flow is not None
         placed = self._place(key)
         part.consumer, part.generation = placed.consumer, placed.generation
-        part.position = None
+        part.position, part.fresh = part.committable, True
         self._flow.reset(key)
         self._time_lag.forget(key)
+        if part.position is None:
+            self._resolve_positions([key])
+        log.warning("handing out %s[%d] again from %s", key[0], key[1], part.position)
+
+    def _resolve_positions(self, keys: list[TopicPartition] | None = None) -> None:
+        """Where partitions without a position start: the group's committed
+        offset, else ``auto_offset_reset`` (earliest: the log start; latest: the
+        log end; error: nowhere, logged). Retried each housekeeping tick while
+        the broker cannot say."""
+        assert self._config is not None
+        if self._consumer is None or self._closed:
+            return
+        unknown = [
+            key
+            for key in (keys if keys is not None else list(self._partitions))
+            if (part := self._partitions.get(key)) is not None and part.position is None
+        ]
+        policy = self._config.kafka.auto_offset_reset
+        unknown = [key for key in unknown if key not in self._unconsumable]
+        if not unknown:
+            return
         try:
-            self._consumer.seek(KafkaTopicPartition(key[0], key[1], restart_at))
+            committed = self._consumer.committed(
+                [KafkaTopicPartition(t, p) for t, p in unknown], timeout=10
+            )
         except KafkaException as exc:
-            log.error("seek %s[%d] to %s failed: %s", key[0], key[1], restart_at, exc)
+            self._errors.log(logging.WARNING, "committed", "cannot read committed offsets: %s", exc)
+            return
+        for ktp in committed:
+            key = (ktp.topic, ktp.partition)
+            part = self._partitions.get(key)
+            if part is None:
+                continue
+            if ktp.offset >= 0:
+                part.position = part.group_committed = ktp.offset
+                continue
+            if policy == "error":
+                self._unconsumable.add(key)
+                log.error(
+                    "%s[%d] has no committed offset and auto_offset_reset is error: "
+                    "not consumed", key[0], key[1],
+                )  # fmt: skip
+                continue
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    KafkaTopicPartition(*key), timeout=10, cached=False
+                )
+            except KafkaException as exc:
+                self._errors.log(logging.WARNING, "watermarks", "cannot read log bounds: %s", exc)
+                continue
+            part.position = int(low) if policy == "earliest" else int(high)
+            log.info("%s[%d]: no committed offset; starting at %s offset %d",
+                     key[0], key[1], policy, part.position)  # fmt: skip
 
     # --- errors ------------------------------------------------------------------------------
 
@@ -455,20 +614,11 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if err.code() == KafkaError._PARTITION_EOF:
             return
         if err.code() == KafkaError._AUTO_OFFSET_RESET:
-            # The position fell out of the log (retention deleted it): librdkafka
-            # applies auto.offset.reset. Never let the next batch silently cover
-            # the skipped range: restart the partition's chain as after an
-            # assignment, so the JobManager records the exact gap.
-            part = self._partitions.get((m.topic(), m.partition()))
-            if part is not None:
-                part.position = None
-            log.error(
-                "%s[%s]: offset out of range, reset by auto.offset.reset=%s: %s",
-                m.topic(),
-                m.partition(),
-                self._config.kafka.auto_offset_reset if self._config else "?",
-                err,
-            )
+            # A probe's offset fell out of the log: it proves nothing about the
+            # end. (Records deleted before their job ran are found, logged and
+            # counted by the worker that reads the job.)
+            self._ends.probed((m.topic(), m.partition()))
+            self._pause([(m.topic(), m.partition())])
             return
         self._errors.log(
             logging.WARNING,
@@ -484,7 +634,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def receiveMsg_StopConsuming(self, msg: StopConsuming, sender: Any) -> None:
         self._drain = _Drain(deadline=time.monotonic() + msg.deadline_s, reply_to=sender)
         if self._consumer is not None and self._partitions:
-            # Keep servicing the group (no max.poll.interval trip) but fetch nothing more.
+            # Keep servicing the group (no max.poll.interval trip); no more probes.
             self._consumer.pause([KafkaTopicPartition(t, p) for t, p in self._partitions])
         for member in self._pool.members if self._pool is not None else ():
             self.send(member, FlushPartitions())
@@ -527,30 +677,22 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if self._supervisor is None or self._consumer is None:
             return
         partitions = []
+        now = time.time()
         for (topic, partition), part in sorted(self._partitions.items()):
-            try:
-                _low, high = self._consumer.get_watermark_offsets(
-                    KafkaTopicPartition(topic, partition), cached=True
-                )
-            except KafkaException:
-                high = -1
-            records, nbytes = self._flow.inflight((topic, partition))  # type: ignore[union-attr]
+            key = (topic, partition)
+            end = self._ends.end(key)
+            records = self._flow.inflight(key)  # type: ignore[union-attr]
             # Before its first commit here, a partition's committed offset is the group's.
-            committed = part.committed
-            if committed is None:
-                committed = self._client_stats.committed.get((topic, partition))
-            known_high = high if high >= 0 else None
+            committed = part.committed if part.committed is not None else part.group_committed
+            paused = key in self._flow.paused  # type: ignore[union-attr]
             metrics.partition_state(
                 topic,
                 partition,
                 committed=committed,
-                high_watermark=known_high,
+                high_watermark=end,
                 inflight_records=records,
-                inflight_bytes=nbytes,
-                paused=(topic, partition) in self._flow.paused,  # type: ignore[union-attr]
-                seconds_behind=self._time_lag.seconds_behind(
-                    (topic, partition), committed, known_high, time.time()
-                ),
+                paused=paused,
+                seconds_behind=self._time_lag.seconds_behind(key, committed, now),
             )
             partitions.append(
                 {
@@ -558,11 +700,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                     "partition": partition,
                     "position": part.position,
                     "committed": part.committed,
-                    "high_watermark": high if high >= 0 else None,
-                    "lag": (high - (part.committed or 0)) if high >= 0 else None,
+                    "high_watermark": end,
+                    "lag": (end - (committed or 0)) if end is not None else None,
                     "inflight_records": records,
-                    "inflight_bytes": nbytes,
-                    "paused": (topic, partition) in self._flow.paused,  # type: ignore[union-attr]
+                    "paused": paused,
                 }
             )
         metrics.consumer_state(len(self._partitions), self._client_stats.brokers_up)
@@ -589,6 +730,16 @@ class KafkaConsumerActor(ActorTypeDispatcher):
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("kafka consumer ignores %s", type(msg).__name__)
+
+
+def _config_int(entries: dict[str, Any], name: str) -> int | None:
+    """A numeric topic setting; None when absent, unparsable or unlimited (-1)."""
+    entry = entries.get(name)
+    try:
+        value = int(entry.value) if entry is not None and entry.value is not None else None
+    except ValueError:
+        return None
+    return None if value is None or value < 0 else value
 
 
 def _names(partitions: list[KafkaTopicPartition]) -> str:

@@ -1,9 +1,13 @@
 """Worker: runs the configured job handler on one job at a time.
 
 Pulls work: asks the JobManager for a job when told jobs are available and
-again after each job. Blocking in the handler is fine here (nothing else
-runs in this process); the JobManager's lease covers a worker that hangs.
-Dead letters are flushed before ``JobDone`` so none is lost.
+again after each job. A job is an offset interval; the worker reads its
+records from Kafka itself (:class:`actorsys.range_reader.RangeReader`, one
+``assign()`` consumer per worker, reused), so no record crosses the actor
+system and workers on any host add fetch and parse capacity. Blocking in
+the handler is fine here (nothing else runs in this process); the
+JobManager's lease covers a worker that hangs. Dead letters are flushed
+before ``JobDone`` so none is lost.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
 from actorsys.handlers.api import HandlerResult, HandlerSettings, JobHandler, JobInput
 from actorsys.jobs.output_health import is_transient
-from actorsys.kafka_clients import dead_letter_producer
+from actorsys.kafka_clients import consumer_properties, dead_letter_producer
+from actorsys.logs import KafkaClientLog
 from actorsys.messages import (
     DiscardAttempt,
     JobAssignment,
@@ -42,12 +47,14 @@ from actorsys.messages import (
     WorkerHello,
     WorkerStart,
 )
-from actorsys.records import decode_records
+from actorsys.range_reader import RangeRead, RangeReader, reader_properties
 
 log = logging.getLogger("actorsys.worker")
 
 ASK_AGAIN_AFTER_S = 5.0
 TICK_S = 1.0
+# A job's range must be read within this share of its lease (the rest is for the handler).
+READ_SHARE_OF_LEASE = 0.5
 
 
 class _JobFailure(Exception):
@@ -71,6 +78,7 @@ class Worker(ActorTypeDispatcher):
         self._job_manager: Any = None
         self._handler: JobHandler | None = None
         self._producer: Any = None
+        self._reader: RangeReader | None = None
         self._asked_at: float | None = None
         self._host = os.uname().nodename
         self._parent = ParentWatch()
@@ -90,6 +98,8 @@ class Worker(ActorTypeDispatcher):
                 HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
             )
             self._producer = dead_letter_producer(msg.config, msg.bootstrap_servers)
+            reader = reader_properties(consumer_properties(msg.config, msg.bootstrap_servers))
+            self._reader = RangeReader({**reader, "logger": KafkaClientLog()})
         except ActorsysError as exc:
             log.error("%s cannot start: %s", msg.worker_id, exc)
             return
@@ -149,17 +159,12 @@ class Worker(ActorTypeDispatcher):
         self._asked_at = None
         assert self._start is not None and self._handler is not None
         started = time.monotonic()
-        sink = KafkaDeadLetterSink(
-            self._producer,
-            msg.topic,
-            msg.partition,
-            dead_letter_topic=self._start.config.kafka.dead_letter_topic or None,
-        )
+        sink = self._sink(msg.topic, msg.partition)
         try:
             # Run the job on the worker's own thread and wait for it: on Thespian's
             # deep call stack CPython 3.11+ allocates and frees a stack chunk on
             # nearly every call, which made the same handler 3x slower (measured).
-            _job, result = self._job_thread.submit(self._run_job, msg, sink).result()
+            _job, result, deleted = self._job_thread.submit(self._run_job, msg, sink).result()
         except Exception as exc:  # a handler's failure fails this attempt, nothing more
             if isinstance(exc, _JobFailure):
                 exc = exc.__cause__ or exc
@@ -202,30 +207,48 @@ class Worker(ActorTypeDispatcher):
                     tuple(sorted(sink.rejected_by_reason().items())),
                     result.table_files,
                     result.removes,
+                    deleted,
                 ),
             )
         self._ask()
 
-    def _run_job(self, msg: JobAssignment, sink: KafkaDeadLetterSink) -> tuple[JobInput, Any]:
+    def _run_job(
+        self, msg: JobAssignment, sink: KafkaDeadLetterSink
+    ) -> tuple[JobInput, Any, tuple[int, int] | None]:
         assert self._handler is not None and self._start is not None
         if msg.kind == "compact":
             job = JobInput(msg.job_id, msg.topic, msg.partition, msg.start, msg.end, [], msg.token)
-            return job, self._compact(msg)
+            return job, self._compact(msg), None
+        read = self._read(msg.topic, msg.partition, msg.start, msg.end)
         job = JobInput(
-            msg.job_id,
-            msg.topic,
-            msg.partition,
-            msg.start,
-            msg.end,
-            list(decode_records(msg.payload)),
-            msg.token,
+            msg.job_id, msg.topic, msg.partition, msg.start, msg.end, read.records, msg.token
         )
         try:
             result = self._handler.handle(job, sink)
             sink.flush(30.0)
         except Exception as exc:
             raise _JobFailure(job) from exc
-        return job, result
+        return job, result, read.deleted
+
+    def _read(self, topic: str, partition: int, start: int, end: int) -> RangeRead:
+        """The job's records, from Kafka; raises RangeUnavailable (transient)."""
+        assert self._reader is not None and self._start is not None
+        timeout_s = self._start.config.jobs.job_timeout_s * READ_SHARE_OF_LEASE
+        read = self._reader.read(topic, partition, start, end, timeout_s)
+        if read.deleted is not None:
+            first, last = read.deleted
+            log.error(
+                "%s[%d]: offsets [%d, %d) were deleted by retention before their job "
+                "ran; %d offset(s) lost, the rest of [%d, %d) is processed",
+                topic,
+                partition,
+                first,
+                last,
+                last - first,
+                start,
+                end,
+            )
+        return read
 
     def _compact(self, msg: JobAssignment) -> HandlerResult:
         """Rewrite one closed hour of ``raw`` into few sorted files, and compute
@@ -271,6 +294,7 @@ class Worker(ActorTypeDispatcher):
         """The JobManager recorded the job FAILED with this attempt's token: let
         the handler remove what it wrote (if it can), so the job's records are
         only in the dead-letter topic."""
+        self._dead_letter(msg)
         discard = getattr(self._handler, "discard", None)
         if discard is None:
             return
@@ -279,6 +303,37 @@ class Worker(ActorTypeDispatcher):
             discard(job)
         except Exception as exc:  # best effort: the job's records are dead-lettered anyway
             log.warning("job %d: discarding the failed job's output: %s", msg.job_id, exc)
+
+    def _dead_letter(self, msg: DiscardAttempt) -> None:
+        """Every record of the FAILED job goes to the dead-letter topic, read again
+        from Kafka. If that fails the job stays FAILED in the store, where
+        `actorsys jobs retry` can replay it (its records are in Kafka until retention)."""
+        if msg.kind != "ingest" or self._producer is None or self._start is None:
+            return
+        sink = self._sink(msg.topic, msg.partition)
+        try:
+            read = self._job_thread.submit(
+                self._read, msg.topic, msg.partition, msg.start, msg.end
+            ).result()
+            for record in read.records:
+                sink.reject(record, "job_failed", msg.error)
+            sink.flush(30.0)
+        except ActorsysError as exc:
+            log.error(
+                "job %d: dead-lettering its records failed (it stays FAILED for "
+                "`actorsys jobs retry`): %s",
+                msg.job_id,
+                exc,
+            )
+            return
+        metrics.dead_letters(sink.rejected_by_reason().items())
+
+    def _sink(self, topic: str, partition: int) -> KafkaDeadLetterSink:
+        assert self._start is not None
+        dead_letter_topic = self._start.config.kafka.dead_letter_topic or None
+        return KafkaDeadLetterSink(
+            self._producer, topic, partition, dead_letter_topic=dead_letter_topic
+        )
 
     def _ask(self) -> None:
         if self._start is None or self._handler is None:
@@ -295,6 +350,8 @@ class Worker(ActorTypeDispatcher):
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
         self._job_thread.shutdown(wait=False)
+        if self._reader is not None:
+            self._reader.close()
         if self._producer is not None:
             self._producer.flush(5)
 

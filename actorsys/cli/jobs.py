@@ -140,7 +140,6 @@ def show(config_path: str | None, job_store: str | None, job_id: int, as_json: b
         ("partition", job.partition),
         ("offsets", f"[{job.start_offset}, {job.end_offset})"),
         ("records", job.record_count),
-        ("payload bytes", job.payload_bytes),
         ("attempts", job.attempts),
         ("worker", job.worker or "-"),
         ("created", _when(job.created_at)),

@@ -36,8 +36,8 @@ def render(status: dict[str, Any]) -> str:
         f"ready: {','.join(sup.get('ready', [])) or '-'}   draining: {sup.get('draining')}   "
         f"restarts: {sup.get('restarts') or '-'}   rss: {_mib(status.get('rss_bytes'))}",
         "",
-        f"{'PARTITION':<28} {'COMMITTED':>10} {'HIGH':>10} {'LAG':>8} {'IN-FLIGHT':>10} "
-        f"{'BYTES':>10}  PAUSED  CONSUMER",
+        f"{'PARTITION':<28} {'COMMITTED':>10} {'LOG END':>10} {'LAG':>8} {'IN-FLIGHT':>10}"
+        "  PAUSED  CONSUMER",
     ]
     # "kafka_consumer" is the leader's; "kafka_consumer@<member>" one on another host.
     rows = [
@@ -51,8 +51,8 @@ def render(status: dict[str, Any]) -> str:
         paused = "yes" if p.get("paused") else "no"
         lines.append(
             f"{where:<28} {_dash(p.get('committed')):>10} {_dash(p.get('high_watermark')):>10} "
-            f"{_dash(p.get('lag')):>8} {p.get('inflight_records', 0):>10} "
-            f"{p.get('inflight_bytes', 0):>10}  {paused:<6}  {owner}"
+            f"{_dash(p.get('lag')):>8} {p.get('inflight_records', 0):>10}"
+            f"  {paused:<6}  {owner}"
         )
     if not rows:
         lines.append("(no partition assigned)")

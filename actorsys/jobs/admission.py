@@ -1,7 +1,8 @@
 """What the JobManager lets in and hands out, and when a drain is answered.
 
-New batches are persisted (and ACKed) only while the workers keep up and the
-output can be written; otherwise their ACK is withheld, which pauses the
+New batches are persisted (and ACKed) only while the workers keep up, the
+output can be written and no pending job is close to outliving its records'
+retention in Kafka; otherwise their ACK is withheld, which pauses the
 partitions (back-pressure, never a buffer). A draining daemon lifts that cap
 (``AdmitHeldBatches``) so the batches it holds become jobs before it stops,
 then asks for a quiesce (``QuiesceJobs``): no more jobs are handed out, and the
@@ -31,11 +32,12 @@ class Admission:
         self._admit_all = False  # draining: see admit_held
         self._quiesce: _Quiesce | None = None
 
-    def accepting(self, unfinished: int, output_healthy: bool) -> bool:
-        """Whether a new batch is persisted now (``unfinished``: PENDING + RUNNING jobs)."""
+    def accepting(self, unfinished: int, output_healthy: bool, retention_ok: bool = True) -> bool:
+        """Whether a new batch is persisted now (``unfinished``: PENDING + RUNNING
+        jobs; ``retention_ok``: no pending job is close to its topic's retention)."""
         if self._admit_all:
             return True
-        return unfinished < self.max_pending_jobs and output_healthy
+        return unfinished < self.max_pending_jobs and output_healthy and retention_ok
 
     def admit_held(self) -> None:
         """Draining: every batch is admitted from now on, whatever the cap and output."""

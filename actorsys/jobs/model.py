@@ -47,7 +47,6 @@ class BatchSubmission:
     start: int
     end: int
     record_count: int
-    payload: bytes
     starts_assignment: bool = False
 
 
@@ -61,7 +60,7 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """A job's row, without its payload."""
+    """A job's row: an offset interval and its attempts, never its records."""
 
     id: int
     consumer_group: str
@@ -70,7 +69,6 @@ class JobRecord:
     start_offset: int
     end_offset: int
     record_count: int
-    payload_bytes: int
     status: JobStatus
     attempts: int
     created_at: float  # wall-clock epoch seconds, for people
@@ -98,4 +96,3 @@ class ClaimedJob:
 
     record: JobRecord
     token: int
-    payload: bytes

@@ -45,6 +45,8 @@ def is_transient(exc: BaseException) -> bool:
     for link in _chain(exc):
         if isinstance(link, OSError) and link.errno in TRANSIENT_ERRNOS:
             return True
+        if getattr(link, "transient", False) is True:  # e.g. a range Kafka could not serve
+            return True
         # confluent-kafka: KafkaException(KafkaError), which knows if it is retriable.
         error = link.args[0] if link.args else None
         retriable = getattr(error, "retriable", None)

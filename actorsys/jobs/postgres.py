@@ -86,8 +86,7 @@ def redact_password(url: str) -> str:
 @lru_cache(maxsize=256)
 def _pg_sql(statement: str) -> str:
     """The shared SQL's ``?`` placeholders as psycopg's binary ``%b`` (the
-    shared SQL contains no other ``?`` or ``%``). Binary parameters spare
-    escaping a payload into text and back (measured 20% on a 500 KB insert)."""
+    shared SQL contains no other ``?`` or ``%``)."""
     return statement.replace("?", "%b")
 
 

@@ -137,6 +137,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_windows ON jobs (window_ms) WHERE kind = 'compact'",
         ),
     ),
+    Migration(
+        7,
+        "jobs are offset intervals: workers read their records from Kafka",
+        (
+            # Unfinished jobs of an older version keep their offsets, which is all
+            # a worker needs now; their stored records are no longer read.
+            "DROP TABLE job_payloads",
+            "ALTER TABLE jobs DROP COLUMN payload_bytes",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

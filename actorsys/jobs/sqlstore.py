@@ -6,11 +6,10 @@ supplies only what the dialects force apart: how to open a transaction, the
 row-locking clauses, the driver's exception types and the column types of
 the schema (see ``actorsys.jobs.schema``).
 
-Layout: ``jobs`` holds one small row per job; the payload lives in
-``job_payloads`` (one row per job until it is DONE). Keeping the blob out of
-the job row keeps the job table's pages dense (SQLite stores up to a quarter
-page of every large row inline), makes status updates cheaper (measured 2x
-on SQLite with 500 KB payloads) and turns "drop the payload" into a DELETE.
+Layout: ``jobs`` holds one small row per job (an offset interval, its
+status and attempts: about two hundred bytes whatever the job's size);
+``partition_offsets`` the offset chain. Records are never stored: a worker
+reads its job's interval from Kafka.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from actorsys.jobs.model import (
 )
 from actorsys.jobs.schema import ensure_schema
 from actorsys.offset_chain import ChainVerdict, decide
-from actorsys.records import records_from
 
 # Status literals are inlined (never bound) where a partial index depends on
 # them: a query planner can only use "WHERE status = 'PENDING'" indexes when
@@ -44,7 +42,7 @@ PENDING, RUNNING, DONE, FAILED = (f"'{s.value}'" for s in JobStatus)
 
 _JOB_COLUMNS = (
     "id, consumer_group, topic, partition_id, start_offset, end_offset, record_count, "
-    "payload_bytes, status, attempts, created_at, started_at, finished_at, "
+    "status, attempts, created_at, started_at, finished_at, "
     "next_attempt_at, last_error, worker, output_files, replay_base, chain_start, kind, window_ms"
 )
 
@@ -143,19 +141,18 @@ class SqlJobStore(ABC):
                 # DUPLICATE and OUT_OF_ORDER only happen once next_offset is known.
                 return SubmitResult(decision.verdict, None, current if current is not None else 0)
 
-            payload, record_count = batch.payload, batch.record_count
+            record_count = batch.record_count
             if decision.verdict is ChainVerdict.TRIM:
-                payload, record_count = records_from(batch.payload, decision.store_from)
+                record_count = batch.end - decision.store_from
             inserted = tx.one(
                 "INSERT INTO jobs (consumer_group, topic, partition_id, start_offset, end_offset,"
-                " record_count, payload_bytes, status, attempts, created_at, output_files,"
-                f" chain_start) VALUES (?, ?, ?, ?, ?, ?, ?, {PENDING}, 0, ?, '[]', ?)"
+                " record_count, status, attempts, created_at, output_files,"
+                f" chain_start) VALUES (?, ?, ?, ?, ?, ?, {PENDING}, 0, ?, '[]', ?)"
                 " RETURNING id",
-                (*key, decision.store_from, batch.end, record_count, len(payload), now, current),
+                (*key, decision.store_from, batch.end, record_count, now, current),
             )
             assert inserted is not None  # INSERT ... RETURNING always yields the row
             job_id = int(inserted[0])
-            tx.run("INSERT INTO job_payloads (job_id, payload) VALUES (?, ?)", (job_id, payload))
             tx.run(f"UPDATE partition_offsets SET next_offset = ? WHERE {where}", (batch.end, *key))
         return SubmitResult(decision.verdict, job_id, batch.end, decision.gap)
 
@@ -200,8 +197,8 @@ class SqlJobStore(ABC):
                 return None
             row = tx.one(
                 "INSERT INTO jobs (consumer_group, topic, partition_id, start_offset, end_offset,"
-                " record_count, payload_bytes, status, attempts, created_at, output_files,"
-                f" kind, window_ms) VALUES (?, '', -1, ?, ?, 0, 0, {PENDING}, 0, ?, '[]',"
+                " record_count, status, attempts, created_at, output_files,"
+                f" kind, window_ms) VALUES (?, '', -1, ?, ?, 0, {PENDING}, 0, ?, '[]',"
                 " 'compact', ?) RETURNING id",
                 (table, window_ms, window_ms + 3_600_000, now, window_ms),
             )
@@ -223,8 +220,7 @@ class SqlJobStore(ABC):
         if row is None:
             return None
         record = _record(row)
-        blob = tx.one("SELECT payload FROM job_payloads WHERE job_id = ?", (record.id,))
-        return ClaimedJob(record, record.attempts, bytes(blob[0]) if blob else b"")
+        return ClaimedJob(record, record.attempts)
 
     # -- the end of an attempt ---------------------------------------------------
 
@@ -244,12 +240,9 @@ class SqlJobStore(ABC):
     def complete(self, job_id: int, token: int, output_files: Sequence[str], now: float) -> bool:
         outputs = json.dumps(list(output_files))
         with self._tx("complete") as tx:
-            done = self._end_attempt(
+            return self._end_attempt(
                 tx, job_id, token, JobStatus.DONE, finished_at=now, output_files=outputs
             )
-            if done:  # the output is written: the payload is no longer needed
-                tx.run("DELETE FROM job_payloads WHERE job_id = ?", (job_id,))
-            return done
 
     def fail_attempt(
         self,
@@ -333,11 +326,6 @@ class SqlJobStore(ABC):
             row = tx.one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _record(row) if row else None
 
-    def payload(self, job_id: int) -> bytes | None:
-        with self._tx("payload", write=False) as tx:
-            row = tx.one("SELECT payload FROM job_payloads WHERE job_id = ?", (job_id,))
-        return bytes(row[0]) if row else None
-
     def list_jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
@@ -350,6 +338,16 @@ class SqlJobStore(ABC):
                     (JobStatus(status).value, limit),
                 )
         return [_record(row) for row in rows]
+
+    def oldest_unfinished(self, consumer_group: str) -> Mapping[str, float]:
+        with self._tx("oldest_unfinished", write=False) as tx:
+            rows = tx.all(
+                "SELECT topic, MIN(created_at) FROM jobs"
+                f" WHERE status IN ({PENDING}, {RUNNING}) AND kind = 'ingest'"
+                " AND consumer_group = ? GROUP BY topic",
+                (consumer_group,),
+            )
+        return {topic: float(created) for topic, created in rows}
 
     def count_by_status(self) -> Mapping[JobStatus, int]:
         """Every status is present, zero included (gauges want all four)."""
@@ -378,7 +376,6 @@ class SqlJobStore(ABC):
 
     def purge_done_before(self, before: float) -> int:
         with self._tx("purge_done_before") as tx:
-            # DONE jobs have no payload row left; the foreign key cascades anyway.
             return tx.run(f"DELETE FROM jobs WHERE status = {DONE} AND finished_at < ?", (before,))
 
 
@@ -391,7 +388,6 @@ def _record(row: Row) -> JobRecord:
         start,
         end,
         count,
-        payload_bytes,
         status,
         attempts,
         created_at,
@@ -414,7 +410,6 @@ def _record(row: Row) -> JobRecord:
         start_offset=int(start),
         end_offset=int(end),
         record_count=int(count),
-        payload_bytes=int(payload_bytes),
         status=JobStatus(status),
         attempts=int(attempts),
         created_at=float(created_at),

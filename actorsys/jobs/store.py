@@ -21,16 +21,16 @@ class JobStore(Protocol):
     def submit_batch(self, batch: BatchSubmission, now: float) -> SubmitResult:
         """Apply the offset chain (``actorsys.offset_chain.decide``) against the
         stored ``next_offset`` of (group, topic, partition) and, when the verdict
-        stores, insert a PENDING job (payload included; trimmed with
-        ``actorsys.records.records_from`` on TRIM) and advance ``next_offset``
-        to ``batch.end`` — all in one transaction."""
+        stores, insert a PENDING job (its offset interval: trimmed to what is
+        new on TRIM) and advance ``next_offset`` to ``batch.end`` — all in one
+        transaction. No record is stored: workers read them from Kafka."""
         ...
 
     def claim_next(
         self, worker: str, now: float, max_running_compactions: int = 1
     ) -> ClaimedJob | None:
         """Oldest PENDING job whose ``next_attempt_at`` is due (or unset) moves
-        to RUNNING with ``attempts + 1``; returns it with its payload. Ingestion
+        to RUNNING with ``attempts + 1``; returns it with its token. Ingestion
         jobs come first; a compaction only while fewer than
         ``max_running_compactions`` run."""
         ...
@@ -45,7 +45,7 @@ class JobStore(Protocol):
         ...
 
     def complete(self, job_id: int, token: int, output_files: Sequence[str], now: float) -> bool:
-        """RUNNING -> DONE if ``token`` is the current attempt; drops the payload.
+        """RUNNING -> DONE if ``token`` is the current attempt.
         Returns False (and changes nothing) for a stale token or a job that is
         not RUNNING."""
         ...
@@ -93,13 +93,13 @@ class JobStore(Protocol):
 
     def get(self, job_id: int) -> JobRecord | None: ...
 
-    def payload(self, job_id: int) -> bytes | None:
-        """The job's payload (kept until DONE; FAILED jobs keep it for replay
-        and dead-lettering)."""
-        ...
-
     def list_jobs(self, status: JobStatus | None = None, limit: int = 100) -> list[JobRecord]:
         """Newest first."""
+        ...
+
+    def oldest_unfinished(self, consumer_group: str) -> Mapping[str, float]:
+        """Per topic, the ``created_at`` of the group's oldest PENDING or RUNNING
+        ingestion job (topics with none are absent): retention safety."""
         ...
 
     def count_by_status(self) -> Mapping[JobStatus, int]:

@@ -29,7 +29,6 @@ from actorsys.jobs.open import open_job_store
 from actorsys.jobs.schema import LATEST_VERSION
 from actorsys.jobs.store import JobStore
 from actorsys.offset_chain import ChainVerdict
-from actorsys.records import Record, decode_records, encode_records
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = 1_700_000_000.0  # wall-clock "now" of every test, shifted as needed
@@ -110,11 +109,6 @@ def job_store(open_store: Callable[[], JobStore]) -> JobStore:
     return open_store()
 
 
-def payload(start: int, end: int) -> bytes:
-    """A payload with one record at every offset of [start, end)."""
-    return encode_records(Record(o, 1000 + o, b"k", b"v%d" % o) for o in range(start, end))
-
-
 def batch(
     start: int,
     end: int,
@@ -126,14 +120,7 @@ def batch(
     """A batch as a Consumer sends it; by default the one at offset 0 starts its
     assignment (a new chain begins only with such a batch)."""
     first = start == 0 if starts_assignment is None else starts_assignment
-    return BatchSubmission(
-        group, TOPIC, partition, start, end, end - start, payload(start, end), first
-    )
-
-
-def offsets_of(data: bytes | None) -> list[int]:
-    assert data is not None
-    return [r.offset for r in decode_records(data)]
+    return BatchSubmission(group, TOPIC, partition, start, end, end - start, first)
 
 
 def cut(end: int, steps: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -153,7 +140,7 @@ def stored_job(store: JobStore, start: int, end: int, partition: int = 0) -> int
 # -- the offset chain through submit_batch ----------------------------------------
 
 
-def test_first_batch_ever_is_stored_as_pending_job_with_its_payload(job_store: JobStore) -> None:
+def test_first_batch_ever_is_stored_as_pending_job(job_store: JobStore) -> None:
     # Given an empty store
     # When the first batch of a partition arrives (its assignment's first)
     result = job_store.submit_batch(batch(100, 110, starts_assignment=True), T0)
@@ -169,8 +156,6 @@ def test_first_batch_ever_is_stored_as_pending_job_with_its_payload(job_store: J
         10,
     )
     assert (job.attempts, job.created_at, job.output_files) == (0, T0, ())
-    assert job.payload_bytes == len(payload(100, 110))
-    assert job_store.payload(result.job_id) == payload(100, 110)
 
 
 def test_batch_in_order_is_stored(job_store: JobStore) -> None:
@@ -199,14 +184,12 @@ def test_overlap_stores_only_the_new_records(job_store: JobStore) -> None:
     stored_job(job_store, 0, 10)
     # When a batch covering [5, 15) arrives
     result = job_store.submit_batch(batch(5, 15), T0)
-    # Then the job holds [10, 15) only, payload and record count trimmed alike
+    # Then the job holds [10, 15) only, its record count trimmed alike
     assert (result.verdict, result.next_offset) == (ChainVerdict.TRIM, 15)
     assert result.job_id is not None
     job = job_store.get(result.job_id)
     assert job is not None
     assert (job.start_offset, job.end_offset, job.record_count) == (10, 15, 5)
-    assert offsets_of(job_store.payload(result.job_id)) == [10, 11, 12, 13, 14]
-    assert job.payload_bytes == len(payload(10, 15))
 
 
 def test_out_of_order_batch_stores_nothing(job_store: JobStore) -> None:
@@ -305,7 +288,7 @@ def test_concurrent_stores_assign_every_offset_to_exactly_one_job(
     jobs = sorted(stores[0].list_jobs(limit=1000), key=lambda j: j.start_offset)
     assert [j.start_offset for j in jobs[1:]] == [j.end_offset for j in jobs[:-1]]
     assert (jobs[0].start_offset, jobs[-1].end_offset) == (0, end)
-    offsets = [o for j in jobs for o in offsets_of(stores[0].payload(j.id))]
+    offsets = [o for j in jobs for o in range(j.start_offset, j.end_offset)]
     assert offsets == list(range(end))
     assert sum(j.record_count for j in jobs) == end
     assert stores[1].next_offsets(GROUP) == {(TOPIC, 0): end}
@@ -319,13 +302,12 @@ def test_claim_next_takes_the_oldest_pending_job_first(job_store: JobStore) -> N
     ids = [stored_job(job_store, 0, 10, partition=p) for p in (2, 0, 1)]
     # When workers claim until nothing is left
     claimed = [job_store.claim_next(f"host/w{i}", T0 + 1) for i in range(4)]
-    # Then they get the jobs oldest first, RUNNING, with token 1 and their payload
+    # Then they get the jobs oldest first, RUNNING, with token 1
     assert [c.record.id for c in claimed if c] == ids and claimed[3] is None
     first = claimed[0]
     assert first is not None
     assert (first.token, first.record.status, first.record.attempts) == (1, JobStatus.RUNNING, 1)
     assert (first.record.worker, first.record.started_at) == ("host/w0", T0 + 1)
-    assert first.payload == payload(0, 10)
 
 
 def test_claim_by_id_only_takes_a_pending_job(job_store: JobStore) -> None:
@@ -375,7 +357,6 @@ def test_stale_token_is_rejected_and_changes_nothing(job_store: JobStore) -> Non
     # Then every report is rejected and the job is as it was
     assert outcomes == (False, None, False)
     assert job_store.get(job_id) == before
-    assert job_store.payload(job_id) == payload(0, 10)
 
 
 def test_only_a_running_job_can_complete(job_store: JobStore) -> None:
@@ -389,14 +370,14 @@ def test_only_a_running_job_can_complete(job_store: JobStore) -> None:
     assert job is not None and job.status is JobStatus.PENDING
 
 
-def test_complete_records_outputs_and_drops_the_payload(job_store: JobStore) -> None:
+def test_complete_records_outputs(job_store: JobStore) -> None:
     # Given a running job
     job_id = stored_job(job_store, 0, 10)
     claimed = job_store.claim_next("host/w", T0)
     assert claimed is not None
     # When it completes
     done = job_store.complete(job_id, claimed.token, ["a.parquet", "b.parquet"], T0 + 5)
-    # Then it is DONE with its outputs and its payload is gone
+    # Then it is DONE with its outputs
     job = job_store.get(job_id)
     assert done and job is not None
     assert (job.status, job.finished_at, job.output_files) == (
@@ -404,21 +385,19 @@ def test_complete_records_outputs_and_drops_the_payload(job_store: JobStore) -> 
         T0 + 5,
         ("a.parquet", "b.parquet"),
     )
-    assert job_store.payload(job_id) is None
 
 
-def test_last_failed_attempt_keeps_the_payload(job_store: JobStore) -> None:
+def test_last_failed_attempt_makes_the_job_failed(job_store: JobStore) -> None:
     # Given a running job
     job_id = stored_job(job_store, 0, 10)
     claimed = job_store.claim_next("host/w", T0)
     assert claimed is not None
     # When its attempt fails with no retry left
     status = job_store.fail_attempt(job_id, claimed.token, "bad schema", None, T0 + 3)
-    # Then it is FAILED, with the error, and keeps its payload for replay
+    # Then it is FAILED, with the error, and no longer claimable
     job = job_store.get(job_id)
     assert status is JobStatus.FAILED and job is not None
     assert (job.status, job.last_error, job.finished_at) == (JobStatus.FAILED, "bad schema", T0 + 3)
-    assert job_store.payload(job_id) == payload(0, 10)
     assert job_store.claim_next("host/w", T0 + 10**6) is None
 
 
@@ -505,7 +484,7 @@ def test_retry_failed_one_and_all(job_store: JobStore) -> None:
         assert (job.attempts, job.replay_base) == (1, 1)
     assert job_store.retry_failed(None, T0 + 2) == 0
     retried = job_store.claim(ids[0], "w", T0 + 3)
-    assert retried is not None and retried.payload == payload(0, 10)
+    assert retried is not None and retried.record.start_offset == 0
     assert retried.token == 2
     # And a completion carrying the pre-replay token is rejected
     assert not job_store.complete(ids[0], 1, [], T0 + 4)
@@ -532,7 +511,7 @@ def test_list_count_and_get(job_store: JobStore) -> None:
         JobStatus.FAILED: 0,
     }
     assert job_store.get(ids[0]) == job_store.list_jobs(JobStatus.PENDING)[1]
-    assert job_store.get(999_999) is None and job_store.payload(999_999) is None
+    assert job_store.get(999_999) is None
 
 
 def test_purge_done_before_deletes_only_old_done_jobs(job_store: JobStore) -> None:
@@ -579,12 +558,12 @@ def test_reopen_preserves_everything(
     job_store.complete(done.record.id, done.token, ["out.parquet"], T0 + 2)
     job_store.fail_attempt(failed.record.id, failed.token, "bad", None, T0 + 2)
     job_store.fail_attempt(delayed.record.id, delayed.token, "later", T0 + 30, T0 + 2)
-    before = (job_store.list_jobs(), [job_store.payload(i) for i in ids])
+    before = job_store.list_jobs()
     job_store.close()
     # When the store is reopened
     reopened = open_store()
-    # Then every job, payload, due time and next_offset is as it was
-    assert (reopened.list_jobs(), [reopened.payload(i) for i in ids]) == before
+    # Then every job, due time and next_offset is as it was
+    assert reopened.list_jobs() == before
     assert reopened.next_due_at() == T0 + 30
     assert reopened.next_offsets(GROUP) == {(TOPIC, p): 10 for p in range(4)}
 
@@ -621,13 +600,22 @@ def test_postgres_store_reconnects_after_losing_its_connection() -> None:
 # -- the database backs the offset chain -------------------------------------------
 
 
-def _insert_job(backend: Backend, start: int, end: int, group: str = GROUP) -> None:
-    """One jobs row through raw SQL, as a bug or a hand-made fix would add it."""
+def _insert_job(
+    backend: Backend, start: int, end: int, group: str = GROUP, *, with_payload: bool = False
+) -> None:
+    """One jobs row through raw SQL, as a bug or a hand-made fix would add it;
+    ``with_payload``: as versions before 7 stored jobs (with their records)."""
+    columns, values = "", ""
+    if with_payload:
+        columns, values = ", payload_bytes", ", 3"
     backend.raw(
         "INSERT INTO jobs (consumer_group, topic, partition_id, start_offset, end_offset,"
-        " record_count, payload_bytes, status, created_at)"
-        f" VALUES ('{group}', '{TOPIC}', 0, {start}, {end}, {end - start}, 0, 'PENDING', {T0})"
+        f" record_count, status, created_at{columns})"
+        f" VALUES ('{group}', '{TOPIC}', 0, {start}, {end}, {end - start}, 'PENDING', {T0}"
+        f"{values})"
     )
+    if with_payload:
+        backend.raw("INSERT INTO job_payloads (job_id, payload) SELECT MAX(id), 'abc' FROM jobs")
 
 
 INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
@@ -648,22 +636,45 @@ def test_a_second_job_with_the_same_start_offset_is_refused_by_the_database(
     assert backend.raw("SELECT COUNT(*) FROM jobs") == [(3,)]
 
 
-def _open_at_version_3(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Create the database as actorsys with migrations 1-3 only did."""
+def _open_at_version(backend: Backend, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+    """Create the database as actorsys with migrations 1..version only did."""
     from actorsys.jobs import schema
 
     with monkeypatch.context() as patch:
-        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
-        patch.setattr(schema, "LATEST_VERSION", 3)
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+        patch.setattr(schema, "LATEST_VERSION", version)
         with closing(open_job_store(backend.url)):
             pass
-    # Rows as that version wrote them (today's INSERT names newer columns).
-    _insert_job(backend, 0, 10)
+    # Rows as that version wrote them (today's INSERT names other columns).
+    _insert_job(backend, 0, 10, with_payload=True)
     backend.raw(
         "INSERT INTO partition_offsets (consumer_group, topic, partition_id, next_offset)"
         f" VALUES ('{GROUP}', '{TOPIC}', 0, 10)"
     )
-    assert backend.raw("SELECT MAX(version) FROM schema_version") == [(3,)]
+    assert backend.raw("SELECT MAX(version) FROM schema_version") == [(version,)]
+
+
+def _open_at_version_3(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    _open_at_version(backend, monkeypatch, 3)
+
+
+def test_a_version_6_database_keeps_its_jobs_as_offset_intervals(
+    backend: Backend, open_store: Callable[[], JobStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database of the schema that stored each job's records with it
+    _open_at_version(backend, monkeypatch, 6)
+    # When this code opens it
+    store = open_store()
+    # Then the pending job keeps its interval (all a worker needs to read it
+    # from Kafka), and the stored records are gone with their table
+    assert backend.raw("SELECT MAX(version) FROM schema_version") == [(LATEST_VERSION,)]
+    [job] = store.list_jobs()
+    assert (job.start_offset, job.end_offset, job.status) == (0, 10, JobStatus.PENDING)
+    assert store.submit_batch(batch(10, 20), T0).verdict is ChainVerdict.STORE
+    claimed = store.claim_next("host/w", T0)
+    assert claimed is not None and claimed.record.id == job.id
+    with pytest.raises(Exception, match="job_payloads"):
+        backend.raw("SELECT COUNT(*) FROM job_payloads")
 
 
 def test_a_version_3_database_is_upgraded_with_the_unique_index(
@@ -686,7 +697,7 @@ def test_an_upgrade_over_twin_jobs_fails_and_changes_nothing(
 ) -> None:
     # Given a version 3 database in which two jobs start at the same offset
     _open_at_version_3(backend, monkeypatch)
-    _insert_job(backend, 0, 5)
+    _insert_job(backend, 0, 5, with_payload=True)
     # When this code opens it / Then it refuses, in one line, rather than hide the twins
     with pytest.raises(JobStoreError, match="schema upgrade") as caught:
         open_store()

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
@@ -237,3 +238,57 @@ def test_second_consumer_daemon_and_drain(
     assert "committed and left" in leader.log_tail(400)
     assert leader.terminate() == 0
     assert_exactly_once(tmp_path / "out", topic, report, broker.bootstrap_servers, f"{topic}.dlq")
+
+
+def _cpu_s(processes: Any) -> float:
+    """User + system CPU seconds of the live ``processes`` so far."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def test_worker_hosts_read_their_ranges_and_the_leader_cost_per_record_is_flat(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[Any]
+) -> None:
+    # Given a leader that runs no workers, with one worker host and then with two
+    figures: dict[int, tuple[float, float]] = {}
+    for hosts in (1, 2):
+        where = tmp_path / f"hosts-{hosts}"
+        where.mkdir()
+        stream = f"{topic}-{hosts}"
+        create_topic_if_missing(broker.bootstrap_servers, stream, PARTITIONS)
+        leader = _leader(where, broker, stream, batching={"max_records": 5000})
+        daemons.append(leader.start())
+        leader.wait_ready()
+        members = [_member(where, leader, f"host-{hosts}-{i}") for i in range(hosts)]
+        for member in members:
+            daemons.append(member.start())
+        wait_for(lambda: sum(_workers_by_host(leader).values()) == hosts, 30, "the workers")  # noqa: B023
+        leader_before = _cpu_s(leader.group_processes())
+        hosts_before = sum(_cpu_s(m.actor_system.alive()) for m in members)
+        # When a stream arrives and is consumed to the end
+        report = _produce(broker, stream, 60_000, seed=30 + hosts)
+        _wait_complete(leader, broker, stream, report, where)
+        leader_cpu = _cpu_s(leader.group_processes()) - leader_before
+        hosts_cpu = sum(_cpu_s(m.actor_system.alive()) for m in members) - hosts_before
+        figures[hosts] = (leader_cpu / report.produced * 1e6, hosts_cpu / report.produced * 1e6)
+        # Then the jobs ran on the worker hosts, which read the records themselves
+        assert set(_hosts_that_ran_jobs(where)) == {m.name for m in members}
+        assert leader.terminate() == 0
+        for member in members:
+            assert member.terminate() == 0
+        assert_exactly_once(
+            where / "out", stream, report, broker.bootstrap_servers, f"{stream}.dlq"
+        )
+    print(
+        "CPU per record (µs), leader / worker hosts: "
+        + ", ".join(f"{h} host(s): {lead:.2f} / {work:.2f}" for h, (lead, work) in figures.items())
+    )
+    # And the leader (which reads no record: it handles offsets, jobs and table
+    # commits) spends no more per record with two hosts than with one
+    assert figures[2][0] <= 1.5 * figures[1][0], figures

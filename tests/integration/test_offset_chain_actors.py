@@ -25,11 +25,10 @@ from actorsys.messages import (
     ComponentReady,
     ConsumerStart,
     JobManagerStart,
+    NewOffsets,
     PartitionAssigned,
     PartitionProgress,
-    RecordChunk,
 )
-from actorsys.records import Record, decode_records, encode_records
 from tests.support.actor_system import actor_system
 from tests.support.actors import DumpReceived, Recorder
 from tests.support.waiting import wait_for
@@ -53,16 +52,10 @@ def _config(tmp_path: Path, **batching: Any) -> AppConfig:
     )
 
 
-def _payload(start: int, end: int) -> bytes:
-    return encode_records(Record(o, 1_700_000_000_000, b"k", b"{}") for o in range(start, end))
-
-
 def _batch(start: int, end: int, starts_assignment: bool | None = None) -> BatchNotification:
     """By default the batch at offset 0 starts its assignment (a chain begins only so)."""
     first = start == 0 if starts_assignment is None else starts_assignment
-    return BatchNotification(
-        GROUP, TOPIC, PARTITION, start, end, end - start, _payload(start, end), first
-    )
+    return BatchNotification(GROUP, TOPIC, PARTITION, start, end, end - start, first)
 
 
 def _send(asys: Any, manager: Any, batch: BatchNotification) -> BatchAck | None:
@@ -104,17 +97,14 @@ def job_manager(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
 
 
 def _jobs(tmp_path: Path) -> list[tuple[int, int, list[int]]]:
-    """Every stored job's interval and the offsets its payload holds, oldest first."""
+    """Every stored job's interval and the offsets it covers, oldest first."""
     store = open_job_store(f"sqlite:///{tmp_path}/jobs.db")
     try:
         jobs = sorted(store.list_jobs(limit=1000), key=lambda j: j.id)
-        result = []
-        for job in jobs:
-            payload = store.payload(job.id) or b""
-            result.append(
-                (job.start_offset, job.end_offset, [r.offset for r in decode_records(payload)])
-            )
-        return result
+        return [
+            (job.start_offset, job.end_offset, list(range(job.start_offset, job.end_offset)))
+            for job in jobs
+        ]
     finally:
         store.close()
 
@@ -145,7 +135,7 @@ def test_overlap_stores_only_the_new_part(job_manager, tmp_path: Path) -> None:
     assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
     # When a batch overlaps what is stored (a second consumer after a rebalance)
     ack = _send(asys, manager, _batch(5, 15, starts_assignment=True))
-    # Then it is ACKed as sent, and only [10, 15) is stored, payload trimmed to match
+    # Then it is ACKed as sent, and only [10, 15) is stored
     assert ack == BatchAck(TOPIC, PARTITION, 5, 15)
     assert _jobs(tmp_path) == [(0, 10, list(range(10))), (10, 15, list(range(10, 15)))]
 
@@ -201,19 +191,7 @@ def test_consumer_retransmits_until_acked_when_acks_are_lost(
         asys.tell(consumer, PartitionAssigned(TOPIC, PARTITION, 1))
         # When 100 records arrive in chunks of 10 (each cuts one batch)
         for start in range(0, 100, 10):
-            asys.tell(
-                consumer,
-                RecordChunk(
-                    TOPIC,
-                    PARTITION,
-                    start,
-                    start + 10,
-                    10,
-                    _payload(start, start + 10),
-                    start == 0,
-                    1,
-                ),
-            )
+            asys.tell(consumer, NewOffsets(TOPIC, PARTITION, start, start + 10, start == 0, 1))
 
         # Then the Consumer keeps retransmitting until every batch is ACKed: its
         # committable offset reaches 100 with nothing left unACKed

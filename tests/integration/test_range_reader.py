@@ -69,3 +69,25 @@ def test_a_range_past_the_end_of_the_log_is_unavailable_not_short(
             reader.read(topic, 0, 50, end + 10, 2)
         # And the reader still works afterwards
         assert [r.offset for r in reader.read(topic, 0, 0, 3, 30).records] == [0, 1, 2]
+
+
+def test_a_range_the_log_no_longer_reaches_is_reported_deleted_after_the_grace(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str
+) -> None:
+    # Given a log of 100 records, and a job's range [50, 110): its last ten offsets
+    # were in the log when the job was cut (a truncated or recreated log has lost them)
+    end = _one_partition(broker, topic, 100, seed=7)
+    reader = RangeReader(
+        reader_properties({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"}),
+        truncation_grace_s=1.0,
+    )
+    try:
+        # When it is read and fetch responses keep putting the log's end at 100
+        read = reader.read(topic, 0, 50, end + 10, 30)
+        # Then the records there are returned and the exact missing range reported
+        assert [r.offset for r in read.records] == list(range(50, 100))
+        assert read.deleted == (100, 110)
+        # And the reader seeks afresh for the next range
+        assert [r.offset for r in reader.read(topic, 0, 0, 3, 30).records] == [0, 1, 2]
+    finally:
+        reader.close()

@@ -3,6 +3,10 @@
 check still applies; configure it through ``[output.options]``:
 
 * ``delay_s``: sleep this long per job (a slow handler, to overload the pool);
+* ``table_format``: ``"delta"`` wraps the Delta handler (default: plain Parquet);
+* ``gate_file``: while this file exists (at most GATE_MAX_S), a job waits
+  before it handles its records: a test holds a worker inside a job, its
+  records already read, and lets it go by removing the file;
 * ``pid_dir``: while a job runs, a file ``<pid>-<job id>`` exists there, so a
   test can find a worker that is in the middle of a job;
 * ``state_dir`` + ``fail_first_attempt_every``: jobs whose id is a multiple of
@@ -26,11 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from actorsys.handlers.api import DeadLetterSink, HandlerResult, HandlerSettings, JobInput
+from actorsys.handlers.iot_delta import IotDeltaHandler
 from actorsys.handlers.iot_parquet import IotParquetHandler
 
 OWN_OPTIONS = frozenset(
     {
         "delay_s",
+        "gate_file",
+        "table_format",
         "pid_dir",
         "state_dir",
         "fail_first_attempt_every",
@@ -44,6 +51,9 @@ OWN_OPTIONS = frozenset(
 )
 
 
+GATE_MAX_S = 120.0
+
+
 class InjectedFailure(RuntimeError):
     """Raised on purpose by FaultyHandler."""
 
@@ -52,9 +62,13 @@ class FaultyHandler:
     def __init__(self, settings: HandlerSettings) -> None:
         options = dict(settings.options)
         self._own: dict[str, Any] = {k: options.pop(k) for k in list(options) if k in OWN_OPTIONS}
-        self._inner = IotParquetHandler(
+        inner = IotDeltaHandler if self._own.get("table_format") == "delta" else IotParquetHandler
+        self._inner: IotDeltaHandler | IotParquetHandler = inner(
             HandlerSettings(settings.output_dir, settings.metrics, options)
         )
+
+    def discard(self, job: JobInput) -> None:
+        self._inner.discard(job)
 
     def _covers(self, job: JobInput, kind: str) -> bool:
         partition = self._own.get(f"{kind}_partition")
@@ -94,6 +108,10 @@ class FaultyHandler:
                     seen.parent.mkdir(parents=True, exist_ok=True)
                     seen.touch()
                     raise InjectedFailure(f"first attempt of job {job.job_id} fails")
+            if gate := self._own.get("gate_file"):
+                deadline = time.monotonic() + GATE_MAX_S
+                while Path(gate).exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)  # the gate is the test's to open: poll it
             if delay := float(self._own.get("delay_s", 0)):
                 time.sleep(delay)  # the simulated slow work itself, not synchronisation
             return self._inner.handle(job, dead_letters)

@@ -491,14 +491,11 @@ OVERLOAD_KAFKA = {
     "queued.max.messages.kbytes": "4096",
 }
 OVERLOAD_FLOW = {
-    # Small enough that the backlog lands in Kafka within seconds; the bound on
-    # memory they set is a few tens of MiB of payload (each byte is held by the
-    # partition's Consumer until ACKed, and by the JobManager while it withholds
-    # the ACK), far inside the 1 GiB budget with every process's baseline.
+    # Small enough that the backlog stays in Kafka within seconds: no record is
+    # read before its job runs, and these cap the offsets handed out and not
+    # yet stored as jobs, so the JobManager's held notifications stay few.
     "max_inflight_records_per_partition": 10_000,
-    "max_inflight_bytes_per_partition": 4 * MIB,
     "max_inflight_records": 40_000,
-    "max_inflight_bytes": 16 * MIB,
     "max_pending_jobs": 16,
 }
 

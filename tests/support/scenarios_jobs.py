@@ -462,9 +462,8 @@ def _faulty(**options: Any) -> dict[str, Any]:
 
 
 def _batches_of(records: int) -> dict[str, dict[str, Any]]:
-    """Batches of about ``records`` records: batches close on whole poll
-    chunks, so the chunks must be that small too (more jobs, more messages)."""
-    return {"batching": {"max_records": records}, "flow": {"poll_max_records": records}}
+    """Jobs of at most ``records`` offsets (more jobs, more messages)."""
+    return {"batching": {"max_records": records}}
 
 
 def _settled(daemon: DaemonProcess, role: str, **want: Any) -> dict[str, Any]:

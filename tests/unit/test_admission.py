@@ -85,3 +85,13 @@ def test_a_new_quiesce_request_replaces_the_last_deadline_and_reply_address() ->
     admission.quiesce("second", deadline_s=5.0, now=10.0)
     assert admission.quiesce_reply(busy=1, now=14.0) is None
     assert admission.quiesce_reply(busy=1, now=15.0) == ("second", JobsQuiesced(1))
+
+
+def test_a_pending_job_near_its_retention_holds_new_batches_back_until_drained() -> None:
+    admission = Admission(max_pending_jobs=64)
+    # Under every cap, but a pending job is close to outliving its records in Kafka
+    assert admission.accepting(3, output_healthy=True, retention_ok=True)
+    assert not admission.accepting(3, output_healthy=True, retention_ok=False)
+    # A drain admits everything all the same (consumption has stopped)
+    admission.admit_held()
+    assert admission.accepting(3, output_healthy=True, retention_ok=False)

@@ -10,31 +10,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actorsys.batching import AckTracker, Batch, PartitionBatcher
-from actorsys.messages import RecordChunk
+from actorsys.messages import NewOffsets
 
 
-def chunk(start: int, count: int, *, nbytes: int | None = None, first: bool = False) -> RecordChunk:
-    """A chunk of ``count`` records ``[start, start + count)``; its payload is
-    ``nbytes`` bytes (one per record by default) that name its start."""
-    size = count if nbytes is None else nbytes
-    payload = (f"<{start}>".encode() * size)[:size]
-    return RecordChunk("t", 0, start, start + count, count, payload, first, 1)
+def chunk(start: int, count: int, *, first: bool = False) -> NewOffsets:
+    """The new offsets ``[start, start + count)`` of partition t[0]."""
+    return NewOffsets("t", 0, start, start + count, first, 1)
 
 
 # No example database on disk, no per-example deadline (slow CI machines).
 PROPERTY = settings(database=None, deadline=None)
 
 
-def batch(start: int, end: int, nbytes: int = 0) -> Batch:
-    return Batch(start, end, end - start, b"x" * nbytes, False)
+def batch(start: int, end: int) -> Batch:
+    return Batch(start, end, False)
 
 
-# --- PartitionBatcher: cutting by count, bytes and linger ----------------------------------
+# --- PartitionBatcher: cutting by count and linger ----------------------------------
 
 
 def test_batch_is_cut_when_the_record_count_reaches_the_cap() -> None:
     # Given a batcher capped at 10 records
-    batcher = PartitionBatcher(max_records=10, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=10, linger_s=60)
     # When chunks of 5 records arrive
     first = batcher.add(chunk(0, 5), now=0.0)
     second = batcher.add(chunk(5, 5), now=0.1)
@@ -43,47 +40,12 @@ def test_batch_is_cut_when_the_record_count_reaches_the_cap() -> None:
     assert len(second) == 1
     assert (second[0].start, second[0].end, second[0].record_count) == (0, 10, 10)
     assert batcher.open_records == 0
-    assert batcher.open_bytes == 0
-
-
-def test_batch_joins_its_chunks_payloads_in_order() -> None:
-    # Given a batcher capped at 6 records
-    batcher = PartitionBatcher(max_records=6, max_bytes=1_000_000, linger_s=60)
-    a, b, c = chunk(0, 2), chunk(2, 2), chunk(4, 2)
-    # When three contiguous chunks fill it
-    closed = [*batcher.add(a, 0.0), *batcher.add(b, 0.0), *batcher.add(c, 0.0)]
-    # Then the one batch's payload is their plain concatenation
-    assert len(closed) == 1
-    assert closed[0].payload == a.payload + b.payload + c.payload
-    assert closed[0].nbytes == len(a.payload) + len(b.payload) + len(c.payload)
-
-
-def test_batch_is_cut_when_its_bytes_reach_the_cap() -> None:
-    # Given a batcher capped at 100 bytes and a huge record cap
-    batcher = PartitionBatcher(max_records=1_000_000, max_bytes=100, linger_s=60)
-    # When 40-byte chunks arrive
-    closed = [*batcher.add(chunk(0, 1, nbytes=40), 0.0), *batcher.add(chunk(1, 1, nbytes=40), 0.0)]
-    assert closed == []
-    closed = batcher.add(chunk(2, 1, nbytes=40), 0.0)
-    # Then the chunk that would take it past the cap (120 > 100) closes it first
-    assert len(closed) == 1
-    assert (closed[0].start, closed[0].end, closed[0].nbytes) == (0, 2, 80)
-
-
-def test_batch_is_cut_when_its_bytes_reach_the_cap_exactly() -> None:
-    # Given a batcher capped at 100 bytes
-    batcher = PartitionBatcher(max_records=1_000_000, max_bytes=100, linger_s=60)
-    # When two 50-byte chunks arrive
-    assert batcher.add(chunk(0, 1, nbytes=50), 0.0) == []
-    closed = batcher.add(chunk(1, 1, nbytes=50), 0.0)
-    # Then the batch closes at exactly 100 bytes
-    assert [(b.start, b.end, b.nbytes) for b in closed] == [(0, 2, 100)]
 
 
 @pytest.mark.parametrize("chunk_records", [1, 3, 7, 10, 25])
 def test_a_chunk_that_would_overflow_closes_the_open_batch_first(chunk_records: int) -> None:
     # Given a 10-record cap
-    batcher = PartitionBatcher(max_records=10, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=10, linger_s=60)
     # When many equal chunks arrive
     batches = []
     for i in range(20):
@@ -98,17 +60,17 @@ def test_a_chunk_that_would_overflow_closes_the_open_batch_first(chunk_records: 
 
 
 def test_an_oversized_chunk_becomes_one_batch_on_its_own() -> None:
-    # Given an empty batcher capped at 10 records
-    batcher = PartitionBatcher(max_records=10, max_bytes=1_000_000, linger_s=60)
-    # When a single chunk of 50 records arrives
+    # Given an empty batcher capped at 10 offsets
+    batcher = PartitionBatcher(max_records=10, linger_s=60)
+    # When a single interval of 50 offsets arrives
     closed = batcher.add(chunk(0, 50), 0.0)
-    # Then it is one batch (chunks are never split)
+    # Then it is one batch (intervals are never split: the KafkaConsumerActor cuts them)
     assert [(b.start, b.end, b.record_count) for b in closed] == [(0, 50, 50)]
 
 
 def test_linger_closes_a_batch_that_never_fills() -> None:
     # Given a batch opened at t=100 with a 0.5 s linger
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=0.5)
+    batcher = PartitionBatcher(max_records=1000, linger_s=0.5)
     assert batcher.add(chunk(0, 3), now=100.0) == []
     # When the clock has not yet reached the linger
     # Then it is not due
@@ -124,7 +86,7 @@ def test_linger_closes_a_batch_that_never_fills() -> None:
 
 def test_linger_counts_from_the_first_chunk_not_the_last() -> None:
     # Given a batch opened at t=0 and topped up at t=0.4 (linger 0.5 s)
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=0.5)
+    batcher = PartitionBatcher(max_records=1000, linger_s=0.5)
     batcher.add(chunk(0, 1), now=0.0)
     batcher.add(chunk(1, 1), now=0.4)
     # When the clock reads 0.5 (only 0.1 s after the last chunk)
@@ -136,7 +98,7 @@ def test_linger_counts_from_the_first_chunk_not_the_last() -> None:
 
 def test_idle_partition_has_nothing_due_and_nothing_to_flush() -> None:
     # Given a batcher that never received a chunk
-    batcher = PartitionBatcher(max_records=10, max_bytes=100, linger_s=0.5)
+    batcher = PartitionBatcher(max_records=10, linger_s=0.5)
     # When asked long after
     # Then nothing is due or flushed (no empty batches)
     assert batcher.due(1e9) is None
@@ -145,7 +107,7 @@ def test_idle_partition_has_nothing_due_and_nothing_to_flush() -> None:
 
 def test_linger_of_the_next_batch_restarts_from_its_own_first_chunk() -> None:
     # Given a batch cut by linger at t=1
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=1.0)
+    batcher = PartitionBatcher(max_records=1000, linger_s=1.0)
     batcher.add(chunk(0, 1), now=0.0)
     assert batcher.due(1.0) is not None
     # When the next chunk arrives at t=5
@@ -157,7 +119,7 @@ def test_linger_of_the_next_batch_restarts_from_its_own_first_chunk() -> None:
 
 def test_flush_cuts_the_open_batch_at_once() -> None:
     # Given an open batch far from every cap
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=1000, linger_s=60)
     batcher.add(chunk(10, 4), now=0.0)
     # When it is flushed (shutdown, revocation)
     flushed = batcher.flush()
@@ -170,7 +132,7 @@ def test_flush_cuts_the_open_batch_at_once() -> None:
 
 def test_position_jump_closes_the_open_batch_first() -> None:
     # Given an open batch covering [0, 5)
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=1000, linger_s=60)
     batcher.add(chunk(0, 5), now=0.0)
     # When the next chunk starts at 20 (a seek), not 5
     closed = batcher.add(chunk(20, 3), now=1.0)
@@ -184,7 +146,7 @@ def test_position_jump_closes_the_open_batch_first() -> None:
 
 def test_position_jump_backwards_also_closes_the_open_batch() -> None:
     # Given an open batch covering [50, 60)
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=1000, linger_s=60)
     batcher.add(chunk(50, 10), now=0.0)
     # When a chunk starts back at 40
     closed = batcher.add(chunk(40, 2), now=0.0)
@@ -194,7 +156,7 @@ def test_position_jump_backwards_also_closes_the_open_batch() -> None:
 
 def test_starts_assignment_chunk_closes_the_open_batch_even_when_contiguous() -> None:
     # Given an open batch covering [0, 5)
-    batcher = PartitionBatcher(max_records=1000, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=1000, linger_s=60)
     batcher.add(chunk(0, 5), now=0.0)
     # When the next chunk starts at 5 but is the first of a new assignment
     closed = batcher.add(chunk(5, 2, first=True), now=0.0)
@@ -209,7 +171,7 @@ def test_starts_assignment_chunk_closes_the_open_batch_even_when_contiguous() ->
 
 def test_starts_assignment_applies_to_its_batch_only() -> None:
     # Given a batch opened by a starts_assignment chunk and cut by count
-    batcher = PartitionBatcher(max_records=4, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=4, linger_s=60)
     closed = batcher.add(chunk(0, 2, first=True), 0.0) + batcher.add(chunk(2, 2), 0.0)
     # When the next batch is built from ordinary chunks
     closed += batcher.add(chunk(4, 4), 0.0)
@@ -219,7 +181,7 @@ def test_starts_assignment_applies_to_its_batch_only() -> None:
 
 def test_one_chunk_can_close_two_batches() -> None:
     # Given an open batch [0, 3) under a 5-record cap
-    batcher = PartitionBatcher(max_records=5, max_bytes=1_000_000, linger_s=60)
+    batcher = PartitionBatcher(max_records=5, linger_s=60)
     batcher.add(chunk(0, 3), 0.0)
     # When a chunk after a jump fills a batch by itself
     closed = batcher.add(chunk(100, 6), 0.0)
@@ -235,7 +197,7 @@ def test_one_chunk_can_close_two_batches() -> None:
 )
 def test_batches_tile_the_chunks_exactly(counts: list[int], max_records: int) -> None:
     # Given contiguous chunks of arbitrary sizes
-    batcher = PartitionBatcher(max_records=max_records, max_bytes=10**9, linger_s=60)
+    batcher = PartitionBatcher(max_records=max_records, linger_s=60)
     chunks, position = [], 0
     for count in counts:
         chunks.append(chunk(position, count))
@@ -244,12 +206,11 @@ def test_batches_tile_the_chunks_exactly(counts: list[int], max_records: int) ->
     batches = [b for c in chunks for b in batcher.add(c, 0.0)]
     if (last := batcher.flush()) is not None:
         batches.append(last)
-    # Then the batches cover [0, position) contiguously, with every record and byte once
+    # Then the batches cover [0, position) contiguously, with every offset once
     assert batches[0].start == 0
     assert batches[-1].end == position
     assert all(a.end == b.start for a, b in itertools.pairwise(batches))
     assert sum(b.record_count for b in batches) == position
-    assert b"".join(b.payload for b in batches) == b"".join(c.payload for c in chunks)
     # And a batch exceeds the cap only when it is one oversized chunk, and
     # closes early only when the next chunk would not have fitted
     for b, nxt in itertools.pairwise(batches):
@@ -363,39 +324,39 @@ def test_committable_never_passes_an_unacked_batch_nor_moves_back(
 
 def test_duplicate_ack_returns_false_and_changes_nothing() -> None:
     # Given a batch ACKed once
-    tracker = tracker_with(batch(0, 10, nbytes=7), batch(10, 20, nbytes=5))
+    tracker = tracker_with(batch(0, 10), batch(10, 20))
     assert tracker.ack(0, 10) is True
-    state = (tracker.committable, tracker.released_records, tracker.released_bytes, len(tracker))
+    state = (tracker.committable, tracker.released_records, len(tracker))
     # When the same ACK arrives again, and an ACK for a range never sent
     again = tracker.ack(0, 10)
     unknown = tracker.ack(0, 20)
     # Then both are refused and nothing moved
     assert again is False
     assert unknown is False
-    assert state == (10, 10, 7, 1)
-    after = (tracker.committable, tracker.released_records, tracker.released_bytes, len(tracker))
+    assert state == (10, 10, 1)
+    after = (tracker.committable, tracker.released_records, len(tracker))
     assert after == state
 
 
-def test_released_totals_accumulate_acked_records_and_bytes() -> None:
+def test_released_total_accumulates_acked_offsets() -> None:
     # Given three batches of different sizes
-    tracker = tracker_with(batch(0, 10, nbytes=100), batch(10, 15, nbytes=40), batch(15, 18, 9))
-    assert (tracker.released_records, tracker.released_bytes) == (0, 0)
+    tracker = tracker_with(batch(0, 10), batch(10, 15), batch(15, 18))
+    assert tracker.released_records == 0
     # When two of them are ACKed (out of order)
     tracker.ack(15, 18)
     tracker.ack(0, 10)
-    # Then the released totals are theirs, whatever the committable offset
-    assert (tracker.released_records, tracker.released_bytes) == (13, 109)
+    # Then the released total is theirs, whatever the committable offset
+    assert tracker.released_records == 13
 
 
 def test_inflight_counts_what_is_not_acked_yet() -> None:
     # Given three tracked batches
-    tracker = tracker_with(batch(0, 10, nbytes=100), batch(10, 15, nbytes=40), batch(15, 18, 9))
-    assert (tracker.inflight_records, tracker.inflight_bytes, len(tracker)) == (18, 149, 3)
+    tracker = tracker_with(batch(0, 10), batch(10, 15), batch(15, 18))
+    assert (tracker.inflight_records, len(tracker)) == (18, 3)
     # When the middle one is ACKed
     tracker.ack(10, 15)
     # Then it no longer counts as in flight
-    assert (tracker.inflight_records, tracker.inflight_bytes, len(tracker)) == (13, 109, 2)
+    assert (tracker.inflight_records, len(tracker)) == (13, 2)
     # And released + in flight is everything tracked
     assert tracker.released_records + tracker.inflight_records == 18
 

@@ -88,7 +88,7 @@ def test_section_defaults_the_pipeline_relies_on() -> None:
         ({"kafka": {"group_id": ""}}, "[kafka] group_id"),
         ({"kafka": {"auto_offset_reset": "smallest"}}, "[kafka] auto_offset_reset"),
         ({"batching": {"max_records": 0}}, "[batching] max_records"),
-        ({"batching": {"max_bytes": -1}}, "[batching] max_bytes"),
+        ({"flow": {"end_offsets_interval_ms": 0}}, "[flow] end_offsets_interval_ms"),
         ({"batching": {"linger_ms": 0}}, "[batching] linger_ms"),
         ({"batching": {"ack_timeout_ms": 0}}, "[batching] ack_timeout_ms"),
         ({"batching": {"max_ack_timeout_ms": 0}}, "[batching] max_ack_timeout_ms"),

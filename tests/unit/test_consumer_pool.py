@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from actorsys.consumer_pool import MAX_EARLY_CHUNKS, PartitionBatches, PoolPlacement
-from actorsys.messages import RecordChunk
+from actorsys.consumer_pool import MAX_EARLY_INTERVALS, PartitionBatches, PoolPlacement
+from actorsys.messages import NewOffsets
 
 A, B = ("t", 0), ("t", 1)
 
 
-def chunk(key: tuple[str, int], start: int, count: int, generation: int) -> RecordChunk:
-    payload = b"x" * count
-    return RecordChunk(key[0], key[1], start, start + count, count, payload, start == 0, generation)
+def chunk(key: tuple[str, int], start: int, count: int, generation: int) -> NewOffsets:
+    return NewOffsets(key[0], key[1], start, start + count, start == 0, generation)
 
 
 def batches(max_records: int = 10, linger_s: float = 1.0) -> PartitionBatches:
-    return PartitionBatches(max_records, 1 << 20, linger_s, 1.0, 8.0)
+    return PartitionBatches(max_records, linger_s, 1.0, 8.0)
 
 
 # --- placement -------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ def test_partitions_are_batched_and_acked_independently() -> None:
     pb = batches(max_records=10)
     pb.assign(A, 1, 0.0)
     pb.assign(B, 2, 0.0)
-    sent = pb.chunk(chunk(A, 0, 10, 1), 0.0) + pb.chunk(chunk(B, 0, 4, 2), 0.0)
+    sent = pb.offsets(chunk(A, 0, 10, 1), 0.0) + pb.offsets(chunk(B, 0, 4, 2), 0.0)
     assert [(key, b.start, b.end) for key, b in sent] == [(A, 0, 10)]
     assert pb.ack(A, 0, 10)
     progress = pb.progress(A)
@@ -73,7 +72,7 @@ def test_partitions_are_batched_and_acked_independently() -> None:
 
 def test_a_chunk_before_its_assignment_is_kept_and_batched_when_it_arrives() -> None:
     pb = batches(max_records=5)
-    assert pb.chunk(chunk(A, 0, 5, 3), 0.0) == []
+    assert pb.offsets(chunk(A, 0, 5, 3), 0.0) == []
     sent = pb.assign(A, 3, 0.0)
     assert [(b.start, b.end) for _, b in sent] == [(0, 5)]
 
@@ -83,7 +82,7 @@ def test_chunks_of_an_earlier_assignment_are_dropped() -> None:
     pb.assign(A, 1, 0.0)
     assert pb.revoke(A, 1)
     pb.assign(A, 2, 0.0)
-    assert pb.chunk(chunk(A, 0, 5, 1), 0.0) == []
+    assert pb.offsets(chunk(A, 0, 5, 1), 0.0) == []
     assert pb.progress(A).unacked_batches == 0  # type: ignore[union-attr]
 
 
@@ -96,17 +95,17 @@ def test_a_stale_revocation_or_assignment_changes_nothing() -> None:
 
 def test_early_chunks_are_bounded() -> None:
     pb = batches(max_records=1)
-    for i in range(MAX_EARLY_CHUNKS + 10):
-        pb.chunk(chunk(A, i, 1, 7), 0.0)
-    assert len(pb.assign(A, 7, 0.0)) == MAX_EARLY_CHUNKS
+    for i in range(MAX_EARLY_INTERVALS + 10):
+        pb.offsets(chunk(A, i, 1, 7), 0.0)
+    assert len(pb.assign(A, 7, 0.0)) == MAX_EARLY_INTERVALS
 
 
 def test_retransmits_and_flush_cover_every_partition() -> None:
     pb = batches(max_records=100)
     pb.assign(A, 1, 0.0)
     pb.assign(B, 2, 0.0)
-    pb.chunk(chunk(A, 0, 3, 1), 0.0)
-    pb.chunk(chunk(B, 0, 4, 2), 0.0)
+    pb.offsets(chunk(A, 0, 3, 1), 0.0)
+    pb.offsets(chunk(B, 0, 4, 2), 0.0)
     flushed = pb.flush(0.0)
     assert sorted((key, b.end) for key, b in flushed) == [(A, 3), (B, 4)]
     assert pb.retransmits(0.5) == []

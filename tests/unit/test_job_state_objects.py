@@ -14,8 +14,8 @@ from actorsys.jobs.output_health import OutputHealth, is_transient
 from actorsys.messages import BatchNotification
 
 
-def _batch(start: int, end: int, nbytes: int = 10, partition: int = 0) -> BatchNotification:
-    return BatchNotification("g", "t", partition, start, end, end - start, b"x" * nbytes, False)
+def _batch(start: int, end: int, partition: int = 0) -> BatchNotification:
+    return BatchNotification("g", "t", partition, start, end, end - start, False)
 
 
 # --- leases -----------------------------------------------------------------------------------
@@ -53,35 +53,29 @@ def test_ending_or_reporting_another_job_of_the_worker_changes_nothing() -> None
 # --- held and parked batches --------------------------------------------------------------------
 
 
-def test_held_batches_are_capped_in_bytes_and_deduplicated() -> None:
-    held = HeldBatches(max_bytes=25)
+def test_held_batches_are_capped_in_count_and_deduplicated() -> None:
+    held = HeldBatches(max_batches=2)
     assert held.hold(_batch(0, 10), "c") and held.hold(_batch(10, 20), "c")
-    assert not held.hold(_batch(20, 30), "c")  # would pass 25 bytes: let go (unACKed)
+    assert not held.hold(_batch(20, 30), "c")  # past the cap: let go (unACKed, resent later)
     assert held.hold(_batch(0, 10), "c")  # a retransmission replaces, it does not add
-    assert (len(held), held.nbytes, held.dropped) == (2, 20, 1)
+    assert (len(held), held.dropped) == (2, 1)
     first = held.pop_oldest()
-    assert first is not None and first[0].start == 0 and held.nbytes == 10
+    assert first is not None and first[0].start == 0 and len(held) == 1
 
 
-def test_held_batches_always_keep_one_even_if_larger_than_the_cap() -> None:
-    held = HeldBatches(max_bytes=5)
-    assert held.hold(_batch(0, 10, nbytes=100), "c")
-    assert held.nbytes == 100
-
-
-def test_parked_batches_drop_the_furthest_ahead_past_the_byte_cap() -> None:
-    parked = ParkedBatches(max_per_partition=10, max_bytes=25)
+def test_parked_batches_drop_the_furthest_ahead_past_the_cap() -> None:
+    parked = ParkedBatches(max_per_partition=2)
     for start in (20, 10, 30):
         parked.park(_batch(start, start + 10), "c")
-    # 30 bytes > 25: the batch needed last (start 30) went
-    assert parked.nbytes == 20 and len(parked) == 2
+    # Three > 2: the batch needed last (start 30) went
+    assert len(parked) == 2
     assert parked.take_next("g", "t", 0, next_offset=5) is None
     entry = parked.take_next("g", "t", 0, next_offset=10)
-    assert entry is not None and entry[0].start == 10 and parked.nbytes == 10
+    assert entry is not None and entry[0].start == 10 and len(parked) == 1
 
 
 def test_parked_batches_are_capped_in_count_per_partition() -> None:
-    parked = ParkedBatches(max_per_partition=2, max_bytes=10_000)
+    parked = ParkedBatches(max_per_partition=2)
     for start in (10, 20, 30):
         parked.park(_batch(start, start + 10), "c")
     assert len(parked) == 2 and parked.take_next("g", "t", 0, 30) is not None

@@ -4,86 +4,69 @@ from __future__ import annotations
 
 import json
 
-import msgpack
-
-from actorsys.lag import MAX_CHUNKS, ClientStats, TimeLag
+from actorsys.lag import MAX_ENDS, ClientStats, TimeLag
 
 TP = ("t", 0)
 
 
-def _record(offset: int, timestamp_ms: int | None) -> bytes:
-    return msgpack.packb((offset, timestamp_ms, b"k", b"v"), use_bin_type=True)
-
-
-def test_caught_up_is_zero() -> None:
+def test_unknown_before_any_end_or_commit_is_known() -> None:
     lag = TimeLag()
-    lag.consumed(TP, 10, _record(0, 1_000_000))
-    assert lag.seconds_behind(TP, committed=10, high_watermark=10, now=5_000.0) == 0.0
-    assert lag.tracked_chunks(TP) == 0  # committed chunks are dropped
+    assert lag.seconds_behind(TP, committed=3, now=1.0) is None
+    lag.seen(TP, 10, now=1.0)
+    assert lag.seconds_behind(TP, committed=None, now=1.0) is None
 
 
-def test_unknown_until_committed_and_high_watermark_are_known() -> None:
+def test_caught_up_is_zero_and_keeps_only_the_newest_end() -> None:
     lag = TimeLag()
-    assert lag.seconds_behind(TP, committed=None, high_watermark=10, now=1.0) is None
-    assert lag.seconds_behind(TP, committed=3, high_watermark=None, now=1.0) is None
+    lag.seen(TP, 10, now=100.0)
+    lag.seen(TP, 20, now=101.0)
+    assert lag.seconds_behind(TP, committed=20, now=500.0) == 0.0
+    assert lag.tracked_ends(TP) == 1
 
 
-def test_age_of_the_first_record_of_the_oldest_uncommitted_poll() -> None:
-    # Given three polls: [0, 10) at t=100 s, [10, 20) at t=110 s, [20, 30) at t=120 s
+def test_age_counts_from_the_first_end_seen_past_the_committed_offset() -> None:
+    # Given ends seen: 10 at t=100 s, 20 at t=110 s, 30 at t=120 s
     lag = TimeLag()
-    lag.consumed(TP, 10, _record(0, 100_000))
-    lag.consumed(TP, 20, _record(10, 110_000))
-    lag.consumed(TP, 30, _record(20, 120_000))
-    # When offsets up to 15 are committed (inside the second poll)
-    # Then the age is that of the second poll's first record
-    assert lag.seconds_behind(TP, committed=15, high_watermark=30, now=130.0) == 20.0
-    # And once the second poll is wholly committed, the third one's
-    assert lag.seconds_behind(TP, committed=20, high_watermark=30, now=130.0) == 10.0
-    assert lag.tracked_chunks(TP) == 1
+    for end, at in ((10, 100.0), (20, 110.0), (30, 120.0)):
+        lag.seen(TP, end, now=at)
+    # When offsets up to 15 are committed (the record at 15 was in the log by t=110)
+    assert lag.seconds_behind(TP, committed=15, now=130.0) == 20.0
+    # Then up to 20: the record at 20 was there by t=120
+    assert lag.seconds_behind(TP, committed=20, now=130.0) == 10.0
+    assert lag.seconds_behind(TP, committed=0, now=130.0) == 10.0  # older ends are gone
 
 
-def test_nothing_polled_past_the_commit_counts_from_when_the_watermark_moved() -> None:
-    # Given a partition caught up at offset 10
+def test_an_end_seen_again_is_not_remembered_twice() -> None:
     lag = TimeLag()
-    assert lag.seconds_behind(TP, committed=10, high_watermark=10, now=50.0) == 0.0
-    # When the high watermark moves past it and nothing is polled (paused)
-    assert lag.seconds_behind(TP, committed=10, high_watermark=25, now=60.0) == 0.0
-    # Then the age grows from the moment it was first seen behind
-    assert lag.seconds_behind(TP, committed=10, high_watermark=30, now=64.5) == 4.5
-    # And being caught up again resets it
-    assert lag.seconds_behind(TP, committed=30, high_watermark=30, now=70.0) == 0.0
-    assert lag.seconds_behind(TP, committed=30, high_watermark=31, now=80.0) == 0.0
+    lag.seen(TP, 10, now=1.0)
+    lag.seen(TP, 10, now=5.0)
+    lag.seen(TP, 9, now=6.0)  # a stale answer
+    assert lag.tracked_ends(TP) == 1
+    assert lag.seconds_behind(TP, committed=0, now=11.0) == 10.0
 
 
-def test_records_without_timestamp_fall_back_to_the_watermark_clock() -> None:
+def test_a_clock_step_back_is_not_negative_lag() -> None:
     lag = TimeLag()
-    lag.consumed(TP, 10, _record(0, None))
-    assert lag.seconds_behind(TP, committed=0, high_watermark=10, now=7.0) == 0.0
-    assert lag.seconds_behind(TP, committed=0, high_watermark=10, now=9.0) == 2.0
-
-
-def test_a_producer_clock_ahead_of_ours_is_not_negative_lag() -> None:
-    lag = TimeLag()
-    lag.consumed(TP, 10, _record(0, 200_000))
-    assert lag.seconds_behind(TP, committed=0, high_watermark=10, now=100.0) == 0.0
+    lag.seen(TP, 10, now=200.0)
+    assert lag.seconds_behind(TP, committed=0, now=100.0) == 0.0
 
 
 def test_forget_drops_a_partition() -> None:
     lag = TimeLag()
-    lag.consumed(TP, 10, _record(0, 100_000))
-    lag.consumed(("t", 1), 10, _record(0, 100_000))
+    lag.seen(TP, 10, now=1.0)
+    lag.seen(("t", 1), 10, now=1.0)
     lag.forget(TP)
-    assert lag.tracked_chunks(TP) == 0
-    assert lag.tracked_chunks(("t", 1)) == 1
+    assert lag.tracked_ends(TP) == 0
+    assert lag.tracked_ends(("t", 1)) == 1
 
 
 def test_memory_is_bounded_when_nothing_gets_committed() -> None:
     lag = TimeLag()
-    for i in range(MAX_CHUNKS + 50):
-        lag.consumed(TP, i + 1, _record(i, 1_000 + i))
-    assert lag.tracked_chunks(TP) == MAX_CHUNKS
+    for i in range(MAX_ENDS + 50):
+        lag.seen(TP, i + 1, now=1_000.0 + i)
+    assert lag.tracked_ends(TP) == MAX_ENDS
     # The oldest are kept: the estimate stays right for the committed position
-    assert lag.seconds_behind(TP, committed=0, high_watermark=MAX_CHUNKS + 50, now=2.0) == 1.0
+    assert lag.seconds_behind(TP, committed=0, now=1_002.0) == 2.0
 
 
 def _stats(brokers: dict, partitions: dict) -> str:

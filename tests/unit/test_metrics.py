@@ -54,7 +54,7 @@ def test_helpers_do_nothing_without_a_multiprocess_dir(
     monkeypatch.delenv(metrics.MULTIPROC_DIR_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     assert not metrics.enabled()
-    metrics.records_consumed("t", 0, 10, 100)
+    metrics.records_consumed("t", 0, 10)
     metrics.partition_removed("t", 0)
     metrics.process_memory("worker")
     metrics.AckTimer("t").acked(0, 1, 1.0)
@@ -133,12 +133,11 @@ def running() -> Iterator[list[_Running]]:
 
 def test_counters_add_up_across_processes_and_outlive_them(multiproc_dir: Path) -> None:
     # Given two processes that consumed records of one partition and exited
-    _run(multiproc_dir, "metrics.records_consumed('t', 0, 5, 50)")
-    _run(multiproc_dir, "metrics.records_consumed('t', 0, 7, 70)")
+    _run(multiproc_dir, "metrics.records_consumed('t', 0, 5)")
+    _run(multiproc_dir, "metrics.records_consumed('t', 0, 7)")
     # Then the exposition sums them
     m = _scrape(multiproc_dir)
     assert m.value("actorsys_records_consumed_total", topic="t", partition="0") == 12
-    assert m.value("actorsys_consumed_bytes_total", topic="t", partition="0") == 120
     assert m.help["actorsys_records_consumed"] == metrics.RECORDS_CONSUMED.help
 
 
@@ -178,7 +177,7 @@ def test_a_revoked_partition_leaves_the_exposition(
     code = """
     for p in (0, 1):
         metrics.partition_state('t', p, committed=10, high_watermark=15, inflight_records=5,
-                                inflight_bytes=50, paused=p == 1, seconds_behind=2.5)
+                                paused=p == 1, seconds_behind=2.5)
     metrics.partition_removed('t', 1)
     """
     running.append(_Running(multiproc_dir, code))
@@ -190,7 +189,6 @@ def test_a_revoked_partition_leaves_the_exposition(
         "actorsys_consumer_lag_seconds",
         "actorsys_partition_paused",
         "actorsys_inflight_records",
-        "actorsys_inflight_bytes",
     ):
         assert set(m.by_label(name, "partition")) == {"0"}, name
     assert m.value("actorsys_consumer_lag_records", partition="0") == 5
@@ -202,12 +200,12 @@ def test_a_forked_child_writes_its_own_files(multiproc_dir: Path, running: list[
     code = """
     import os
     metrics.process_memory('kafka_consumer')
-    metrics.records_consumed('t', 0, 3, 30)
+    metrics.records_consumed('t', 0, 3)
     pid = os.fork()
     if pid == 0:
         metrics.process_memory('consumer')
         metrics.batch_sent('t', 0)
-        metrics.records_consumed('t', 0, 1, 10)
+        metrics.records_consumed('t', 0, 1)
         os._exit(0)
     os.waitpid(pid, 0)
     """

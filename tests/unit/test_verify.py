@@ -379,7 +379,7 @@ def test_store_facts_are_this_groups_unfinished_and_failed_jobs(tmp_path: Path) 
             ("other", "t", 0, 5),
             ("g", "u", 0, 5),
         ]:
-            batch = BatchSubmission(group, topic, 0, start, end, end - start, b"", start == 0)
+            batch = BatchSubmission(group, topic, 0, start, end, end - start, start == 0)
             store.submit_batch(batch, now)
         first = store.claim_next("w", now)
         assert first is not None and first.record.start_offset == 0
