@@ -6,15 +6,18 @@ records (workers do), so it needs each partition's end offset. Two sources:
 - **End-offset queries** (ListOffsets "latest", one request for every
   partition): exact on Apache Kafka, which answers with the high watermark
   (or the last stable offset under ``read_committed``).
-- **Probes**: a fetch of the partition's last batch. Some brokers answer
+- **Probes**: a fetch of the partition's tail. Some brokers answer
   ListOffsets with less than the log end (the embedded broker, Tansu,
-  answers with the base offset of the last record batch plus one), so the
-  newest batch would wait for the next one to be produced, and the last
-  records before a producer goes quiet would wait for ever. A partition
-  whose queried end has not moved for ``probe_after_s`` is fetched once,
-  from that end minus one: the batch that holds it comes back, and with it
-  the exact end. On Kafka the probe returns one record and confirms the
-  end; it happens once per quiet spell, never per record.
+  answers with the base offset of the last record batch plus one, and after
+  a freeze staler still), so the newest records would wait for the next
+  ones to be produced, and the last records before a producer goes quiet
+  would wait for ever. A partition whose queried end has not moved for
+  ``probe_after_s`` is read from the furthest end known minus one until the
+  consumer reports the end of the partition (``enable.partition.eof``): the
+  exact end. On Kafka the probe returns one record and confirms the end; it
+  happens once per quiet spell, never per record. A probe unanswered within
+  ``probe_timeout_s`` ends, and another is made after the next quiet spell,
+  from where the last one got to.
 
 A record seen at offset ``o`` (from a probe, however late it arrives) only
 ever proves that the log reaches ``o + 1``, so evidence is merged with ``max``
@@ -85,7 +88,7 @@ class LogEnds:
             quiet = now - entry.queried_since >= self._probe_after_s
             if quiet and entry.probed_at != entry.queried:
                 entry.probed_at, entry.probing_since = entry.queried, now
-                due.append((tp, entry.queried - 1))
+                due.append((tp, max(entry.queried, entry.end or 0) - 1))
         return due
 
     def probed(self, tp: TopicPartition) -> bool:
@@ -97,8 +100,11 @@ class LogEnds:
         return True
 
     def probes_timed_out(self, now: float) -> list[TopicPartition]:
-        """Probes that got no answer in time (an empty or deleted log end): they
-        end now, and the partition is probed again only once its end moves."""
+        """Probes that got no answer in time: they end now, and the partition is
+        probed again after another quiet spell. (A probe of a healthy log is
+        answered at once; one goes unanswered when the fetch could not start,
+        e.g. just after a broker came back, and the end it would have found
+        must not be lost for good.)"""
         late = [
             tp
             for tp, entry in self._ends.items()
@@ -106,7 +112,8 @@ class LogEnds:
             and now - entry.probing_since >= self._probe_timeout_s
         ]
         for tp in late:
-            self._ends[tp].probing_since = None
+            entry = self._ends[tp]
+            entry.probing_since, entry.probed_at, entry.queried_since = None, None, now
         return late
 
     def probing(self) -> list[TopicPartition]:

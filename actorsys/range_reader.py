@@ -56,7 +56,17 @@ def reader_properties(consumer_properties: Mapping[str, str]) -> dict[str, str]:
     """A group consumer's settings turned into a range reader's: the same
     cluster, security and fetch tuning; no offset is ever committed or reset."""
     props = dict(consumer_properties)
-    for key in ("partition.assignment.strategy", "session.timeout.ms"):
+    # Group membership settings mean nothing to assign(), and some are checked
+    # against one another (max.poll.interval.ms >= session.timeout.ms).
+    for key in (
+        "partition.assignment.strategy",
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "group.instance.id",
+        "group.protocol",
+        "group.remote.assignor",
+    ):
         props.pop(key, None)
     props.update(
         {

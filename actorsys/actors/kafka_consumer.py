@@ -75,6 +75,10 @@ PROBE_AFTER_S = 0.3
 PROBE_TIMEOUT_S = 2.0
 # Topics' retention settings are read at start and this often (changes are picked up).
 RETENTION_CHECK_S = 300.0
+RETENTION_RETRY_S = 10.0
+# An admin request (log ends, retention) unanswered for this long is given up
+# and asked again: a broker that froze may never answer it.
+ADMIN_QUERY_TIMEOUT_S = 15.0
 # Records a probe may take from librdkafka's queue per tick (one batch, usually).
 PROBE_CONSUME_MAX = 10_000
 
@@ -151,6 +155,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         props["logger"] = KafkaClientLog()
         # Statistics tell readiness whether a broker is connected (unless configured).
         props["stats_cb"] = self._client_stats.update
+        # A probe reads until the log's end says so (see LogEnds).
+        props["enable.partition.eof"] = "true"
         if "statistics.interval.ms" not in msg.config.kafka.properties:
             props["statistics.interval.ms"] = "5000"
         if props.get("isolation.level") == "read_uncommitted":
@@ -251,9 +257,13 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         """Read each topic's retention.ms/retention.bytes (asynchronously) and
         tell the JobManager when they change: it holds pending jobs to them."""
         assert self._admin is not None and self._config is not None
-        if self._retention_query is not None:
-            if not all(future.done() for future in self._retention_query.values()):
+        now = time.monotonic()
+        if self._retention_query is not None and not _answered(self._retention_query):
+            if now - self._retention_checked_at < ADMIN_QUERY_TIMEOUT_S:
                 return
+            self._retention_query = None
+            self._retention_checked_at = -float("inf")  # unanswered: ask again now
+        if self._retention_query is not None:
             for resource, future in self._retention_query.items():
                 try:
                     entries = future.result()
@@ -262,6 +272,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                         logging.WARNING, "retention", "cannot read %s's retention: %s",
                         resource.name, exc,
                     )  # fmt: skip
+                    # Ask again soon, not at the next regular check.
+                    self._retention_checked_at = now - RETENTION_CHECK_S + RETENTION_RETRY_S
                     continue
                 found = (
                     _config_int(entries, "retention.ms"),
@@ -276,7 +288,6 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                         )  # fmt: skip
                     self.send(self._job_manager, TopicRetention(resource.name, *found))
             self._retention_query = None
-        now = time.monotonic()
         topics = [t for t in self._config.kafka.topics if t not in self._missing_topics]
         if not topics or now - self._retention_checked_at < RETENTION_CHECK_S:
             return
@@ -312,9 +323,14 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         """Collect the answer of the end-offset query in flight; ask again when due.
         One ListOffsets request covers every assigned partition, asynchronously."""
         assert self._admin is not None and self._config is not None
-        if self._end_query is not None:
-            if not all(future.done() for future in self._end_query.values()):
+        if self._end_query is not None and not _answered(self._end_query):
+            if now - self._end_queried_at < ADMIN_QUERY_TIMEOUT_S:
                 return
+            # A broker that froze can leave a request unanswered for good: ask again.
+            self._errors.log(logging.WARNING, "end-offsets", "log-end query unanswered for "
+                             "%.0fs: asking again", ADMIN_QUERY_TIMEOUT_S)  # fmt: skip
+            self._end_query = None
+        if self._end_query is not None:
             for ktp, future in self._end_query.items():
                 try:
                     self._ends.queried((ktp.topic, ktp.partition), future.result().offset, now)
@@ -338,31 +354,20 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def _take_probe_answers(self, messages: list[Any]) -> None:
         """Records a probe fetched: evidence of where the log ends. They are
         dropped at once (the workers read them); only their offsets count."""
-        assert self._consumer is not None
-        answered: set[TopicPartition] = set()
+        ended: set[TopicPartition] = set()
         for m in messages:
-            if m.error() is not None:
-                self._on_message_error(m)
-                continue
             tp = (m.topic(), m.partition())
-            self._ends.reaches(tp, m.offset() + 1)
-            answered.add(tp)
-        for tp in answered:
-            if self._isolation is IsolationLevel.READ_UNCOMMITTED:
-                # The fetch response's high watermark is exact, and what this
-                # isolation reads up to. (Under read_committed the end is the last
-                # stable offset, below it while a transaction is open: only the
-                # records delivered count then.)
-                try:
-                    _low, high = self._consumer.get_watermark_offsets(
-                        KafkaTopicPartition(*tp), cached=True
-                    )
-                except KafkaException:
-                    high = -1
-                if high > 0:
-                    self._ends.reaches(tp, high)
-            if self._ends.probed(tp):
-                self._pause([tp])
+            error = m.error()
+            if error is None:
+                self._ends.reaches(tp, m.offset() + 1)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                # The probe read to the log's end (under read_committed: its last
+                # stable offset, which is what the workers can read up to).
+                self._ends.reaches(tp, m.offset())
+                ended.add(tp)
+            else:
+                self._on_message_error(m)
+        self._pause([tp for tp in ended if self._ends.probed(tp)])
         self._pause(self._ends.probes_timed_out(time.monotonic()))
 
     def _start_probes(self, now: float) -> None:
@@ -730,6 +735,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("kafka consumer ignores %s", type(msg).__name__)
+
+
+def _answered(futures: dict[Any, Any]) -> bool:
+    return all(future.done() for future in futures.values())
 
 
 def _config_int(entries: dict[str, Any], name: str) -> int | None:

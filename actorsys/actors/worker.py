@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
 from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
 
 from actorsys import metrics
@@ -94,15 +95,17 @@ class Worker(ActorTypeDispatcher):
         output = msg.config.output
         try:
             factory = load_handler_factory(output.effective_handler)
-            self._handler = factory(
+            handler = factory(
                 HandlerSettings(Path(output.dir), output.metrics, dict(output.options))
             )
             self._producer = dead_letter_producer(msg.config, msg.bootstrap_servers)
             reader = reader_properties(consumer_properties(msg.config, msg.bootstrap_servers))
             self._reader = RangeReader({**reader, "logger": KafkaClientLog()})
-        except ActorsysError as exc:
+        except (ActorsysError, KafkaException) as exc:
+            # Never half started: without its handler a worker asks for no job.
             log.error("%s cannot start: %s", msg.worker_id, exc)
             return
+        self._handler = handler
         self.send(sender, WorkerHello(msg.worker_id, self._host, os.getpid()))
         metrics.process_memory("worker")
         self._ask()

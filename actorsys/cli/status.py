@@ -63,6 +63,7 @@ def render(status: dict[str, Any]) -> str:
         "jobs: "
         + ("  ".join(f"{k}={v}" for k, v in jobs.items()) or "-")
         + f"   held batches: {manager.get('held_batches', 0)}",
+        "retention: " + _retention(manager),
         "workers: "
         + (", ".join(f"{h}={n}" for h, n in pool.get("workers_by_host", {}).items()) or "-")
         + "   running jobs: "
@@ -135,3 +136,19 @@ def status(
             time.sleep(interval)  # a refresh period for a person, not synchronisation
         except KeyboardInterrupt:
             return
+
+
+def _retention(manager: dict[str, Any]) -> str:
+    """Per topic: the oldest unfinished job's age against the topic's retention."""
+    parts = []
+    for entry in manager.get("retention", []):
+        age = entry.get("oldest_job_age_s") or 0
+        if entry.get("retention_s") is None:
+            parts.append(f"{entry.get('topic')} oldest job {age:.0f}s (retention unlimited)")
+        else:
+            parts.append(
+                f"{entry.get('topic')} oldest job {age:.0f}s, headroom "
+                f"{entry.get('headroom_s'):.0f}s of {entry.get('retention_s'):.0f}s"
+            )
+    held = "   NEW BATCHES HELD BACK" if manager.get("retention_hold") else ""
+    return ("; ".join(parts) or "-") + held

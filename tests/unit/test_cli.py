@@ -487,3 +487,21 @@ def test_jobs_refuses_a_job_store_password_on_the_command_line() -> None:
     result = invoke("jobs", "list", "--job-store", "postgresql://u:hunter2@h/db")
     line = assert_one_line_error(result, "actorsys: configuration error: --job-store:")
     assert "hunter2" not in line
+
+
+def test_status_shows_each_topics_retention_headroom_and_a_hold() -> None:
+    from actorsys.cli.status import _retention
+
+    manager = {
+        "retention_hold": True,
+        "retention": [
+            {"topic": "iot", "oldest_job_age_s": 2800.0, "retention_s": 3600.0,
+             "headroom_s": 800.0},
+            {"topic": "raw", "oldest_job_age_s": 5.0, "retention_s": None, "headroom_s": None},
+        ],
+    }  # fmt: skip
+    assert _retention(manager) == (
+        "iot oldest job 2800s, headroom 800s of 3600s; "
+        "raw oldest job 5s (retention unlimited)   NEW BATCHES HELD BACK"
+    )
+    assert _retention({}) == "-"

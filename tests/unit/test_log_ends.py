@@ -68,6 +68,21 @@ def test_once_the_end_moves_again_a_new_quiet_spell_is_probed_again() -> None:
     assert tracker.probes_due(2.5) == [(TP, 29)]
 
 
+def test_a_probe_cut_short_is_made_again_from_where_it_got_to() -> None:
+    # Given a stale queried end of 10 and a probe that learnt the log reaches 5,000
+    # before it timed out (the tail was long: the answer lagged many batches)
+    tracker = ends(TP)
+    tracker.queried(TP, 10, now=0.0)
+    assert tracker.probes_due(1.0) == [(TP, 9)]
+    tracker.reaches(TP, 5_000)
+    assert tracker.probes_timed_out(3.0) == [TP]
+    # When the next quiet spell has passed, Then the probe goes on from 4,999
+    assert tracker.probes_due(3.5) == [(TP, 4_999)]
+    tracker.reaches(TP, 7_000)
+    assert tracker.probed(TP)
+    assert tracker.end(TP) == 7_000
+
+
 def test_an_empty_partition_is_never_probed() -> None:
     tracker = ends(TP)
     tracker.queried(TP, 0, now=0.0)
@@ -75,15 +90,21 @@ def test_an_empty_partition_is_never_probed() -> None:
     assert tracker.end(TP) == 0
 
 
-def test_a_probe_without_answer_times_out_and_waits_for_the_end_to_move() -> None:
+def test_a_probe_without_answer_times_out_and_is_made_again_after_a_quiet_spell() -> None:
+    # Given a probe that gets no answer (its fetch could not start: a broker
+    # just back from a freeze)
     tracker = ends(TP)
     tracker.queried(TP, 5, now=0.0)
     assert tracker.probes_due(1.0) == [(TP, 4)]
     assert tracker.probes_timed_out(2.9) == []
+    # When it times out
     assert tracker.probes_timed_out(3.0) == [TP]
     assert tracker.probing() == []
-    assert tracker.probes_due(50.0) == []  # same end: not again
     assert tracker.probed(TP) is False  # a late answer after the timeout ends nothing
+    # Then the same end is probed again, once another quiet spell has passed:
+    # the records past it would otherwise wait for ever
+    assert tracker.probes_due(3.4) == []
+    assert tracker.probes_due(3.5) == [(TP, 4)]
 
 
 def test_evidence_only_extends_the_end_and_late_evidence_is_harmless() -> None:
