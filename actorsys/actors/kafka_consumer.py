@@ -4,8 +4,8 @@ It carries control, never data. The group consumer is a member of the
 consumer group (assignment, rebalancing, commits) whose partitions stay
 paused: it fetches no record. On short ``wakeupAfter`` ticks (never blocking
 the actor's transport) it learns where each assigned partition's log ends
-(:class:`actorsys.log_ends.LogEnds`: end-offset queries, and a one-batch probe
-of a quiet partition) and hands the new offsets, as intervals of at most
+(:class:`actorsys.log_ends.LogEnds`: end-offset queries, and a probe that
+reads a quiet partition's tail to its end) and hands the new offsets, as intervals of at most
 ``batching.max_records``, to the Consumer serving the partition: one of a
 pool of ``batching.consumers`` actors, created at start, whatever the
 assignment (partitions are placed on and revoked from them, each assignment
@@ -33,7 +33,7 @@ from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExi
 from actorsys import metrics
 from actorsys.actors.consumer import Consumer as ConsumerActor
 from actorsys.actors.lifeline import ParentWatch
-from actorsys.config import AppConfig
+from actorsys.config import AppConfig, FlowConfig
 from actorsys.consumer_pool import PoolPlacement
 from actorsys.convention import capability_check
 from actorsys.flow import FlowControl, TopicPartition
@@ -60,6 +60,7 @@ from actorsys.messages import (
 )
 
 log = logging.getLogger("actorsys.kafka_consumer")
+_unanswered_log = RateLimitedLog(log)
 
 POLL = "poll"
 HOUSEKEEPING = "housekeeping"
@@ -70,7 +71,8 @@ MISSING_TOPIC_CHECK_S = 2.0
 # Once every topic exists, check this often (a topic may be deleted).
 TOPIC_CHECK_S = 30.0
 # A partition whose queried log end has not moved for this long is probed
-# once (see LogEnds); a probe that gets no record in PROBE_TIMEOUT_S ends.
+# (see LogEnds); a probe that does not reach the partition's end in
+# PROBE_TIMEOUT_S ends, and is made again after the next quiet spell.
 PROBE_AFTER_S = 0.3
 PROBE_TIMEOUT_S = 2.0
 # Topics' retention settings are read at start and this often (changes are picked up).
@@ -79,7 +81,7 @@ RETENTION_RETRY_S = 10.0
 # An admin request (log ends, retention) unanswered for this long is given up
 # and asked again: a broker that froze may never answer it.
 ADMIN_QUERY_TIMEOUT_S = 15.0
-# Records a probe may take from librdkafka's queue per tick (one batch, usually).
+# Records probes may take from librdkafka's queue per tick.
 PROBE_CONSUME_MAX = 10_000
 
 
@@ -120,12 +122,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._flow: FlowControl | None = None
         self._admin: AdminClient | None = None
         self._ends = LogEnds(PROBE_AFTER_S, PROBE_TIMEOUT_S)
-        self._end_query: dict[KafkaTopicPartition, Any] | None = None  # futures
-        self._end_queried_at = -float("inf")
+        self._end_request = _AdminRequest(FlowConfig().end_offsets_interval_ms / 1000)
         self._isolation = IsolationLevel.READ_COMMITTED
         self._retention: dict[str, tuple[int | None, int | None]] = {}  # ms, bytes
-        self._retention_query: dict[Any, Any] | None = None  # futures
-        self._retention_checked_at = -float("inf")
+        self._retention_request = _AdminRequest(RETENTION_CHECK_S)
         self._drain: _Drain | None = None
         self._closed = False
         self._errors = RateLimitedLog(log)
@@ -149,6 +149,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._job_manager = msg.job_manager
         self._supervisor = sender
         self._flow = FlowControl(msg.config.flow)
+        self._end_request = _AdminRequest(msg.config.flow.end_offsets_interval_ms / 1000)
         props: dict[str, Any] = dict(consumer_properties(msg.config, msg.bootstrap_servers))
         props["error_cb"] = self._on_error
         props["on_commit"] = self._on_commit
@@ -258,43 +259,37 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         tell the JobManager when they change: it holds pending jobs to them."""
         assert self._admin is not None and self._config is not None
         now = time.monotonic()
-        if self._retention_query is not None and not _answered(self._retention_query):
-            if now - self._retention_checked_at < ADMIN_QUERY_TIMEOUT_S:
-                return
-            self._retention_query = None
-            self._retention_checked_at = -float("inf")  # unanswered: ask again now
-        if self._retention_query is not None:
-            for resource, future in self._retention_query.items():
-                try:
-                    entries = future.result()
-                except KafkaException as exc:
-                    self._errors.log(
-                        logging.WARNING, "retention", "cannot read %s's retention: %s",
-                        resource.name, exc,
+        for resource, future in self._retention_request.answers(now).items():
+            try:
+                entries = future.result()
+            except KafkaException as exc:
+                self._errors.log(
+                    logging.WARNING, "retention", "cannot read %s's retention: %s",
+                    resource.name, exc,
+                )  # fmt: skip
+                self._retention_request.ask_again_in(RETENTION_RETRY_S, now)
+                continue
+            found = (
+                _config_int(entries, "retention.ms"),
+                _config_int(entries, "retention.bytes"),
+            )
+            if self._retention.get(resource.name) != found:
+                self._retention[resource.name] = found
+                if found[0] is None:
+                    log.warning(
+                        "the broker does not say how long %s keeps records: the "
+                        "retention headroom of pending jobs is not watched", resource.name,
                     )  # fmt: skip
-                    # Ask again soon, not at the next regular check.
-                    self._retention_checked_at = now - RETENTION_CHECK_S + RETENTION_RETRY_S
-                    continue
-                found = (
-                    _config_int(entries, "retention.ms"),
-                    _config_int(entries, "retention.bytes"),
-                )
-                if self._retention.get(resource.name) != found:
-                    self._retention[resource.name] = found
-                    if found[0] is None:
-                        log.warning(
-                            "the broker does not say how long %s keeps records: the "
-                            "retention headroom of pending jobs is not watched", resource.name,
-                        )  # fmt: skip
-                    self.send(self._job_manager, TopicRetention(resource.name, *found))
-            self._retention_query = None
+                self.send(self._job_manager, TopicRetention(resource.name, *found))
         topics = [t for t in self._config.kafka.topics if t not in self._missing_topics]
-        if not topics or now - self._retention_checked_at < RETENTION_CHECK_S:
+        if not topics or not self._retention_request.due(now):
             return
-        self._retention_checked_at = now
         try:
-            self._retention_query = self._admin.describe_configs(
-                [ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=10
+            self._retention_request.asked(
+                self._admin.describe_configs(
+                    [ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=10
+                ),
+                now,
             )
         except KafkaException as exc:
             self._errors.log(logging.WARNING, "retention", "cannot read retention: %s", exc)
@@ -322,31 +317,21 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def _query_ends(self, now: float) -> None:
         """Collect the answer of the end-offset query in flight; ask again when due.
         One ListOffsets request covers every assigned partition, asynchronously."""
-        assert self._admin is not None and self._config is not None
-        if self._end_query is not None and not _answered(self._end_query):
-            if now - self._end_queried_at < ADMIN_QUERY_TIMEOUT_S:
-                return
-            # A broker that froze can leave a request unanswered for good: ask again.
-            self._errors.log(logging.WARNING, "end-offsets", "log-end query unanswered for "
-                             "%.0fs: asking again", ADMIN_QUERY_TIMEOUT_S)  # fmt: skip
-            self._end_query = None
-        if self._end_query is not None:
-            for ktp, future in self._end_query.items():
-                try:
-                    self._ends.queried((ktp.topic, ktp.partition), future.result().offset, now)
-                except KafkaException as exc:
-                    self._errors.log(
-                        logging.WARNING, "end-offsets", "cannot query log ends: %s", exc
-                    )
-            self._end_query = None
-        interval_s = self._config.flow.end_offsets_interval_ms / 1000
-        if not self._partitions or now - self._end_queried_at < interval_s:
+        assert self._admin is not None
+        for ktp, future in self._end_request.answers(now).items():
+            try:
+                self._ends.queried((ktp.topic, ktp.partition), future.result().offset, now)
+            except KafkaException as exc:
+                self._errors.log(logging.WARNING, "end-offsets", "cannot query log ends: %s", exc)
+        if not self._partitions or not self._end_request.due(now):
             return
-        self._end_queried_at = now
         request = {KafkaTopicPartition(t, p): OffsetSpec.latest() for t, p in self._partitions}
         try:
-            self._end_query = self._admin.list_offsets(
-                request, isolation_level=self._isolation, request_timeout=10
+            self._end_request.asked(
+                self._admin.list_offsets(
+                    request, isolation_level=self._isolation, request_timeout=10
+                ),
+                now,
             )
         except KafkaException as exc:
             self._errors.log(logging.WARNING, "end-offsets", "cannot query log ends: %s", exc)
@@ -737,8 +722,39 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         log.debug("kafka consumer ignores %s", type(msg).__name__)
 
 
-def _answered(futures: dict[Any, Any]) -> bool:
-    return all(future.done() for future in futures.values())
+class _AdminRequest:
+    """One asynchronous admin request at a time (its futures, by key), asked
+    again every ``every_s``. One unanswered for ADMIN_QUERY_TIMEOUT_S is given
+    up and due again at once: a broker that froze may never answer it."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._futures: dict[Any, Any] | None = None
+        self._asked_at = -float("inf")
+
+    def answers(self, now: float) -> dict[Any, Any]:
+        """The futures of the request once every one is done (then it is over);
+        nothing while it is in flight."""
+        if self._futures is None:
+            return {}
+        if not all(future.done() for future in self._futures.values()):
+            if now - self._asked_at >= ADMIN_QUERY_TIMEOUT_S:
+                _unanswered_log.log(logging.WARNING, "admin", "an admin request went unanswered"
+                                    " for %.0fs: asking again", ADMIN_QUERY_TIMEOUT_S)  # fmt: skip
+                self._futures, self._asked_at = None, -float("inf")
+            return {}
+        futures, self._futures = self._futures, None
+        return futures
+
+    def due(self, now: float) -> bool:
+        return self._futures is None and now - self._asked_at >= self._every_s
+
+    def asked(self, futures: dict[Any, Any], now: float) -> None:
+        self._futures, self._asked_at = futures, now
+
+    def ask_again_in(self, seconds: float, now: float) -> None:
+        """Sooner than the regular interval (the last answer was an error)."""
+        self._asked_at = min(self._asked_at, now - self._every_s + seconds)
 
 
 def _config_int(entries: dict[str, Any], name: str) -> int | None:

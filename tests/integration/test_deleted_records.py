@@ -27,9 +27,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
-from actorsys.jobs.open import open_job_store
 from actorsys.simulator import create_topic_if_missing
-from tests.support.checks import raw_positions
+from tests.support.checks import job_intervals, raw_positions
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.prom import Exposition
 from tests.support.waiting import wait_for
@@ -59,15 +58,6 @@ def _commit(bootstrap: str, group: str, topic: str, partition: int, offset: int)
         consumer.close()
 
 
-def _jobs(job_store: str) -> list[tuple[int, int, int, JobStatus]]:
-    store = open_job_store(job_store, create=False)
-    try:
-        return sorted((j.partition, j.start_offset, j.end_offset, j.status)
-                      for j in store.list_jobs(limit=100))  # fmt: skip
-    finally:
-        store.close()
-
-
 def _recreate(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.delete_topics([topic])[topic].result(30)
@@ -91,7 +81,7 @@ def test_records_gone_before_their_job_ran_are_logged_and_counted_exactly(
     )
     start_ready(daemons, first)
     wait_for(
-        lambda: (DOOMED, DOOMED_FROM, DOOMED_TO, JobStatus.PENDING) in _jobs(job_store),
+        lambda: (DOOMED, DOOMED_FROM, DOOMED_TO, JobStatus.PENDING) in job_intervals(job_store),
         60,
         "the job of partition 1 stored",
     )
@@ -105,12 +95,12 @@ def test_records_gone_before_their_job_ran_are_logged_and_counted_exactly(
     start_ready(daemons, second)
     # Then the job ends DONE (not failed, not retried for ever) ...
     wait_for(
-        lambda: (DOOMED, DOOMED_FROM, DOOMED_TO, JobStatus.DONE) in _jobs(job_store),
+        lambda: (DOOMED, DOOMED_FROM, DOOMED_TO, JobStatus.DONE) in job_intervals(job_store),
         120,
         "the job of the deleted records done",
     )
     wait_for(
-        lambda: (KEPT, 0, KEPT_RECORDS, JobStatus.DONE) in _jobs(job_store),
+        lambda: (KEPT, 0, KEPT_RECORDS, JobStatus.DONE) in job_intervals(job_store),
         60,
         "the new records done",
     )

@@ -18,9 +18,8 @@ from confluent_kafka import Producer
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
-from actorsys.jobs.open import open_job_store
 from actorsys.simulator import create_topic_if_missing
-from tests.support.checks import raw_positions
+from tests.support.checks import job_intervals, raw_positions
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.waiting import wait_for
 
@@ -40,11 +39,7 @@ def _valid(count: int, first_ts: int) -> list[bytes]:
 
 
 def _statuses(job_store: str) -> list[tuple[int, int, JobStatus]]:
-    store = open_job_store(job_store, create=False)
-    try:
-        return sorted((j.start_offset, j.end_offset, j.status) for j in store.list_jobs(limit=100))
-    finally:
-        store.close()
+    return [(start, end, status) for _, start, end, status in job_intervals(job_store)]
 
 
 def _all_done_up_to(job_store: str, end: int) -> bool:

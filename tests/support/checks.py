@@ -42,6 +42,18 @@ def jobs_unfinished(job_store: str) -> int:
         store.close()
 
 
+def job_intervals(job_store: str) -> list[tuple[int, int, int, JobStatus]]:
+    """(partition, start, end, status) of every job in the store, in offset order."""
+    store = open_job_store(job_store, create=False)
+    try:
+        return sorted(
+            (j.partition, j.start_offset, j.end_offset, j.status)
+            for j in store.list_jobs(limit=100_000)
+        )
+    finally:
+        store.close()
+
+
 def valid_positions(report: ProduceReport) -> set[tuple[int, int]]:
     every = {(p, o) for p, end in report.end_offsets.items() for o in range(end)}
     return every - set(report.malformed_positions)
