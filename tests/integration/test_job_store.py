@@ -820,3 +820,42 @@ def test_compaction_jobs_are_durable_one_at_a_time_per_hour_and_yield_to_ingesti
     assert job_store.complete(compact.record.id, compact.token, [], T0)
     assert job_store.submit_compaction("raw", 10 * HOUR_MS, T0) is not None
     assert job_store.claim_next("w3", T0) is not None
+
+
+def _open_when_released(release: Any, path: str, answers: Any) -> None:
+    release.wait()
+    try:
+        open_job_store(f"sqlite:///{path}").close()
+        answers.put("opened")
+    except JobStoreError as exc:
+        answers.put(str(exc))
+
+
+def test_processes_that_open_one_new_sqlite_store_at_once_all_open_it(tmp_path: Path) -> None:
+    # Given six processes released at once onto a database file that does not
+    # exist yet (daemons sharing a job store, started together), 60 times. Two
+    # that switch the new file to WAL together deadlock, and SQLite answers one
+    # "database is locked" at once, without waiting: before the fix 14 rounds
+    # in 50 failed.
+    import multiprocessing
+
+    import actorsys.jobs.sqlite  # noqa: F401  (imported once, here: the openers start in step)
+
+    ctx = multiprocessing.get_context("fork")
+    openers_per_round = 6
+    failures: list[str] = []
+    for round_no in range(60):
+        path = str(tmp_path / f"{round_no}" / "jobs.db")
+        release, answers = ctx.Barrier(openers_per_round), ctx.Queue()
+        openers = [
+            ctx.Process(target=_open_when_released, args=(release, path, answers))
+            for _ in range(openers_per_round)
+        ]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(timeout=30)
+            assert opener.exitcode == 0
+        # Then every process opened it: none was told the database is locked
+        failures += [a for a in (answers.get(timeout=5) for _ in openers) if a != "opened"]
+    assert failures == []
