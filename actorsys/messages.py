@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actorsys.config import AppConfig
+from actorsys.jobs.model import ReaderPosition
 
 # Thespian's ActorAddress is opaque; typed as Any to keep this module import-light.
 Address = Any
@@ -305,8 +306,12 @@ class JobAvailable:
 
 @dataclass(frozen=True, slots=True)
 class RequestJob:
+    """Worker -> JobManager. ``reader_at``: where the worker's range reader
+    stands, so the job that continues there can be preferred."""
+
     worker_id: str
     host: str
+    reader_at: ReaderPosition | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -336,6 +336,11 @@ RECORDS_WRITTEN = _counter(
     "actorsys_records_written_total",
     "Valid records written by the job handler, counted once per job when it is recorded DONE.",
 )
+READER_SEEKS = _counter(
+    "actorsys_range_reader_seeks_total",
+    "Job ranges a worker's reader began with a seek rather than where it stood: a move "
+    "to another partition (or a restart), which throws away what librdkafka had fetched.",
+)
 DEAD_LETTERS = _counter(
     "actorsys_dead_letters_total",
     "Records sent to the dead-letter topic, by reason; counted once per job when it is "
@@ -709,6 +714,11 @@ def records_written(count: int) -> None:
         m.child(RECORDS_WRITTEN).inc(count)
 
 
+def range_reader_seeked() -> None:
+    if (m := _get()) is not None:
+        m.child(READER_SEEKS).inc()
+
+
 def dead_letters(by_reason: Iterable[tuple[str, int]]) -> None:
     """Records a job sent to the dead-letter topic, as (reason, count) pairs."""
     if (m := _get()) is None:
@@ -830,6 +840,7 @@ def initialise(topics: Iterable[str]) -> None:
         JOB_RETRIES: [()],
         STALE_COMPLETIONS: [()],
         RECORDS_WRITTEN: [()],
+        READER_SEEKS: [()],
         WORKERS_REPLACED: [()],
         REBALANCES: [(k,) for k in REBALANCE_KINDS],
         JOB_STORE_ERRORS: [(op,) for op in JOB_STORE_OPERATIONS],

@@ -24,7 +24,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from actorsys import metrics
 from actorsys.errors import ActorsysError
+from actorsys.jobs.model import ReaderPosition
 from actorsys.records import Record
 
 CONSUME_BATCH = 10_000
@@ -101,6 +103,7 @@ class RangeReader:
         """The records of ``[start, end)``; raises RangeUnavailable past ``timeout_s``."""
         if (topic, partition) != self._at or start != self._next:
             self._seek(topic, partition, start)
+            metrics.range_reader_seeked()
         deadline = time.monotonic() + timeout_s
         records: list[Record] = []
         deleted: tuple[int, int] | None = None
@@ -164,6 +167,13 @@ class RangeReader:
         if deleted is not None:
             self._at = None  # after an offset error the next read seeks afresh
         return RangeRead(records, deleted)
+
+    @property
+    def position(self) -> ReaderPosition | None:
+        """Where the next read continues without a seek (None: nowhere yet)."""
+        if self._at is None or self._next is None:
+            return None
+        return ReaderPosition(self._at[0], self._at[1], self._next)
 
     def close(self) -> None:
         self._consumer.close()

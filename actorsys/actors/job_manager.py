@@ -445,6 +445,7 @@ class JobManager(ActorTypeDispatcher):
                 f"{self._owner}/{msg.host}/{msg.worker_id}",
                 time.time(),
                 self._config.tables.max_running_compactions,
+                msg.reader_at,
             )
         except JobStoreError as exc:
             self._store_error("claim", "job store cannot claim: %s", exc)

@@ -349,7 +349,8 @@ class Worker(ActorTypeDispatcher):
         if self._asked_at is not None and now - self._asked_at < ASK_AGAIN_AFTER_S:
             return
         self._asked_at = now
-        self.send(self._job_manager, RequestJob(self._start.worker_id, self._host))
+        position = self._reader.position if self._reader is not None else None
+        self.send(self._job_manager, RequestJob(self._start.worker_id, self._host, position))
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
         self._job_thread.shutdown(wait=False)

@@ -38,6 +38,18 @@ def check_transition(job_id: int, current: JobStatus, target: JobStatus) -> None
 
 
 @dataclass(frozen=True, slots=True)
+class ReaderPosition:
+    """Where a worker's range reader stands: the next offset it would return of
+    one partition. The job that starts there reads on from what librdkafka has
+    already fetched; any other job costs the reader a move to another
+    partition, and the prefetched records are thrown away."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class BatchSubmission:
     """A batch offered to the store by the JobManager (one job if stored)."""
 

@@ -29,6 +29,7 @@ from actorsys.jobs.model import (
     JobKind,
     JobRecord,
     JobStatus,
+    ReaderPosition,
     SubmitResult,
     check_transition,
 )
@@ -45,6 +46,12 @@ _JOB_COLUMNS = (
     "status, attempts, created_at, started_at, finished_at, "
     "next_attempt_at, last_error, worker, output_files, replay_base, chain_start, kind, window_ms"
 )
+
+# A worker asking for work gets the job that continues where its range reader
+# stands, which reads on from what librdkafka prefetched, unless this many
+# older jobs wait: moves to other partitions stay rare, and no partition waits
+# behind more than this many jobs of the others.
+AFFINITY_WINDOW = 32
 
 RECOVERED_REASON = "interrupted: the job manager restarted while it was RUNNING"
 EXPIRED_REASON = "interrupted: the job manager that ran it stopped (no heartbeat)"
@@ -164,24 +171,52 @@ class SqlJobStore(ABC):
     )
 
     def claim_next(
-        self, worker: str, now: float, max_running_compactions: int = 1
+        self,
+        worker: str,
+        now: float,
+        max_running_compactions: int = 1,
+        reader_at: ReaderPosition | None = None,
     ) -> ClaimedJob | None:
+        due = f"status = {PENDING} AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
         # Ingestion first (it is what keeps data fresh and Kafka's retention
         # honest); compactions fill idle workers, a bounded number at a time, so
         # they never take the whole pool.
         oldest_due = (
-            f"SELECT id FROM jobs WHERE status = {PENDING}"
-            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            f"SELECT id FROM jobs WHERE {due}"
             " AND (kind = 'ingest' OR (SELECT COUNT(*) FROM jobs AS r"
             f" WHERE r.kind = 'compact' AND r.status = {RUNNING}) < ?)"
             " ORDER BY CASE WHEN kind = 'ingest' THEN 0 ELSE 1 END, id"
             f" LIMIT 1{self.dialect.skip_locked}"
         )
         with self._tx("claim_next") as tx:
-            row = tx.one(
-                f"{self._CLAIM_SET} WHERE id = ({oldest_due}) RETURNING {_JOB_COLUMNS}",
-                (now, worker, now, max_running_compactions),
-            )
+            row = None
+            if reader_at is not None:
+                continuing = (
+                    f"SELECT id FROM jobs AS c WHERE {due} AND kind = 'ingest'"
+                    " AND topic = ? AND partition_id = ? AND start_offset = ?"
+                    f" AND (SELECT COUNT(*) FROM (SELECT 1 FROM jobs AS o WHERE {due}"
+                    " AND o.kind = 'ingest' AND o.id < c.id LIMIT ?) AS older) < ?"
+                    f" LIMIT 1{self.dialect.skip_locked}"
+                )
+                row = tx.one(
+                    f"{self._CLAIM_SET} WHERE id = ({continuing}) RETURNING {_JOB_COLUMNS}",
+                    (
+                        now,
+                        worker,
+                        now,
+                        reader_at.topic,
+                        reader_at.partition,
+                        reader_at.offset,
+                        now,
+                        AFFINITY_WINDOW,
+                        AFFINITY_WINDOW,
+                    ),
+                )
+            if row is None:
+                row = tx.one(
+                    f"{self._CLAIM_SET} WHERE id = ({oldest_due}) RETURNING {_JOB_COLUMNS}",
+                    (now, worker, now, max_running_compactions),
+                )
             return self._claimed(tx, row)
 
     def submit_compaction(self, table: str, window_ms: int, now: float) -> int | None:

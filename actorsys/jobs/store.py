@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from actorsys.jobs.model import BatchSubmission, ClaimedJob, JobRecord, JobStatus, SubmitResult
+from actorsys.jobs.model import (
+    BatchSubmission,
+    ClaimedJob,
+    JobRecord,
+    JobStatus,
+    ReaderPosition,
+    SubmitResult,
+)
 
 
 class JobStore(Protocol):
@@ -27,12 +34,18 @@ class JobStore(Protocol):
         ...
 
     def claim_next(
-        self, worker: str, now: float, max_running_compactions: int = 1
+        self,
+        worker: str,
+        now: float,
+        max_running_compactions: int = 1,
+        reader_at: ReaderPosition | None = None,
     ) -> ClaimedJob | None:
         """Oldest PENDING job whose ``next_attempt_at`` is due (or unset) moves
         to RUNNING with ``attempts + 1``; returns it with its token. Ingestion
         jobs come first; a compaction only while fewer than
-        ``max_running_compactions`` run."""
+        ``max_running_compactions`` run. With ``reader_at``, the due ingestion
+        job that starts there is taken instead, unless ``AFFINITY_WINDOW``
+        older due ingestion jobs wait."""
         ...
 
     def submit_compaction(self, table: str, window_ms: int, now: float) -> int | None:

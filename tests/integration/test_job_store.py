@@ -24,9 +24,10 @@ import pytest
 from psycopg import sql
 
 from actorsys.errors import ConfigError, JobStoreError
-from actorsys.jobs.model import BatchSubmission, JobKind, JobStatus
+from actorsys.jobs.model import BatchSubmission, JobKind, JobStatus, ReaderPosition
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.schema import LATEST_VERSION
+from actorsys.jobs.sqlstore import AFFINITY_WINDOW
 from actorsys.jobs.store import JobStore
 from actorsys.offset_chain import ChainVerdict
 
@@ -308,6 +309,49 @@ def test_claim_next_takes_the_oldest_pending_job_first(job_store: JobStore) -> N
     assert first is not None
     assert (first.token, first.record.status, first.record.attempts) == (1, JobStatus.RUNNING, 1)
     assert (first.record.worker, first.record.started_at) == ("host/w0", T0 + 1)
+
+
+def test_a_worker_gets_the_job_that_continues_where_its_reader_stands(
+    job_store: JobStore,
+) -> None:
+    # Given jobs of three partitions stored in turns; partition 2's second one
+    # retries in 60 s
+    ids = {
+        (p, s): stored_job(job_store, s, s + 10, partition=p) for s in (0, 10) for p in (0, 1, 2)
+    }
+    retrying = job_store.claim(ids[(2, 10)], "host/w", T0)
+    assert retrying is not None
+    job_store.fail_attempt(retrying.record.id, retrying.token, "boom", T0 + 60, T0)
+    # When a worker whose reader stands at partition 1, offset 10 asks
+    claimed = job_store.claim_next("host/w1", T0, reader_at=ReaderPosition(TOPIC, 1, 10))
+    # Then it gets partition 1's [10, 20), though older jobs wait
+    assert claimed is not None and claimed.record.id == ids[(1, 10)]
+    # And readers standing where no due job starts get the oldest, in order
+    elsewhere = (
+        ReaderPosition(TOPIC, 1, 20),  # no job there yet
+        ReaderPosition(TOPIC, 2, 10),  # its job is not due
+        ReaderPosition("other-topic", 0, 0),
+    )
+    got = [job_store.claim_next("host/w2", T0, reader_at=at) for at in elsewhere]
+    assert [c.record.id if c else None for c in got] == [ids[(0, 0)], ids[(1, 0)], ids[(2, 0)]]
+
+
+def test_the_continuing_job_waits_once_a_window_of_older_jobs_waits(job_store: JobStore) -> None:
+    # Given AFFINITY_WINDOW - 1 jobs of partition 0, then partition 1's [0, 10)
+    # and [10, 20) stored after them
+    for i in range(AFFINITY_WINDOW - 1):
+        stored_job(job_store, i * 10, (i + 1) * 10)
+    first = stored_job(job_store, 0, 10, partition=1)
+    second = stored_job(job_store, 10, 20, partition=1)
+    # When a worker whose reader stands at partition 1, offset 10 asks
+    claimed = job_store.claim_next("host/w", T0, reader_at=ReaderPosition(TOPIC, 1, 10))
+    # Then it gets the oldest job: AFFINITY_WINDOW older jobs wait
+    assert claimed is not None and claimed.record.start_offset == 0
+    assert claimed.record.partition == 0
+    # And once one fewer waits, the continuing job again
+    again = job_store.claim_next("host/w", T0, reader_at=ReaderPosition(TOPIC, 1, 10))
+    assert again is not None and again.record.id == second
+    assert job_store.get(first) is not None
 
 
 def test_claim_by_id_only_takes_a_pending_job(job_store: JobStore) -> None:

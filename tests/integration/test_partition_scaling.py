@@ -5,7 +5,6 @@ its pool that dies is replaced, and its partitions are read again."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from pathlib import Path
 
 import psutil
@@ -15,9 +14,10 @@ from actorsys.config import BatchingConfig
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from actorsys.simulator import create_topic_if_missing, produce
 from tests.support.checks import assert_exactly_once, wait_complete
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
+from tests.support.feed import Feed
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -107,20 +107,11 @@ def test_a_killed_consumer_is_replaced_and_its_partitions_are_read_again_exactly
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
     pool = wait_for(lambda: _pool_processes(daemon, port), 30, "the Consumer processes")
     assert len(pool) == BatchingConfig().consumers
-    box: dict[str, ProduceReport] = {}
-
-    def feed() -> None:
-        box["report"] = produce(
-            broker.bootstrap_servers, topic, devices=50, rate=4_000, count=24_000,
-            malformed_ratio=0.01, partitions=partitions, seed=21,
-        )  # fmt: skip
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    try:
-        job_store = f"sqlite:///{tmp_path}/jobs.db"
+    job_store = f"sqlite:///{tmp_path}/jobs.db"
+    with Feed(
+        broker.bootstrap_servers, topic, partitions=partitions, rate=4_000, seed=21, devices=50
+    ) as feed:
         wait_for(lambda: jobs_done(job_store) >= 4, 60, "some jobs done", 0.2)
-        assert "report" not in box, "the stream ended before the kill: the test proves nothing"
         # When one Consumer process is killed with -9 mid-stream
         victim = pool[0]
         victim.kill()
@@ -135,9 +126,7 @@ def test_a_killed_consumer_is_replaced_and_its_partitions_are_read_again_exactly
             "the pool to be whole again",
         )  # fmt: skip
         assert victim.pid not in {p.pid for p in again}
-    finally:
-        feeder.join(120)
-    report = box["report"]
+        report = feed.stop()
     wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store, 120)
     assert daemon.terminate() == 0, daemon.log_tail()
     daemon.assert_nothing_left()

@@ -4,7 +4,6 @@ multi-process Thespian actor system: exactly-once output, and after kill -9."""
 from __future__ import annotations
 
 import contextlib
-import threading
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tests.support.checks import (
     wait_complete,
 )
 from tests.support.daemon import DaemonProcess, new_daemon
+from tests.support.feed import Feed
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -90,26 +90,10 @@ def test_end_to_end_exactly_once(
 def test_kill_minus_nine_mid_stream_loses_nothing_and_writes_nothing_twice(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
 ) -> None:
-    # Given a producer streaming 50,000 records (1 % malformed) at 5,000/s
+    # Given a producer streaming records (1 % malformed) at 5,000/s until stopped
     group = f"g-{uuid.uuid4().hex[:8]}"
     job_store = f"sqlite:///{tmp_path}/jobs.db"
-    reports: list[ProduceReport] = []
-    feeder = threading.Thread(
-        target=lambda: reports.append(
-            produce(
-                broker.bootstrap_servers,
-                topic,
-                devices=100,
-                rate=5_000,
-                count=RECORDS,
-                malformed_ratio=0.01,
-                partitions=PARTITIONS,
-                seed=11,
-            )
-        )
-    )
-    feeder.start()
-    try:
+    with Feed(broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=5_000, seed=11) as feed:
         first = _daemon(tmp_path, broker, topic, group, name="first")
         daemons.append(first.start())
         first.wait_ready()
@@ -122,16 +106,13 @@ def test_kill_minus_nine_mid_stream_loses_nothing_and_writes_nothing_twice(
             return sum(max(o, 0) for o in offsets.values()) >= 5_000
 
         wait_for(some_committed, 90, "some offsets committed")
-        assert not reports, "the stream ended before the crash: the test proves nothing"
         first.kill9()
         first.assert_nothing_left()
-        # And the daemon is started again
+        # And the daemon is started again, while the stream goes on
         second = _daemon(tmp_path, broker, topic, group, name="second")
         daemons.append(second.start())
         second.wait_ready()
-    finally:
-        feeder.join(120)
-    report = reports[0]
+        report = feed.stop()
     _wait_complete(second, broker, group, topic, report, job_store)
     assert second.terminate() == 0, second.log_tail()
     second.assert_nothing_left()
@@ -177,23 +158,7 @@ def test_supervisor_recreates_a_killed_job_manager_which_reloads_from_the_store(
 ) -> None:
     # Given a daemon working through a stream
     group = f"g-{uuid.uuid4().hex[:8]}"
-    reports: list[ProduceReport] = []
-    feeder = threading.Thread(
-        target=lambda: reports.append(
-            produce(
-                broker.bootstrap_servers,
-                topic,
-                devices=100,
-                rate=5_000,
-                count=30_000,
-                malformed_ratio=0.01,
-                partitions=PARTITIONS,
-                seed=13,
-            )
-        )
-    )
-    feeder.start()
-    try:
+    with Feed(broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=5_000, seed=13) as feed:
         daemon = _daemon(tmp_path, broker, topic, group)
         daemons.append(daemon.start())
         daemon.wait_ready()
@@ -214,7 +179,6 @@ def test_supervisor_recreates_a_killed_job_manager_which_reloads_from_the_store(
             90,
             "some offsets committed (jobs in the store)",
         )
-        assert not reports, "the stream ended before the kill: the test proves nothing"
         manager.kill()
         # Then the Supervisor recreates it, and it carries on from the store
         wait_for(
@@ -222,9 +186,7 @@ def test_supervisor_recreates_a_killed_job_manager_which_reloads_from_the_store(
             30,
             "the Supervisor to notice",
         )
-    finally:
-        feeder.join(120)
-    report = reports[0]
+        report = feed.stop()
     _wait_complete(daemon, broker, group, topic, report, f"sqlite:///{tmp_path}/jobs.db")
     assert daemon.terminate() == 0, daemon.log_tail()
     daemon.assert_nothing_left()

@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import inspect
 import pickle
+import sys
 import types
 import typing
 from typing import Any
@@ -64,6 +65,8 @@ def sample(annotation: Any, name: str) -> Any:
         return f"s-{name}"
     if annotation is bytes:
         return b"\x00\x01payload\xff"
+    if dataclasses.is_dataclass(annotation):  # a value object inside a message
+        return make(annotation)
     if origin in (typing.Union, types.UnionType):
         return sample(next(a for a in args if a is not type(None)), name)
     if origin is tuple:
@@ -76,7 +79,7 @@ def sample(annotation: Any, name: str) -> Any:
 
 
 def make(cls: type) -> Any:
-    hints = typing.get_type_hints(cls, vars(messages))
+    hints = typing.get_type_hints(cls, {**vars(messages), **vars(sys.modules[cls.__module__])})
     return cls(**{f.name: sample(hints[f.name], f.name) for f in dataclasses.fields(cls)})
 
 
