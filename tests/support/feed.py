@@ -9,7 +9,9 @@ took from 2 to 8 s (measured in CI); this one keeps producing until
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from actorsys.simulator import ProduceReport, produce
@@ -30,34 +32,25 @@ class Feed:
         self._stop = threading.Event()
         self._report: ProduceReport | None = None
         self._error: BaseException | None = None
+        produce_until_stopped = functools.partial(
+            produce,
+            bootstrap_servers,
+            topic,
+            devices=devices,
+            rate=rate,
+            count=0,  # until stopped
+            malformed_ratio=malformed_ratio,
+            partitions=partitions,
+            seed=seed,
+            stop=self._stop,
+        )
         self._thread = threading.Thread(
-            target=self._run,
-            args=(bootstrap_servers, topic, partitions, rate, seed, devices, malformed_ratio),
-            name=f"feed-{topic}",
+            target=self._run, args=(produce_until_stopped,), name=f"feed-{topic}"
         )
 
-    def _run(
-        self,
-        bootstrap_servers: str,
-        topic: str,
-        partitions: int,
-        rate: float,
-        seed: int,
-        devices: int,
-        malformed_ratio: float,
-    ) -> None:
+    def _run(self, produce_until_stopped: Callable[[], ProduceReport]) -> None:
         try:
-            self._report = produce(
-                bootstrap_servers,
-                topic,
-                devices=devices,
-                rate=rate,
-                count=0,  # until stopped
-                malformed_ratio=malformed_ratio,
-                partitions=partitions,
-                seed=seed,
-                stop=self._stop,
-            )
+            self._report = produce_until_stopped()
         except BaseException as exc:  # re-raised by stop(), in the test's thread
             self._error = exc
 
