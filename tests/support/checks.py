@@ -203,16 +203,16 @@ def wait_complete(
     """Wait (deadline-bounded) until every produced offset is committed and
     no job is PENDING or RUNNING; fail at once if the daemon dies."""
 
-    want = dict(report.end_offsets)
-    seen: dict[str, object] = {}
-
     def done() -> bool:
         daemon.check_alive()
-        seen["committed"] = committed_offsets(bootstrap, group, topic, sorted(want))
-        seen["unfinished jobs"] = jobs_unfinished(job_store)
-        return seen["committed"] == want and seen["unfinished jobs"] == 0
+        return all_committed(bootstrap, group, topic, report) and jobs_unfinished(job_store) == 0
 
     try:
         wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; produced up to {want}, last seen {seen}") from None
+        want = dict(report.end_offsets)
+        committed = committed_offsets(bootstrap, group, topic, sorted(want))
+        raise AssertionError(
+            f"{exc}; produced up to {want}, committed {committed},"
+            f" unfinished jobs {jobs_unfinished(job_store)}"
+        ) from None
