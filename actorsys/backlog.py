@@ -7,7 +7,10 @@
   reorders messages under load): they wait, unACKed, for the gap to close.
 
 Neither is acknowledged, so dropping one loses nothing: its Consumer keeps it
-and retransmits. A notification is an offset interval of a few hundred bytes;
+and retransmits. When that Consumer exited, its batches are dropped at once:
+its partitions are read again by its replacement, and an ACK sent to a dead
+actor would hold one of the JobManager's 20 Thespian transmit slots for
+minutes (see ``HandoutWindow``). A notification is an offset interval of a few hundred bytes;
 both are still capped in count, and past a cap the newest is let go rather
 than memory growing with the input.
 """
@@ -52,6 +55,13 @@ class HeldBatches:
         _key, entry = self._held.popitem(last=False)
         return entry
 
+    def forget_sender(self, sender: Any) -> int:
+        """Drop what ``sender`` (a Consumer that exited) sent; how many."""
+        gone = [key for key, (_msg, held_by) in self._held.items() if held_by == sender]
+        for key in gone:
+            del self._held[key]
+        return len(gone)
+
     def __len__(self) -> int:
         return len(self._held)
 
@@ -80,6 +90,16 @@ class ParkedBatches:
         if not parked or min(parked) > next_offset:
             return None
         return parked.pop(min(parked))
+
+    def forget_sender(self, sender: Any) -> int:
+        """Drop what ``sender`` (a Consumer that exited) sent; how many."""
+        dropped = 0
+        for parked in self._parked.values():
+            gone = [start for start, (_msg, parked_by) in parked.items() if parked_by == sender]
+            for start in gone:
+                del parked[start]
+            dropped += len(gone)
+        return dropped
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._parked.values())

@@ -7,6 +7,8 @@ unit-tested with a fake clock.
 - :class:`PoolPlacement` (KafkaConsumerActor side): which pool member serves
   which partition. The pool has a configured size (``batching.consumers``),
   so the number of processes does not grow with the assignment.
+- :class:`HandoutWindow` (KafkaConsumerActor side): how many handouts of
+  new offsets each member may have unconfirmed.
 - :class:`PartitionBatches` (Consumer side): one member's partitions, each
   with its batcher and its unACKed batches.
 
@@ -63,6 +65,9 @@ class PoolPlacement(Generic[Member]):
         placed = self._placed.pop(key, None)
         return None if placed is None else (self._members[placed[0]], placed[1])
 
+    def index_of(self, member: Member) -> int:
+        return self._members.index(member)
+
     def member_of(self, key: TopicPartition) -> tuple[Member, int] | None:
         placed = self._placed.get(key)
         return None if placed is None else (self._members[placed[0]], placed[1])
@@ -83,6 +88,54 @@ class PoolPlacement(Generic[Member]):
         for index, _ in self._placed.values():
             counts[index] += 1
         return counts
+
+
+class HandoutWindow:
+    """Handouts (``OffsetsHandout``) each pool member has not confirmed yet;
+    at most ``size`` per member.
+
+    Why a window: a Thespian process has 20 transmits in flight at most, and
+    every further send waits behind them. A send to a process that died
+    occupies its slot for up to five minutes (connection refused, retried 35 s
+    later, then 70 s...). Handing out every tick (20 ms) to a member that was
+    killed filled the KafkaConsumerActor's queue in 9 s (measured: 950 queued,
+    Thespian's tx-only mode), and then nothing it sent arrived, nor did it
+    read progress: commits stopped for the whole assignment. With a window, a
+    dead member holds ``size`` slots; a slow one gets fewer, larger handouts
+    (what waits is offsets in the log, not messages in a queue).
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a handout window holds at least one handout")
+        self._size = size
+        self._unconfirmed: dict[int, dict[int, float]] = {}  # member -> seq -> sent at
+        self._seq = 0
+
+    def open(self, member: int) -> bool:
+        return len(self._unconfirmed.get(member, {})) < self._size
+
+    def sent(self, member: int, now: float) -> int:
+        """Record a handout to ``member``; returns its sequence number."""
+        self._seq += 1
+        self._unconfirmed.setdefault(member, {})[self._seq] = now
+        return self._seq
+
+    def taken(self, seq: int) -> None:
+        """The member confirmed handout ``seq`` (unknown ones are ignored: a
+        confirmation from a member since replaced)."""
+        for handouts in self._unconfirmed.values():
+            if handouts.pop(seq, None) is not None:
+                return
+
+    def reset(self, member: int) -> None:
+        """The member was replaced: its unconfirmed handouts die with it."""
+        self._unconfirmed.pop(member, None)
+
+    def oldest_unconfirmed_s(self, now: float) -> float:
+        """Age of the oldest unconfirmed handout (0.0 when none waits)."""
+        ages = [now - at for handouts in self._unconfirmed.values() for at in handouts.values()]
+        return max(ages, default=0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -202,8 +202,9 @@ class WorkerMasterMoved:
 
 @dataclass(frozen=True, slots=True)
 class NewOffsets:
-    """KafkaConsumerActor -> Consumer: the partition's log holds ``[start, end)``
-    now (learnt from the broker's end offsets; no record is read here).
+    """One interval of an ``OffsetsHandout``: the partition's log holds
+    ``[start, end)`` now (learnt from the broker's end offsets; no record is
+    read here).
 
     The first interval after an assignment starts at the assignment's start
     position (``starts_assignment``). At most ``batching.max_records`` long.
@@ -221,6 +222,31 @@ class NewOffsets:
         """Offsets in the interval: an upper bound on its records (transaction
         markers and compacted records leave holes)."""
         return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetsHandout:
+    """KafkaConsumerActor -> Consumer: the new offsets of the member's
+    partitions since the last handout, in one message (not one per partition
+    per tick), answered with ``HandoutTaken`` (see ``HandoutWindow``)."""
+
+    seq: int
+    intervals: tuple[NewOffsets, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HandoutTaken:
+    """Consumer -> KafkaConsumerActor: handout ``seq`` was batched."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerExited:
+    """KafkaConsumerActor -> JobManager: this Consumer of the pool died (its
+    replacement reads its partitions again); nothing more is sent to it."""
+
+    consumer: Address
 
 
 @dataclass(frozen=True, slots=True)

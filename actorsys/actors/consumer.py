@@ -29,8 +29,9 @@ from actorsys.messages import (
     BatchNotification,
     ConsumerStart,
     FlushPartitions,
+    HandoutTaken,
     JobManagerMoved,
-    NewOffsets,
+    OffsetsHandout,
     PartitionAssigned,
     PartitionProgress,
     PartitionRevoked,
@@ -100,11 +101,14 @@ class Consumer(ActorTypeDispatcher):
 
     # --- data ---------------------------------------------------------------------------
 
-    def receiveMsg_NewOffsets(self, msg: NewOffsets, sender: Any) -> None:
+    def receiveMsg_OffsetsHandout(self, msg: OffsetsHandout, sender: Any) -> None:
         if (partitions := self._started(msg, sender)) is None:
             return
         now = time.monotonic()
-        self._send(partitions.offsets(msg, now), now)
+        for offsets in msg.intervals:
+            self._send(partitions.offsets(offsets, now), now)
+        # Confirmed once batched: the KafkaConsumerActor sends the next (HandoutWindow).
+        self.send(sender, HandoutTaken(msg.seq))
 
     def receiveMsg_FlushPartitions(self, msg: FlushPartitions, sender: Any) -> None:
         if self._partitions is None:

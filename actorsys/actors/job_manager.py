@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,7 @@ from actorsys.messages import (
     CommitterMoved,
     ComponentReady,
     ComponentStatus,
+    ConsumerExited,
     DiscardAttempt,
     JobAssignment,
     JobDone,
@@ -76,6 +78,9 @@ log = logging.getLogger("actorsys.job_manager")
 
 TICK_S = 1.0
 MAX_PARKED_PER_PARTITION = 256
+# Consumers that died, remembered so that their last notifications get no ACK
+# (a send to a dead actor holds a transmit slot for minutes).
+EXITED_CONSUMERS_KEPT = 16
 # Notifications held back (a few hundred bytes each); their Consumers resend the rest.
 MAX_HELD_BATCHES = 4_096
 HEARTBEAT_EVERY_TICKS = 2
@@ -155,6 +160,8 @@ class JobManager(ActorTypeDispatcher):
         self._unfinished = 0
         self._held = HeldBatches(MAX_HELD_BATCHES)
         self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION)
+        # Consumers that died: never answered again (see ConsumerExited).
+        self._exited_consumers: deque[Any] = deque(maxlen=EXITED_CONSUMERS_KEPT)
         self._output = OutputHealth(1.0, 300.0)
         self._admission = Admission()
         self._retention = RetentionGuard(FlowConfig().retention_headroom_fraction)
@@ -356,9 +363,20 @@ class JobManager(ActorTypeDispatcher):
             # batch is let go (unACKed, so its Consumer sends it again later).
             self._held.hold(msg, sender)
             # Say so, or the Consumer would resend it on every ACK timeout.
-            self.send(sender, BatchHeld(msg.topic, msg.partition, msg.start, msg.end))
+            self._answer(sender, BatchHeld(msg.topic, msg.partition, msg.start, msg.end))
             return
         self._persist(msg, sender)
+
+    def receiveMsg_ConsumerExited(self, msg: ConsumerExited, sender: Any) -> None:
+        self._exited_consumers.append(msg.consumer)
+        dropped = self._held.forget_sender(msg.consumer) + self._parked.forget_sender(msg.consumer)
+        if dropped:
+            log.info("dropped %d held or parked batch(es) of a consumer that exited (its "
+                     "partitions are read again)", dropped)  # fmt: skip
+
+    def _answer(self, consumer: Any, message: BatchAck | BatchHeld) -> None:
+        if consumer not in self._exited_consumers:
+            self.send(consumer, message)
 
     def _persist(self, msg: BatchNotification, sender: Any) -> bool:
         """Submit a batch, then any parked batches the chain now reaches, in order.
@@ -420,7 +438,7 @@ class JobManager(ActorTypeDispatcher):
             self.stats["batches_stored"] += 1
             self._unfinished += 1
             self.send(self._worker_master, JobsAvailable())
-        self.send(sender, BatchAck(msg.topic, msg.partition, msg.start, msg.end))
+        self._answer(sender, BatchAck(msg.topic, msg.partition, msg.start, msg.end))
         return result
 
     def _release_held(self) -> None:

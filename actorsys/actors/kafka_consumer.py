@@ -34,7 +34,7 @@ from actorsys import metrics
 from actorsys.actors.consumer import Consumer as ConsumerActor
 from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig, FlowConfig
-from actorsys.consumer_pool import PoolPlacement
+from actorsys.consumer_pool import HandoutWindow, PoolPlacement
 from actorsys.convention import capability_check
 from actorsys.flow import FlowControl, TopicPartition
 from actorsys.kafka_clients import admin_properties, consumer_properties
@@ -44,13 +44,16 @@ from actorsys.logs import KafkaClientLog, RateLimitedLog
 from actorsys.messages import (
     ComponentReady,
     ComponentStatus,
+    ConsumerExited,
     ConsumerStart,
     ConsumingStopped,
     FlushPartitions,
+    HandoutTaken,
     JobManagerMoved,
     KafkaConsumerStart,
     LeaderLease,
     NewOffsets,
+    OffsetsHandout,
     PartitionAssigned,
     PartitionProgress,
     PartitionRevoked,
@@ -81,6 +84,12 @@ RETENTION_RETRY_S = 10.0
 # An admin request (log ends, retention) unanswered for this long is given up
 # and asked again: a broker that froze may never answer it.
 ADMIN_QUERY_TIMEOUT_S = 15.0
+# Handouts of new offsets a Consumer may have unconfirmed (see HandoutWindow),
+# and the intervals one handout carries at most (a backlog goes in several).
+HANDOUT_WINDOW = 2
+MAX_INTERVALS_PER_HANDOUT = 512
+# An unconfirmed handout this old is logged: its Consumer is stuck or gone.
+HANDOUT_LATE_S = 10.0
 # Records probes may take from librdkafka's queue per tick.
 PROBE_CONSUME_MAX = 10_000
 
@@ -119,6 +128,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._supervisor: Any = None
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._pool: PoolPlacement[Any] | None = None
+        self._handouts = HandoutWindow(HANDOUT_WINDOW)
         self._flow: FlowControl | None = None
         self._admin: AdminClient | None = None
         self._ends = LogEnds(PROBE_AFTER_S, PROBE_TIMEOUT_S)
@@ -210,6 +220,14 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 self.send(self.myAddress, ActorExitRequest())
                 return
             self._resolve_positions()
+            if (late := self._handouts.oldest_unconfirmed_s(time.monotonic())) > HANDOUT_LATE_S:
+                self._waiting_log.log(
+                    logging.WARNING,
+                    "handout",
+                    "a Consumer has not taken its new offsets for %.0fs: its partitions "
+                    "wait (it is stuck, or it died and is replaced once that is noticed)",
+                    late,
+                )
             self._commit(asynchronous=True)
             self._check_topics()
             self._check_retention()
@@ -308,11 +326,21 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._take_probe_answers(messages)
         self._start_probes(now)
         wall = time.time()
+        handouts: dict[int, list[NewOffsets]] = {}
         for tp, part in self._partitions.items():
             end = self._ends.end(tp)
-            if end is not None:
-                self._time_lag.seen(tp, end, wall)
-                self._hand_out(tp, part, end)
+            if end is None:
+                continue
+            self._time_lag.seen(tp, end, wall)
+            member = self._pool.index_of(part.consumer)  # type: ignore[union-attr]
+            if self._handouts.open(member):
+                intervals = handouts.setdefault(member, [])
+                budget = MAX_INTERVALS_PER_HANDOUT - len(intervals)
+                intervals += self._hand_out(tp, part, end, budget)
+        for member, intervals in handouts.items():
+            if intervals:
+                seq = self._handouts.sent(member, now)
+                self.send(self._pool.members[member], OffsetsHandout(seq, tuple(intervals)))  # type: ignore[union-attr]
 
     def _query_ends(self, now: float) -> None:
         """Collect the answer of the end-offset query in flight; ask again when due.
@@ -377,25 +405,30 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         except KafkaException as exc:
             self._errors.log(logging.WARNING, "pause", "pause failed: %s", exc)
 
-    def _hand_out(self, tp: TopicPartition, part: _Partition, end: int) -> None:
-        """Offsets ``[position, end)`` to the partition's Consumer, in intervals of
-        at most one batch, while the partition is under its in-flight cap."""
+    def _hand_out(
+        self, tp: TopicPartition, part: _Partition, end: int, budget: int
+    ) -> list[NewOffsets]:
+        """Offsets ``[position, end)`` for the partition's Consumer, in at most
+        ``budget`` intervals of at most one batch each, while the partition is
+        under its in-flight cap."""
         assert self._config is not None and self._flow is not None
+        intervals: list[NewOffsets] = []
         if self._drain is not None or part.position is None:
-            return
+            return intervals
         step = self._config.batching.max_records
-        while part.position < end and tp not in self._flow.paused:
+        while part.position < end and tp not in self._flow.paused and len(intervals) < budget:
             start = part.position
             stop = min(end, start + step)
-            self.send(
-                part.consumer,
-                NewOffsets(tp[0], tp[1], start, stop, part.fresh, part.generation),
-            )
+            intervals.append(NewOffsets(tp[0], tp[1], start, stop, part.fresh, part.generation))
             part.position, part.fresh = stop, False
             self._flow.sent(tp, stop - start)
             self._records_consumed += stop - start
             metrics.records_consumed(tp[0], tp[1], stop - start)
             self._flow.rebalance_pauses()
+        return intervals
+
+    def receiveMsg_HandoutTaken(self, msg: HandoutTaken, sender: Any) -> None:
+        self._handouts.taken(msg.seq)
 
     # --- progress and commits ---------------------------------------------------------------
 
@@ -520,6 +553,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if self._pool is None or self._closed or msg.childAddress not in self._pool.members:
             return
         replacement = self._create_consumer()
+        self._handouts.reset(self._pool.index_of(msg.childAddress))
+        self.send(self._job_manager, ConsumerExited(msg.childAddress))
         orphans = self._pool.replace(msg.childAddress, replacement)
         if orphans:
             log.warning("a consumer of %d partition(s) exited; they are read again from "

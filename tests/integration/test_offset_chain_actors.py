@@ -26,6 +26,7 @@ from actorsys.messages import (
     ConsumerStart,
     JobManagerStart,
     NewOffsets,
+    OffsetsHandout,
     PartitionAssigned,
     PartitionProgress,
 )
@@ -191,7 +192,8 @@ def test_consumer_retransmits_until_acked_when_acks_are_lost(
         asys.tell(consumer, PartitionAssigned(TOPIC, PARTITION, 1))
         # When 100 records arrive in chunks of 10 (each cuts one batch)
         for start in range(0, 100, 10):
-            asys.tell(consumer, NewOffsets(TOPIC, PARTITION, start, start + 10, start == 0, 1))
+            interval = NewOffsets(TOPIC, PARTITION, start, start + 10, start == 0, 1)
+            asys.tell(consumer, OffsetsHandout(start, (interval,)))
 
         # Then the Consumer keeps retransmitting until every batch is ACKed: its
         # committable offset reaches 100 with nothing left unACKed

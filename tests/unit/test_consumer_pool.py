@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from actorsys.consumer_pool import MAX_EARLY_INTERVALS, PartitionBatches, PoolPlacement
+from actorsys.consumer_pool import (
+    MAX_EARLY_INTERVALS,
+    HandoutWindow,
+    PartitionBatches,
+    PoolPlacement,
+)
 from actorsys.messages import NewOffsets
 
 A, B = ("t", 0), ("t", 1)
@@ -46,6 +51,45 @@ def test_a_dead_member_hands_its_partitions_to_its_replacement() -> None:
     orphans = pool.replace("m0", "m2")
     assert orphans == [("t", 0), ("t", 2)]
     assert pool.members == ["m2", "m1"]
+
+
+def test_a_member_gets_no_handout_past_its_window_until_it_confirms_one() -> None:
+    window = HandoutWindow(2)
+    first = window.sent(0, now=0.0)
+    window.sent(0, now=0.02)
+    # A member with two unconfirmed handouts waits; the other is not held up
+    assert not window.open(0)
+    assert window.open(1)
+    window.taken(first)
+    assert window.open(0)
+
+
+def test_a_replaced_member_starts_with_an_empty_window_and_late_confirmations_are_ignored() -> None:
+    window = HandoutWindow(1)
+    stale = window.sent(0, now=0.0)
+    window.reset(0)
+    assert window.open(0)
+    fresh = window.sent(0, now=1.0)
+    window.taken(stale)  # from the member that died: changes nothing
+    assert not window.open(0)
+    window.taken(fresh)
+    assert window.open(0)
+
+
+def test_the_oldest_unconfirmed_handout_tells_how_long_a_member_has_been_silent() -> None:
+    window = HandoutWindow(2)
+    assert window.oldest_unconfirmed_s(now=5.0) == 0.0
+    window.sent(0, now=1.0)
+    taken = window.sent(1, now=3.0)
+    assert window.oldest_unconfirmed_s(now=5.0) == 4.0
+    window.taken(taken)
+    window.reset(0)
+    assert window.oldest_unconfirmed_s(now=5.0) == 0.0
+
+
+def test_a_window_without_room_is_refused() -> None:
+    with pytest.raises(ValueError):
+        HandoutWindow(0)
 
 
 def test_an_empty_pool_is_refused() -> None:

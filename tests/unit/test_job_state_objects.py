@@ -81,6 +81,20 @@ def test_parked_batches_are_capped_in_count_per_partition() -> None:
     assert len(parked) == 2 and parked.take_next("g", "t", 0, 30) is not None
 
 
+def test_the_batches_of_a_consumer_that_exited_are_forgotten_and_no_others() -> None:
+    held, parked = HeldBatches(max_batches=8), ParkedBatches(max_per_partition=8)
+    held.hold(_batch(0, 10), "dead")
+    held.hold(_batch(10, 20), "alive")
+    parked.park(_batch(30, 40), "dead")
+    parked.park(_batch(50, 60), "alive")
+    assert (held.forget_sender("dead"), parked.forget_sender("dead")) == (1, 1)
+    kept = held.pop_oldest()
+    assert kept is not None and kept[1] == "alive" and len(held) == 0
+    assert parked.take_next("g", "t", 0, next_offset=30) is None
+    entry = parked.take_next("g", "t", 0, next_offset=50)
+    assert entry is not None and entry[1] == "alive"
+
+
 # --- transient output faults --------------------------------------------------------------------
 
 

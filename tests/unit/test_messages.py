@@ -87,7 +87,7 @@ def test_discovery_finds_the_messages() -> None:
     # Given the messages module
     names = {cls.__name__ for cls in MESSAGE_CLASSES}
     # Then discovery sees the protocol's core messages (it is not vacuous)
-    assert {"NewOffsets", "BatchNotification", "BatchAck", "PartitionProgress"} <= names
+    assert {"OffsetsHandout", "NewOffsets", "BatchNotification", "PartitionProgress"} <= names
     assert {"JobAssignment", "JobDone", "Drain", "StatusReport"} <= names
     assert len(MESSAGE_CLASSES) >= 30
 
