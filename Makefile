@@ -4,15 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast test-faults bench bench-read lint clean
+.PHONY: install constraints run test test-fast test-faults bench bench-read lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded,test]'
 	touch $(STAMP)
+
+## Re-pin constraints.txt to the newest versions pyproject.toml allows (in a scratch venv).
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/pip install --quiet --upgrade pip
+	.venv-pin/bin/pip install --quiet '.[embedded,test]'
+	{ head -2 constraints.txt; .venv-pin/bin/pip freeze --exclude-editable | grep -v '^actorsys'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-pin
 
 ## Run the daemon on the embedded broker with a simulated IoT feed (Ctrl-C drains and stops).
 run: install

@@ -353,6 +353,8 @@ class DaemonConfig:
     log_format: str = "text"
     # This host's name in metrics, status and job records ("" = the hostname).
     host_name: str = ""
+    # `actorsys run` shows a progress line this often (0: never; --quiet).
+    progress_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("admin_port", "metrics_port"):
@@ -360,6 +362,8 @@ class DaemonConfig:
             if not 0 <= port <= 65535:
                 raise ConfigError(f"[daemon] {name} must be a TCP port, got {port}")
         _positive("daemon", shutdown_grace_s=self.shutdown_grace_s)
+        if self.progress_interval_s < 0:
+            raise ConfigError("[daemon] progress_interval_s must be 0 (off) or more")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("[daemon] log_level must be DEBUG, INFO, WARNING or ERROR")
         if self.log_format not in ("text", "json"):

@@ -47,10 +47,12 @@ from actorsys.messages import (
     SupervisorStart,
 )
 from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.progress import ProgressReporter
 from actorsys.tables.format_guard import check_output_format
 from actorsys.transport_security import TransportSettings, rejected_peers
 
 log = logging.getLogger("actorsys.daemon")
+progress_log = logging.getLogger("actorsys.progress")
 
 START_TIMEOUT_S = 60.0
 STATUS_EVERY_S = 1.0
@@ -84,6 +86,8 @@ class Daemon:
         self._system_processes: dict[int, str] = {}
         self._fatal: str | None = None
         self._metrics_dir = ""
+        every_s = config.daemon.progress_interval_s
+        self._progress = ProgressReporter(every_s) if every_s > 0 else None
 
     # --- the whole life -------------------------------------------------------------------
 
@@ -109,6 +113,7 @@ class Daemon:
             )
             while not self._stop.is_set():
                 self._refresh_status(asys, supervisor)
+                self._show_progress()
                 self._fatal = self._fatal_problem()
                 if self._fatal is not None:
                     log.error("%s; stopping (exit 1) so that a supervisor restarts it", self._fatal)
@@ -374,6 +379,19 @@ class Daemon:
         metrics.process_memory("daemon")
         metrics.daemon_ready(self.readiness()[0])
 
+    def _show_progress(self) -> None:
+        """The progress line: on a terminal as a line of its own, otherwise (or
+        with JSON logs) as a log event with the same figures as fields."""
+        if self._progress is None:
+            return
+        progress = self._progress.update(self.status(), time.monotonic())
+        if progress is None:
+            return
+        if self.config.daemon.log_format == "text" and sys.stdout.isatty():
+            print(progress.line(), flush=True)
+        else:
+            progress_log.info("progress: %s", progress.line(), extra={"fields": progress.fields()})
+
     def status(self) -> dict[str, Any]:
         return {
             "bootstrap_servers": self._bootstrap,
@@ -420,7 +438,7 @@ class Daemon:
         ready_roles = set(self._status.get("supervisor", {}).get("ready", []))
         required = {"job_manager", "worker_master", "kafka_consumer"}
         if self.config.output.format == "delta":
-            required |= {"committer:raw", "committer:agg", "committer:agg_hourly"}
+            required |= {"committer"}
         missing = required - ready_roles
         checks = {
             "actor_system": time.monotonic() - self._status_at <= 5,

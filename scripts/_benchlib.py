@@ -258,7 +258,7 @@ def label_actor_processes(members: list[psutil.Process]) -> dict[int, str]:
 
     Thespian forks an actor's process from its parent actor's process, so the
     tree mirrors the actor tree: admin (the member whose parent is not a
-    member) -> {logger, Supervisor}; Supervisor -> {table Committers (Delta
+    member) -> {logger, Supervisor}; Supervisor -> {the Committer (Delta
     output only: created before the JobManager, so of lower pid, and without
     children), JobManager (has jobs.db open), KafkaConsumerActor (has
     children and librdkafka's threads), WorkerMaster (one thread; no children

@@ -1,9 +1,12 @@
-"""Committer: the one writer of a table (one per table, on the leader).
+"""Committer: the one writer of the output tables (one actor, one process, on
+the leader; each table has its own ``TableCommitter``).
 
 Workers write data files; the JobManager passes each attempt's files here
-(``CommitFiles``); every ``tables.commit_interval_ms`` this actor publishes
-what is ready in ONE Delta commit that also records, per (consumer group,
-topic, partition), the end offset it covers as an app transaction. The logic
+(``CommitFiles``, naming the table); every ``tables.commit_interval_ms`` each
+table publishes what is ready in ONE Delta commit that also records, per
+(consumer group, topic, partition), the end offset it covers as an app
+transaction. One process for the three tables, not one each: delta-rs and
+pyarrow cost about 180 MB of resident memory per process that loads them. The logic
 lives in ``CommitQueue`` (what may be published: each partition in offset
 order from the table's txn version; duplicates; gaps) and ``DeltaTableStore``
 (how: commits with no retries, so a concurrent writer makes ours fail and we
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,19 +49,71 @@ from actorsys.messages import (
 log = logging.getLogger("actorsys.committer")
 
 TICK_S = 0.2
+ROLE = "committer"
 
 
 class Committer(ActorTypeDispatcher):
+    """Routes each message to its table's ``TableCommitter`` and ticks them."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._table_name = ""
+        self._tables: dict[str, TableCommitter] = {}
+        self._supervisor: Any = None
+        self._parent = ParentWatch()
+
+    def receiveMsg_CommitterStart(self, msg: CommitterStart, sender: Any) -> None:
+        self._supervisor = sender
+        for table in msg.tables:
+            committer = TableCommitter(table, self.send)
+            if (error := committer.open(msg.config)) is not None:
+                self.send(sender, StartFailed(ROLE, error))
+                return
+            self._tables[table] = committer
+        self.send(sender, ComponentReady(ROLE))
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def receiveMsg_CommitFiles(self, msg: CommitFiles, sender: Any) -> None:
+        if (table := self._tables.get(msg.table)) is not None:
+            table.commit_files(msg, sender)
+        # else not started: the JobManager sends it again when we are
+
+    def receiveMsg_ReplaceFiles(self, msg: ReplaceFiles, sender: Any) -> None:
+        if (table := self._tables.get(msg.table)) is not None:
+            table.replace_files(msg, sender)
+
+    def receiveMsg_TableStateRequest(self, msg: TableStateRequest, sender: Any) -> None:
+        if (table := self._tables.get(msg.table)) is not None:
+            table.table_state(sender)
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if not self._tables:
+            return
+        if self._parent.orphaned():
+            log.warning("the Supervisor is gone; exiting")
+            self.send(self.myAddress, ActorExitRequest())
+            return
+        for table in self._tables.values():
+            table.tick()
+            self.send(self._supervisor, table.status())
+        metrics.process_memory("committer")
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
+        log.debug("committer ignores %s", type(msg).__name__)
+
+
+class TableCommitter:
+    """One table's commits: a plain object the Committer actor feeds; it sends
+    its replies with ``send`` (the actor's)."""
+
+    def __init__(self, table: str, send: Callable[[Any, Any], None]) -> None:
+        self._table_name = table
+        self.send = send
         self._store: Any = None  # DeltaTableStore (imported in this process only)
         self._queue: Any = None  # CommitQueue
-        self._supervisor: Any = None
         self._job_manager: Any = None
         self._known: set[tuple[str, str, int]] = set()
         self._errors = RateLimitedLog(log)
-        self._parent = ParentWatch()
         self.stats = {"commits": 0, "jobs_committed": 0, "duplicates": 0, "conflicts": 0}
         self._last_commit_s = 0.0
         self._vacuum_retention_s = 3_600.0
@@ -68,53 +124,45 @@ class Committer(ActorTypeDispatcher):
         # table says whether it landed.
         self._unsettled: tuple[Any, float] | None = None
 
-    def receiveMsg_CommitterStart(self, msg: CommitterStart, sender: Any) -> None:
+    def open(self, config: Any) -> str | None:
+        """Open (or create) the table; why not, when it cannot be."""
         # deltalake starts a runtime of threads: import it here, in the process
         # that uses it, never in one that forks children later.
         from actorsys.tables.commit_queue import CommitQueue
         from actorsys.tables.delta import DeltaTableStore
         from actorsys.tables.layout import PARTITION_COLUMNS
 
-        self._supervisor = sender
-        self._table_name = msg.table
-        tables = msg.config.tables
-        role = f"committer:{msg.table}"
+        table, tables = self._table_name, config.tables
         try:
             self._store = DeltaTableStore(
-                Path(msg.config.output.dir) / msg.table,
-                _schema(msg.table, msg.config.output.metrics),
+                Path(config.output.dir) / table,
+                _schema(table, config.output.metrics),
                 PARTITION_COLUMNS,
             )
             self._store.ensure_created()
             # Data files no commit ever referenced: attempts that crashed or lost
             # the race. Old enough that no running attempt can still be writing them.
-            for orphan in self._store.untracked_data_files(msg.config.jobs.job_timeout_s + 60):
+            for orphan in self._store.untracked_data_files(config.jobs.job_timeout_s + 60):
                 orphan.unlink(missing_ok=True)
                 log.info("removed %s: written by an attempt that was never committed", orphan)
         except (ActorsysError, OSError, ValueError) as exc:
-            self.send(sender, StartFailed(role, f"cannot open table {msg.table}: {exc}"))
-            return
+            return f"cannot open table {table}: {exc}"
         self._queue = CommitQueue(tables.commit_interval_ms / 1000, tables.max_files_per_commit)
-        metrics.table_opened(
-            msg.table, ("append", "replace") if msg.table == "raw" else ("replace",)
-        )
+        metrics.table_opened(table, ("append", "replace") if table == "raw" else ("replace",))
         if metrics.enabled():
-            self._files = metrics.TableFiles(msg.table)
+            self._files = metrics.TableFiles(table)
             self._table_files_changed(-1, ())  # a full listing, once
         self._vacuum_retention_s = tables.vacuum_retention_s
         self._vacuum_every_s = tables.vacuum_interval_s
         self._vacuumed_at = time.monotonic()
-        self.send(sender, ComponentReady(role))
-        self.wakeupAfter(timedelta(seconds=TICK_S))
+        return None
 
     # --- files in --------------------------------------------------------------------------
 
-    def receiveMsg_CommitFiles(self, msg: CommitFiles, sender: Any) -> None:
+    def commit_files(self, msg: CommitFiles, sender: Any) -> None:
         from actorsys.tables.commit_queue import SkippedJob, WrittenJob
         from actorsys.tables.layout import DataFile
 
-        if self._queue is None:
-            return  # not started: the JobManager sends it again when we are
         self._job_manager = sender
         key = (msg.consumer_group, msg.topic, msg.partition)
         self._learn(key)
@@ -126,14 +174,12 @@ class Committer(ActorTypeDispatcher):
         job = WrittenJob(msg.job_id, msg.token, key, msg.chain_start, msg.start, msg.end, files)
         self._queue.offer(job, time.monotonic())
 
-    def receiveMsg_ReplaceFiles(self, msg: ReplaceFiles, sender: Any) -> None:
+    def replace_files(self, msg: ReplaceFiles, sender: Any) -> None:
         """One compaction's commit, at once (compactions are rare, and readers
         should get the compacted hour soon)."""
         from actorsys.tables.delta import CommitConflict, StaleRemove
         from actorsys.tables.layout import DataFile
 
-        if self._store is None:
-            return
         self._job_manager = sender
         adds = [DataFile.from_json(f) for f in msg.files]
         for _attempt in range(3):  # a concurrent ingestion commit is the usual conflict
@@ -203,13 +249,11 @@ class Committer(ActorTypeDispatcher):
         reason = f"cannot commit: {exc}"
         self.send(sender, CommitRejected(msg.job_id, msg.token, reason, is_transient(exc)))
 
-    def receiveMsg_TableStateRequest(self, msg: TableStateRequest, sender: Any) -> None:
+    def table_state(self, sender: Any) -> None:
         """Where event time stands and which hours still hold ingestion files,
         read from the table itself: what the JobManager's windows restart from."""
         import pyarrow as pa
 
-        if self._store is None:
-            return
         actions = pa.table(self._store.table.get_add_actions(flatten=True))
         watermarks: dict[tuple[str, int], int] = {}
         dirty: dict[tuple[str, int, int], int] = {}
@@ -247,13 +291,7 @@ class Committer(ActorTypeDispatcher):
 
     # --- commits ---------------------------------------------------------------------------
 
-    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
-        if self._queue is None:
-            return
-        if self._parent.orphaned():
-            log.warning("the Supervisor is gone; exiting")
-            self.send(self.myAddress, ActorExitRequest())
-            return
+    def tick(self) -> None:
         self._drop_duplicates()
         if self._unsettled is not None:
             self._settle()
@@ -261,9 +299,6 @@ class Committer(ActorTypeDispatcher):
             self._commit()
         if time.monotonic() - self._vacuumed_at >= self._vacuum_every_s:
             self._vacuum()
-        metrics.process_memory("committer")
-        self._push_status()
-        self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def _drop_duplicates(self) -> None:
         """Attempts whose offsets the table already holds (an earlier attempt was
@@ -410,27 +445,18 @@ class Committer(ActorTypeDispatcher):
             current = self._store.version if version is None else version
             self.send(self._job_manager, JobsCommitted(self._table_name, tuple(jobs), current))
 
-    def _push_status(self) -> None:
-        if self._supervisor is None:
-            return
-        waiting = sum(self._queue.waiting().values())
-        self.send(
-            self._supervisor,
-            ComponentStatus(
-                f"committer:{self._table_name}",
-                {
-                    "table": self._table_name,
-                    "version": self._store.version,
-                    "queued_jobs": len(self._queue),
-                    "waiting_for_predecessor": waiting,
-                    "last_commit_s": round(self._last_commit_s, 4),
-                    **self.stats,
-                },
-            ),
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(
+            f"{ROLE}:{self._table_name}",
+            {
+                "table": self._table_name,
+                "version": self._store.version,
+                "queued_jobs": len(self._queue),
+                "waiting_for_predecessor": sum(self._queue.waiting().values()),
+                "last_commit_s": round(self._last_commit_s, 4),
+                **self.stats,
+            },
         )
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("committer ignores %s", type(msg).__name__)
 
 
 def _schema(table: str, metrics: tuple[str, ...]) -> Any:

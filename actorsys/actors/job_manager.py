@@ -187,6 +187,8 @@ class JobManager(ActorTypeDispatcher):
             "attempts_failed": 0,
             "transient_failures": 0,
             "store_errors": 0,
+            "rows_ingested": 0,  # valid records in the output (ingestion jobs)
+            "files_ingested": 0,
         }
 
     # --- start-up ---------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class JobManager(ActorTypeDispatcher):
                 tables.recompact_delay_s,
             )
             if "raw" in self._committers:  # where event time stands, from the table
-                self.send(self._committers["raw"], TableStateRequest())
+                self.send(self._committers["raw"], TableStateRequest("raw"))
         self.send(sender, ComponentReady("job_manager"))
         self.send(self._worker_master, JobsAvailable())
         self.wakeupAfter(timedelta(seconds=TICK_S))
@@ -278,6 +280,8 @@ class JobManager(ActorTypeDispatcher):
         if self._windows is None:
             return
         record, now = publishing.record, time.monotonic()
+        if record.kind is JobKind.INGEST:
+            self._ingested(publishing.outcome)
         if record.kind is JobKind.COMPACT and record.window_ms is not None:
             self._windows.compacted(record.window_ms, now)
             metrics.compaction_done()
@@ -589,6 +593,8 @@ class JobManager(ActorTypeDispatcher):
             return
         self.stats["jobs_done"] += 1
         metrics.job_finished("DONE")
+        if "raw" not in self._committers:  # plain Parquet: every job ingests
+            self._ingested(outcome)
         if self._windows is not None and not outcome.table_files:
             record = self._store.get(job_id)  # an empty compaction: nothing to publish
             if record is not None and record.window_ms is not None:
@@ -599,6 +605,12 @@ class JobManager(ActorTypeDispatcher):
         if self._output.succeeded():
             log.info("the output is writable again; resuming consumption")
         self._job_finished()
+
+    def _ingested(self, outcome: Outcome) -> None:
+        """An ingestion job's rows and files are in the output (for the status;
+        a compaction rewrites rows, it adds none)."""
+        self.stats["rows_ingested"] += outcome.valid_records
+        self.stats["files_ingested"] += len(outcome.output_files)
 
     def _publish(self, job_id: int, token: int, publishing: _Publishing, table: str) -> None:
         """Hand one table's part of an attempt to that table's committer."""
@@ -611,7 +623,7 @@ class JobManager(ActorTypeDispatcher):
             day, hour = _partition_of(record.window_ms)
             removes = publishing.outcome.removes if table == "raw" else None
             message: Any = ReplaceFiles(
-                job_id, token, (("date", day), ("hour", hour)), removes, files
+                job_id, token, (("date", day), ("hour", hour)), removes, files, table
             )
         else:
             message = _commit_files(record, token, files)

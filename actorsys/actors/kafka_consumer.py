@@ -710,6 +710,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             # Before its first commit here, a partition's committed offset is the group's.
             committed = part.committed if part.committed is not None else part.group_committed
             paused = key in self._flow.paused  # type: ignore[union-attr]
+            behind = self._time_lag.seconds_behind(key, committed, now)
             metrics.partition_state(
                 topic,
                 partition,
@@ -717,7 +718,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 high_watermark=end,
                 inflight_records=records,
                 paused=paused,
-                seconds_behind=self._time_lag.seconds_behind(key, committed, now),
+                seconds_behind=behind,
             )
             partitions.append(
                 {
@@ -729,6 +730,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                     "lag": (end - (committed or 0)) if end is not None else None,
                     "inflight_records": records,
                     "paused": paused,
+                    "seconds_behind": None if behind is None else round(behind, 1),
                 }
             )
         metrics.consumer_state(len(self._partitions), self._client_stats.brokers_up)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from thespian.actors import (
 )
 
 from actorsys import __version__, metrics
+from actorsys.actors.committer import ROLE as COMMITTER_ROLE
 from actorsys.actors.committer import Committer
 from actorsys.actors.job_manager import JobManager
 from actorsys.actors.kafka_consumer import KafkaConsumerActor
@@ -45,7 +45,6 @@ from actorsys.messages import (
     ComponentStatus,
     ConsumingStopped,
     Drain,
-    Drained,
     HostDraining,
     JobManagerMoved,
     JobManagerStart,
@@ -62,40 +61,24 @@ from actorsys.messages import (
     WorkerMasterMoved,
     WorkerMasterStart,
 )
+from actorsys.supervision import DrainPlan, GiveUp, RestartBook
 
 log = logging.getLogger("actorsys.supervisor")
 
 JOB_MANAGER = "job_manager"
 WORKER_MASTER = "worker_master"
 KAFKA_CONSUMER = "kafka_consumer"
-# One committer per table (format "delta"): the one writer of that table.
+# One Committer (format "delta"): the one writer of the three tables.
 TABLES = ("raw", "agg", "agg_hourly")
-COMMITTERS = tuple(f"committer:{table}" for table in TABLES)
-COMMITTER = COMMITTERS[0]
+COMMITTER = COMMITTER_ROLE
 ROLES = {
     JOB_MANAGER: JobManager,
     WORKER_MASTER: WorkerMaster,
     KAFKA_CONSUMER: KafkaConsumerActor,
-    **dict.fromkeys(COMMITTERS, Committer),
+    COMMITTER: Committer,
 }
-RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)
-# A role that fails this many restarts in a row (about a minute of backoff)
-# cannot be kept alive: the Supervisor stops trying and reports it lost, so the
-# daemon fails /healthz and exits non-zero and its own supervisor (systemd)
-# restarts the whole thing, instead of a daemon that looks alive doing nothing.
-MAX_FAILING_RESTARTS = len(RESTART_BACKOFF_S)
 WATCHDOG = "watchdog"
 WATCHDOG_S = 2.0
-
-
-@dataclass
-class _DrainState:
-    reply_to: Any
-    deadline: float
-    consuming_clean: bool = True
-    # Kafka consumers (this system's and members') whose ConsumingStopped is awaited.
-    # (A list: Thespian's ActorAddress is unhashable; found by equality.)
-    waiting_for: list[Any] = field(default_factory=list)
 
 
 class Supervisor(ActorTypeDispatcher):
@@ -105,21 +88,15 @@ class Supervisor(ActorTypeDispatcher):
         self._starter: Any = None
         self._children: dict[str, Any] = {}
         self._ready: set[str] = set()
-        self._restarts: dict[str, int] = {}  # total, for status
-        # Restarts since the role last came up: drives the backoff, so one crash
-        # after weeks of health is retried at once, a crash loop slowly.
-        self._failing: dict[str, int] = {}
+        self._restarts = RestartBook()
         self._status: dict[str, dict[str, Any]] = {}
-        self._drain: _DrainState | None = None
+        self._drain: DrainPlan | None = None
         # Kafka consumers placed on member systems (second consumer daemons), by member.
         self._remote_consumers: dict[str, Any] = {}
         # Consumers of draining members, as (address, member id) pairs.
         self._leaving: list[tuple[Any, str]] = []
         self._local_member = ""
         self._roles: set[str] = {JOB_MANAGER, WORKER_MASTER, KAFKA_CONSUMER}
-        # Roles given up on (MAX_FAILING_RESTARTS failures in a row), with why.
-        self._lost: dict[str, str] = {}
-        self._last_failure: dict[str, str] = {}
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -135,10 +112,9 @@ class Supervisor(ActorTypeDispatcher):
         if msg.config.output.format == "delta":
             # Created (and told where the table is) before the JobManager, which
             # hands it every written attempt.
-            for role in COMMITTERS:
-                self._roles.add(role)
-                self._children[role] = self.createActor(Committer)
-                self._start_role(role)
+            self._roles.add(COMMITTER)
+            self._children[COMMITTER] = self.createActor(Committer)
+            self._start_role(COMMITTER)
         self._children[JOB_MANAGER] = self.createActor(JobManager)
         self._children[WORKER_MASTER] = self.createActor(WorkerMaster)
         self._start_role(JOB_MANAGER)
@@ -156,14 +132,14 @@ class Supervisor(ActorTypeDispatcher):
                     servers,
                     self._children[WORKER_MASTER],
                     tuple(
-                        (role.split(":", 1)[1], self._children[role])
-                        for role in COMMITTERS
-                        if role in self._children
+                        (table, self._children[COMMITTER])
+                        for table in TABLES
+                        if COMMITTER in self._children
                     ),
                 ),
             )
-        elif role in COMMITTERS:
-            self.send(address, CommitterStart(cfg, role.split(":", 1)[1]))
+        elif role == COMMITTER:
+            self.send(address, CommitterStart(cfg, TABLES))
         elif role == WORKER_MASTER:
             self.send(address, WorkerMasterStart(cfg, servers, self._children[JOB_MANAGER]))
         else:
@@ -171,7 +147,7 @@ class Supervisor(ActorTypeDispatcher):
 
     def receiveMsg_ComponentReady(self, msg: ComponentReady, sender: Any) -> None:
         self._ready.add(msg.role)
-        self._failing.pop(msg.role, None)
+        self._restarts.came_up(msg.role)
         if msg.role == JOB_MANAGER and KAFKA_CONSUMER not in self._children:
             self._children[KAFKA_CONSUMER] = self.createActor(KafkaConsumerActor)
             self._start_role(KAFKA_CONSUMER)
@@ -190,7 +166,7 @@ class Supervisor(ActorTypeDispatcher):
         # A role recreated after a crash that cannot start (its job store is
         # unreachable, say) is a failure too: stop it, so its exit takes the
         # restart path with backoff, and counts towards giving up.
-        self._last_failure[msg.role] = msg.reason
+        self._restarts.failed_to_start(msg.role, msg.reason)
         if msg.role in self._children and self._children[msg.role] == sender:
             self.send(sender, ActorExitRequest())
 
@@ -261,29 +237,22 @@ class Supervisor(ActorTypeDispatcher):
             return  # a duplicate notice, or an exit we asked for
         self._children.pop(role)
         self._ready.discard(role)
-        count = self._failing.get(role, 0)
-        if count >= MAX_FAILING_RESTARTS:
-            why = self._last_failure.get(role, "it keeps exiting")
-            self._lost[role] = f"gave up after {count} failed restarts: {why}"
-            log.error("%s cannot be kept alive (%s); the daemon must stop", role, self._lost[role])
+        decision = self._restarts.exited(role)
+        if isinstance(decision, GiveUp):
+            log.error("%s cannot be kept alive (%s); the daemon must stop", role, decision.why)
             return
-        self._restarts[role] = self._restarts.get(role, 0) + 1
-        self._failing[role] = count + 1
         metrics.actor_restarted(role)
-        delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
         log.error(
-            "%s exited; recreating it in %.1fs (restart #%d)", role, delay, self._restarts[role]
-        )
-        self.wakeupAfter(timedelta(seconds=delay), payload=("restart", role))
+            "%s exited; recreating it in %.1fs (restart #%d)", role, decision.delay_s,
+            decision.number,
+        )  # fmt: skip
+        self.wakeupAfter(timedelta(seconds=decision.delay_s), payload=("restart", role))
 
     def _remote_consumer_exited(self, member: str) -> None:
         del self._remote_consumers[member]
         if self._drain is not None:
             return
-        key = f"{KAFKA_CONSUMER}@{member}"
-        count = self._restarts.get(key, 0)
-        self._restarts[key] = count + 1
-        delay = RESTART_BACKOFF_S[min(count, len(RESTART_BACKOFF_S) - 1)]
+        delay = self._restarts.replaced(f"{KAFKA_CONSUMER}@{member}")
         log.error("the Kafka consumer on %s exited; placing a new one in %.1fs", member, delay)
         self.wakeupAfter(timedelta(seconds=delay), payload=("replace-consumer", member))
 
@@ -294,9 +263,7 @@ class Supervisor(ActorTypeDispatcher):
             if self._drain is None and msg.payload[1] not in self._remote_consumers:
                 self._place_consumer(msg.payload[1])
         elif msg.payload == "drain-deadline":
-            if self._drain is not None and self._drain.waiting_for:
-                self._drain.consuming_clean = False
-                self._drain.waiting_for.clear()
+            if self._drain is not None and self._drain.consumers_overdue():
                 self._quiesce_jobs()
         elif msg.payload == WATCHDOG:
             self._watch_daemon()
@@ -322,53 +289,50 @@ class Supervisor(ActorTypeDispatcher):
                 self.send(consumer, JobManagerMoved(address))
         elif role == WORKER_MASTER and JOB_MANAGER in self._children:
             self.send(self._children[JOB_MANAGER], WorkerMasterMoved(address))
-        elif role in COMMITTERS and JOB_MANAGER in self._children:
-            table = role.split(":", 1)[1]
-            self.send(self._children[JOB_MANAGER], CommitterMoved(address, table))
+        elif role == COMMITTER and JOB_MANAGER in self._children:
+            for table in TABLES:
+                self.send(self._children[JOB_MANAGER], CommitterMoved(address, table))
 
     # --- draining -------------------------------------------------------------------------
 
     def receiveMsg_Drain(self, msg: Drain, sender: Any) -> None:
-        self._drain = _DrainState(sender, time.monotonic() + msg.grace_s)
         consumers = [
             a
             for a in (self._children.get(KAFKA_CONSUMER), *self._remote_consumers.values())
             if a is not None
         ]
-        if not consumers:
+        self._drain = DrainPlan.start(sender, msg.grace_s, consumers, time.monotonic())
+        if self._drain.quiesce_now:
             self._quiesce_jobs()
             return
         if (manager := self._children.get(JOB_MANAGER)) is not None:
             self.send(manager, AdmitHeldBatches())
         # Every consumer — this system's and the members' — flushes, waits for its
         # ACKs and commits, while the JobManager is still here to ACK.
-        self._drain.waiting_for = list(consumers)
+        stop_s = DrainPlan.stop_deadline_s(msg.grace_s)
         for consumer in consumers:
-            self.send(consumer, StopConsuming(deadline_s=msg.grace_s * 0.5))
-        self.wakeupAfter(timedelta(seconds=msg.grace_s * 0.5 + 2), payload="drain-deadline")
+            self.send(consumer, StopConsuming(deadline_s=stop_s))
+        self.wakeupAfter(timedelta(seconds=stop_s + 2), payload="drain-deadline")
 
     def receiveMsg_ConsumingStopped(self, msg: ConsumingStopped, sender: Any) -> None:
         if (member := self._take_leaving(sender)) is not None:
             log.info("the consumer on %s committed and left", member)
             self.send(sender, ActorExitRequest())
             return
-        drain = self._drain
-        if drain is None or sender not in drain.waiting_for:
+        if self._drain is None or sender not in self._drain.consumers:
             return
-        drain.waiting_for.remove(sender)
-        drain.consuming_clean = drain.consuming_clean and msg.clean
         log.info(
             "consuming stopped (%s); committed %s",
             "clean" if msg.clean else "deadline reached",
             ", ".join(f"{t}[{p}]={o}" for t, p, o in msg.committed) or "nothing new",
         )
-        if not drain.waiting_for:
+        if self._drain.stopped(sender, msg.clean):
             self._quiesce_jobs()
 
     def _quiesce_jobs(self) -> None:
         assert self._drain is not None
         manager = self._children.get(JOB_MANAGER)
-        remaining = max(0.0, self._drain.deadline - time.monotonic())
+        remaining = self._drain.remaining_s(time.monotonic())
         if manager is None:
             self._finish_drain(JobsQuiesced(still_running=0))
             return
@@ -378,17 +342,8 @@ class Supervisor(ActorTypeDispatcher):
         self._finish_drain(msg)
 
     def _finish_drain(self, msg: JobsQuiesced) -> None:
-        if self._drain is None or self._drain.reply_to is None:
-            return
-        clean = self._drain.consuming_clean and msg.still_running == 0
-        detail = (
-            "all open batches ACKed and committed; no job running"
-            if clean
-            else f"grace period ended: {msg.still_running} job(s) still running "
-            "(they run again after restart)"
-        )
-        self.send(self._drain.reply_to, Drained(clean=clean, detail=detail))
-        self._drain.reply_to = None
+        if self._drain is not None and (answer := self._drain.finished(msg.still_running)):
+            self.send(*answer)
 
     # --- inspection -----------------------------------------------------------------------
 
@@ -399,8 +354,8 @@ class Supervisor(ActorTypeDispatcher):
         components = dict(self._status)
         components["supervisor"] = {
             "ready": sorted(self._ready),
-            "restarts": dict(self._restarts),
-            "lost_roles": dict(self._lost),
+            "restarts": dict(self._restarts.restarts),
+            "lost_roles": dict(self._restarts.lost),
             "draining": self._drain is not None,
         }
         self.send(sender, StatusReport(components))

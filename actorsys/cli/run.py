@@ -95,6 +95,12 @@ def cluster_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--workers", type=click.IntRange(0), help="Worker processes (0: one per CPU).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log line format.")
 @click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress line ([daemon] progress_interval_s = 0).",
+)
+@click.option(
     "-X",
     "--kafka-property",
     "kafka_properties",
@@ -114,12 +120,17 @@ def run(
     metrics_port: int | None,
     workers: int | None,
     log_format: str | None,
+    quiet: bool,
     kafka_properties: tuple[str, ...],
     bind_host: str | None,
     advertised_host: str | None,
     key_file: str | None,
 ) -> None:
     """Run the daemon until SIGTERM or Ctrl-C, then drain and exit 0.
+
+    Every few seconds it shows one progress line: records/s in and out, lag,
+    jobs, what is committed, paused partitions (a log event when not on a
+    terminal or with --log-format json; --quiet for none).
 
     Flags override the configuration file. A configuration mistake prints one
     line and exits 2.
@@ -156,6 +167,7 @@ def run(
         put("daemon", "admin_port", admin_port)
         put("daemon", "metrics_port", metrics_port)
         put("daemon", "log_format", log_format)
+        put("daemon", "progress_interval_s", 0.0 if quiet else None)
         put("workers", "count", workers)
         for key, value in cluster_overrides(bind_host, advertised_host, key_file).items():
             put("cluster", key, value)

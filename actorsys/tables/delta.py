@@ -1,7 +1,7 @@
 """One Delta table as its committer uses it: create, check offsets, commit, clean up.
 
 Workers write data files into the table directory (:mod:`actorsys.tables.layout`);
-a single committer per table publishes them, many files per Delta commit,
+a single writer per table publishes them, many files per Delta commit,
 together with the Kafka offsets they cover as app transactions (``txn``
 actions): app id per (consumer group, topic, partition), version = the end
 offset covered, as kafka-delta-ingest does. A restarted committer reads the

@@ -76,10 +76,14 @@ def test_end_to_end_exactly_once(
     assert report.malformed > 0
     group = f"g-{uuid.uuid4().hex[:8]}"
     # When the daemon runs until everything is committed and every job is done
-    daemon = _daemon(tmp_path, broker, topic, group)
+    daemon = _daemon(tmp_path, broker, topic, group, daemon={"progress_interval_s": 1})
     daemons.append(daemon.start())
     daemon.wait_ready()
     _wait_complete(daemon, broker, group, topic, report, f"sqlite:///{tmp_path}/jobs.db")
+    # Then its progress line (a log event: not on a terminal) counts every valid row
+    wait_for(
+        lambda: f"{report.valid:,} rows" in daemon.log_tail(40), 15, "the progress line's rows"
+    )
     # Then it exits 0 on SIGTERM and leaves no process behind
     assert daemon.terminate() == 0, daemon.log_tail()
     daemon.assert_nothing_left()

@@ -107,6 +107,7 @@ def test_section_defaults_the_pipeline_relies_on() -> None:
         ({"daemon": {"shutdown_grace_s": 0}}, "[daemon] shutdown_grace_s"),
         ({"daemon": {"log_level": "TRACE"}}, "[daemon] log_level"),
         ({"daemon": {"log_format": "xml"}}, "[daemon] log_format"),
+        ({"daemon": {"progress_interval_s": -1}}, "[daemon] progress_interval_s"),
         ({"simulator": {"malformed_ratio": 1.5}}, "[simulator] malformed_ratio"),
         ({"simulator": {"malformed_ratio": -0.1}}, "[simulator] malformed_ratio"),
     ],
