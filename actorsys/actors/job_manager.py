@@ -78,6 +78,9 @@ log = logging.getLogger("actorsys.job_manager")
 
 TICK_S = 1.0
 MAX_PARKED_PER_PARTITION = 256
+# FAILED jobs whose skips a new raw committer is sent again (newest first):
+# older ones are in the table already unless over this many failed since.
+MAX_SKIPS_RESENT = 1_000
 # Consumers that died, remembered so that their last notifications get no ACK
 # (a send to a dead actor holds a transmit slot for minutes).
 EXITED_CONSUMERS_KEPT = 16
@@ -231,6 +234,7 @@ class JobManager(ActorTypeDispatcher):
             )
             if "raw" in self._committers:  # where event time stands, from the table
                 self.send(self._committers["raw"], TableStateRequest("raw"))
+                self._resend_skips()
         self.send(sender, ComponentReady("job_manager"))
         self.send(self._worker_master, JobsAvailable())
         self.wakeupAfter(timedelta(seconds=TICK_S))
@@ -242,6 +246,24 @@ class JobManager(ActorTypeDispatcher):
         for (job_id, token), publishing in list(self._awaiting_commit.items()):
             if msg.table in publishing.pending:
                 self._publish(job_id, token, publishing, msg.table)
+        if msg.table == "raw":
+            self._resend_skips()
+
+    def _resend_skips(self) -> None:
+        """A committer that is new (a restart of it, or of the daemon) never
+        saw the skips of the FAILED ingestion jobs: the newest are sent again,
+        or a FAILED job whose skip was not yet committed would hold its
+        partition's later jobs back for ever. The committer ignores those the
+        table covers already."""
+        assert self._store is not None and self._config is not None
+        try:
+            failed = self._store.list_jobs(JobStatus.FAILED, limit=MAX_SKIPS_RESENT)
+        except JobStoreError as exc:
+            self._store_error("list", "job store: %s", exc)
+            return
+        for record in failed:
+            if record.consumer_group == self._config.kafka.group_id:
+                self._skip_in_table(record)
 
     def receiveMsg_TableState(self, msg: TableState, sender: Any) -> None:
         if self._windows is None:
@@ -688,8 +710,7 @@ class JobManager(ActorTypeDispatcher):
     def _skip_in_table(self, record: JobRecord) -> None:
         """A FAILED ingestion job wrote nothing, but the raw table's chain must
         account for its offsets (its records are dead-lettered), or the
-        partition's later jobs would wait for it for ever. (After a restart a
-        FAILED job is not offered again: `actorsys jobs retry` replays it.)"""
+        partition's later jobs would wait for it for ever."""
         committer = self._committers.get("raw")
         if committer is None or record.kind is not JobKind.INGEST:
             return

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from deltalake import DeltaTable
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.simulator import create_topic_if_missing
+from actorsys.tables.delta import app_id
 from tests.support.checks import job_intervals, raw_positions
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.waiting import wait_for
@@ -84,3 +86,60 @@ def test_jobs_without_rows_and_failed_jobs_let_the_partition_go_on(
     wait_for(readable, 60, "the good records readable in the raw table")
     assert daemon.terminate() == 0
     daemon.assert_nothing_left()
+
+
+def _poisoned_daemon(
+    tmp_path: Path, bootstrap: str, topic: str, name: str, **extra: dict
+) -> DaemonProcess:
+    """A Delta daemon whose job holding offset 30 always fails (one attempt)."""
+    return topic_daemon(
+        tmp_path, bootstrap, topic, name,
+        batching={"max_records": 10, "linger_ms": 200},
+        jobs={"max_attempts": 1},
+        output={"format": "delta", "handler": "tests.support.handlers:FaultyHandler",
+                "options": {"poison_partition": 0, "poison_offset": 30,
+                            "table_format": "delta"}},
+        **extra,
+    )  # fmt: skip
+
+
+def test_a_failed_job_whose_skip_was_not_committed_does_not_stall_its_partition_after_a_restart(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    create_topic_if_missing(bootstrap, topic, 1)
+    create_topic_if_missing(bootstrap, f"{topic}.dlq", 1)
+    job_store = f"sqlite:///{tmp_path}/jobs.db"
+    # Given a daemon that commits its table at most once a minute, and a
+    # partition of 100 good records whose job holding offset 30 FAILS
+    first = _poisoned_daemon(tmp_path, bootstrap, topic, "first",
+                             tables={"commit_interval_ms": 60_000})  # fmt: skip
+    start_ready(daemons, first)
+    _produce(bootstrap, topic, _valid(100, int(time.time() * 1000)))
+
+    def failed_job() -> tuple[int, int] | None:
+        failed = [(s, e) for s, e, status in _statuses(job_store) if status is JobStatus.FAILED]
+        return failed[0] if failed else None
+
+    lost_start, lost_end = wait_for(failed_job, 90, "the poisoned job FAILED")
+    # When every process of it is killed before the table recorded that job
+    first.kill9()
+    first.assert_nothing_left()
+    version = DeltaTable(str(tmp_path / "out" / "raw")).transaction_version(
+        app_id(f"g-{topic}", topic, 0)
+    )
+    assert version is None or version <= lost_start, f"the skip was committed ({version}): " \
+        "the test proves nothing"  # fmt: skip
+    # And the daemon is started again
+    second = _poisoned_daemon(tmp_path, bootstrap, topic, "second")
+    start_ready(daemons, second)
+
+    # Then the partition goes on past the FAILED job: every other record is readable
+    def readable() -> list[tuple[int, int]] | None:
+        positions = sorted(raw_positions(tmp_path / "out", topic))
+        expected = [(0, o) for o in range(100) if not lost_start <= o < lost_end]
+        return positions if positions == expected else None
+
+    wait_for(readable, 90, "the records after the FAILED job readable in the raw table")
+    assert second.terminate() == 0
+    second.assert_nothing_left()
