@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
@@ -227,12 +228,17 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
 def test_a_restart_right_after_kill_9_waits_for_the_previous_actor_system(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
 ) -> None:
-    # Given a running daemon whose own process is killed -9 (its actor system then
-    # takes up to ~2 s to notice and end itself)
+    # Given a running daemon whose own process is killed -9; its actor system
+    # would end itself within ~2 s, so it is held (stopped) to be sure the
+    # restart meets it still there (without this the race went either way)
     create_topic_if_missing(broker.bootstrap_servers, topic, 1)
     first = _daemon(tmp_path, broker, topic, "first")
     start_ready(daemons, first)
     assert first.proc is not None
+    first.actor_system.refresh()
+    held = first.actor_system.alive()
+    for proc in held:
+        proc.suspend()
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
     # When it is restarted at once on the same ports
@@ -241,9 +247,19 @@ def test_a_restart_right_after_kill_9_waits_for_the_previous_actor_system(
     )
     daemons.append(second)
     second.start()
-    # Then it waits for the old actor system and starts, instead of exiting 1
+    # Then it waits for the old actor system (let go once it says so) and
+    # starts, instead of exiting 1
+    try:
+        wait_for(
+            lambda: "waiting up to 15s for a previous actor system" in second.log_tail(50),
+            30,
+            "the restart to wait for the old actor system",
+        )
+    finally:
+        for proc in held:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
     second.wait_ready(60)
-    assert "waiting up to 15s for a previous actor system" in second.log_path.read_text()
     assert second.terminate() == 0
 
 
