@@ -50,6 +50,21 @@ def _all_done_up_to(job_store: str, end: int) -> bool:
     return bool(jobs) and jobs[-1][1] == end and all(status in finished for *_, status in jobs)
 
 
+def _poisoned_daemon(
+    tmp_path: Path, bootstrap: str, topic: str, name: str, **extra: dict
+) -> DaemonProcess:
+    """A Delta daemon whose job holding offset 30 always fails (one attempt)."""
+    return topic_daemon(
+        tmp_path, bootstrap, topic, name,
+        batching={"max_records": 10, "linger_ms": 200},
+        jobs={"max_attempts": 1},
+        output={"format": "delta", "handler": "tests.support.handlers:FaultyHandler",
+                "options": {"poison_partition": 0, "poison_offset": 30,
+                            "table_format": "delta"}},
+        **extra,
+    )  # fmt: skip
+
+
 def test_jobs_without_rows_and_failed_jobs_let_the_partition_go_on(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
 ) -> None:
@@ -57,14 +72,7 @@ def test_jobs_without_rows_and_failed_jobs_let_the_partition_go_on(
     create_topic_if_missing(bootstrap, topic, 1)
     create_topic_if_missing(bootstrap, f"{topic}.dlq", 1)
     # Given a Delta daemon whose job holding offset 30 always fails (one attempt)
-    daemon = topic_daemon(
-        tmp_path, bootstrap, topic,
-        batching={"max_records": 10, "linger_ms": 200},
-        jobs={"max_attempts": 1},
-        output={"format": "delta", "handler": "tests.support.handlers:FaultyHandler",
-                "options": {"poison_partition": 0, "poison_offset": 30,
-                            "table_format": "delta"}},
-    )  # fmt: skip
+    daemon = _poisoned_daemon(tmp_path, bootstrap, topic, "daemon")
     start_ready(daemons, daemon)
     job_store = f"sqlite:///{tmp_path}/jobs.db"
     # When the partition starts with records that are all unreadable (a job of
@@ -86,21 +94,6 @@ def test_jobs_without_rows_and_failed_jobs_let_the_partition_go_on(
     wait_for(readable, 60, "the good records readable in the raw table")
     assert daemon.terminate() == 0
     daemon.assert_nothing_left()
-
-
-def _poisoned_daemon(
-    tmp_path: Path, bootstrap: str, topic: str, name: str, **extra: dict
-) -> DaemonProcess:
-    """A Delta daemon whose job holding offset 30 always fails (one attempt)."""
-    return topic_daemon(
-        tmp_path, bootstrap, topic, name,
-        batching={"max_records": 10, "linger_ms": 200},
-        jobs={"max_attempts": 1},
-        output={"format": "delta", "handler": "tests.support.handlers:FaultyHandler",
-                "options": {"poison_partition": 0, "poison_offset": 30,
-                            "table_format": "delta"}},
-        **extra,
-    )  # fmt: skip
 
 
 def test_a_failed_job_whose_skip_was_not_committed_does_not_stall_its_partition_after_a_restart(
