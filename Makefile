@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install constraints run test test-fast test-faults bench bench-read lint clean
+.PHONY: install constraints run test test-fast test-faults bench bench-read lint typecheck clean
 
 install: $(STAMP)
 
@@ -45,9 +45,14 @@ bench: install
 bench-read: install
 	$(BIN)/python scripts/bench_read.py
 
+## ruff: lint rules and formatting, checked (nothing rewritten).
 lint: install
 	$(BIN)/ruff check actorsys tests scripts
 	$(BIN)/ruff format --check actorsys tests scripts
+
+## mypy, strict, on actorsys/ (pyproject.toml [tool.mypy]).
+typecheck: install
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -126,6 +126,15 @@ def _check_acks(properties: Mapping[str, str | Secret]) -> None:
             )
 
 
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+def dead_letter_topic_for(source_topic: str, configured: str = "") -> str:
+    """The one dead-letter-topic rule: ``kafka.dead_letter_topic`` when set,
+    else ``<source_topic>.dlq``."""
+    return configured or f"{source_topic}{DEAD_LETTER_SUFFIX}"
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
     bootstrap_servers: str = EMBEDDED
@@ -161,7 +170,7 @@ class KafkaConfig:
         object.__setattr__(self, "producer_properties", producer)
 
     def dead_letter_topic_for(self, topic: str) -> str:
-        return self.dead_letter_topic or f"{topic}.dlq"
+        return dead_letter_topic_for(topic, self.dead_letter_topic)
 
 
 @dataclass(frozen=True, slots=True)

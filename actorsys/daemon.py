@@ -48,6 +48,8 @@ from actorsys.messages import (
 )
 from actorsys.procs import ActorSystemProcesses, port_in_use
 from actorsys.progress import ProgressReporter
+from actorsys.roles import Role
+from actorsys.status import StatusDocument
 from actorsys.tables.format_guard import check_output_format
 from actorsys.transport_security import TransportSettings, rejected_peers
 
@@ -75,7 +77,7 @@ class Daemon:
         )
         self._stop = threading.Event()
         self._signals = 0
-        self._status: dict[str, Any] = {}
+        self._status = StatusDocument()
         self._status_at = 0.0
         self._stack = contextlib.ExitStack()
         self._procs = ActorSystemProcesses(config.daemon.admin_port)
@@ -236,7 +238,7 @@ class Daemon:
         return bootstrap
 
     def _prepare_topics(self) -> None:
-        from actorsys.simulator import create_topic_if_missing
+        from actorsys.kafka_clients import create_topic_if_missing
 
         kafka = self.config.kafka
         wanted = [(kafka.dead_letter_topic_for(t), 1) for t in kafka.topics]
@@ -374,9 +376,9 @@ class Daemon:
         self._procs.refresh()
         reply = asys.ask(supervisor, StatusRequest(), 2.0)
         if isinstance(reply, StatusReport):
-            self._status = reply.components
+            self._status = StatusDocument(reply.components)
             self._status_at = time.monotonic()
-        metrics.process_memory("daemon")
+        metrics.process_memory(Role.DAEMON)
         metrics.daemon_ready(self.readiness()[0])
 
     def _show_progress(self) -> None:
@@ -384,7 +386,7 @@ class Daemon:
         with JSON logs) as a log event with the same figures as fields."""
         if self._progress is None:
             return
-        progress = self._progress.update(self.status(), time.monotonic())
+        progress = self._progress.update(self._status, time.monotonic())
         if progress is None:
             return
         if self.config.daemon.log_format == "text" and sys.stdout.isatty():
@@ -399,7 +401,7 @@ class Daemon:
             "topics": list(self.config.kafka.topics),
             "status_age_s": round(time.monotonic() - self._status_at, 1),
             "rss_bytes": self._procs.total_rss(),
-            "components": self._status,
+            "components": self._status.to_json(),
             # Peers whose frames were dropped unread (wrong cluster key, oversized,
             # malformed): a worker host with the wrong key shows up here.
             "rejected_peers": rejected_peers(self._metrics_dir) if self._metrics_dir else [],
@@ -418,7 +420,7 @@ class Daemon:
         ]
         if gone:
             return f"Thespian's {' and '.join(sorted(gone))} process gone"
-        lost = self._status.get("supervisor", {}).get("lost_roles", {})
+        lost = self._status.supervisor().lost_roles
         if lost:
             role, why = next(iter(sorted(lost.items())))
             return f"the {role} cannot be kept alive ({why})"
@@ -434,27 +436,26 @@ class Daemon:
         """Ready: the actor system answers, every component started, a broker is
         connected, partitions are assigned and the job store works. The body
         gives each check and says in words what is wrong."""
-        consumer = self._status.get("kafka_consumer", {})
-        ready_roles = set(self._status.get("supervisor", {}).get("ready", []))
-        required = {"job_manager", "worker_master", "kafka_consumer"}
+        consumer = self._status.leader_consumer()
+        ready_roles = set(self._status.supervisor().ready)
+        required = {Role.JOB_MANAGER, Role.WORKER_MASTER, Role.KAFKA_CONSUMER}
         if self.config.output.format == "delta":
-            required |= {"committer"}
+            required |= {Role.COMMITTER}
         missing = required - ready_roles
         checks = {
             "actor_system": time.monotonic() - self._status_at <= 5,
             "components": not missing,
             # Unknown (None) until the consumer's first statistics: not a problem yet.
-            "broker": consumer.get("broker_ok") is not False,
-            "topics": not consumer.get("missing_topics"),
-            "assignment": bool(consumer.get("partitions")),
-            "job_store": self._status.get("job_manager", {}).get("store_ok") is not False,
+            "broker": consumer.broker_ok is not False,
+            "topics": not consumer.missing_topics,
+            "assignment": bool(consumer.partitions),
+            "job_store": self._status.job_manager().store_ok,
         }
         why = {
             "actor_system": "the actor system has not answered for over 5 s",
             "components": f"not started: {', '.join(sorted(missing))}",
             "broker": "the Kafka consumer is connected to no broker",
-            "topics": "waiting for topic(s) "
-            f"{', '.join(consumer.get('missing_topics') or [])} to exist",
+            "topics": f"waiting for topic(s) {', '.join(consumer.missing_topics)} to exist",
             "assignment": "no partition assigned yet",
             "job_store": "the job store is failing (see the log and "
             "actorsys_job_store_errors_total)",
@@ -508,7 +509,7 @@ def _thespian_processes(members: list[psutil.Process]) -> dict[int, str]:
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:

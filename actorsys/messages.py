@@ -10,11 +10,13 @@ Kafka themselves, so a message is a few hundred bytes whatever a job's size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from actorsys.config import AppConfig
 from actorsys.jobs.model import ReaderPosition
+from actorsys.status import ComponentSnapshot
 
 # Thespian's ActorAddress is opaque; typed as Any to keep this module import-light.
 Address = Any
@@ -571,8 +573,8 @@ class Drained:
 class ComponentStatus:
     """Pushed to the Supervisor about once a second; answers `actorsys status`."""
 
-    role: str
-    data: dict[str, Any] = field(default_factory=dict)
+    role: str  # the component key (see actorsys.status)
+    data: ComponentSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,4 +584,4 @@ class StatusRequest:
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
-    components: dict[str, dict[str, Any]]
+    components: Mapping[str, ComponentSnapshot]

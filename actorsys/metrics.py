@@ -44,10 +44,12 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import psutil
 from prometheus_client import Counter, Gauge, Histogram, values
+
+from actorsys.roles import Role
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -74,16 +76,19 @@ LABELS = frozenset(
 FRAME_REJECT_REASONS = ("bad_mac", "too_large", "malformed")
 # The process roles of `actorsys_process_resident_memory_bytes{role}`.
 ROLES = (
-    "daemon",
-    "supervisor",
-    "kafka_consumer",
-    "consumer",
-    "job_manager",
-    "worker_master",
-    "worker",
-    "committer",
+    Role.DAEMON,
+    Role.SUPERVISOR,
+    Role.KAFKA_CONSUMER,
+    Role.CONSUMER,
+    Role.JOB_MANAGER,
+    Role.WORKER_MASTER,
+    Role.WORKER,
+    Role.COMMITTER,
 )
-GAUGE_MODES = frozenset({"livesum", "livemostrecent", "livemax"})
+# The multiprocess modes a gauge may have: the live ones, whose series go
+# with their process.
+GaugeMode = Literal["livesum", "livemostrecent", "livemax"]
+GAUGE_MODES: frozenset[str] = frozenset(get_args(GaugeMode))
 _NAME = re.compile(r"^actorsys_[a-z][a-z0-9_]*[a-z0-9]$")
 
 
@@ -95,7 +100,7 @@ class MetricSpec:
     kind: Kind
     help: str
     labels: tuple[str, ...] = ()
-    mode: str = ""  # gauges only: prometheus-client's multiprocess_mode
+    mode: GaugeMode | Literal[""] = ""  # gauges only: prometheus-client's multiprocess_mode
     buckets: tuple[float, ...] = ()  # histograms only
 
     def __post_init__(self) -> None:
@@ -137,7 +142,7 @@ def _counter(name: str, help: str, labels: tuple[str, ...] = ()) -> MetricSpec:
     return _declare(MetricSpec(name, "counter", help, labels))
 
 
-def _gauge(name: str, help: str, labels: tuple[str, ...] = (), *, mode: str) -> MetricSpec:
+def _gauge(name: str, help: str, labels: tuple[str, ...] = (), *, mode: GaugeMode) -> MetricSpec:
     return _declare(MetricSpec(name, "gauge", help, labels, mode=mode))
 
 
@@ -507,12 +512,13 @@ def _make(spec: MetricSpec) -> Any:
     if spec.kind == "counter":
         return Counter(spec.name, spec.help, spec.labels, registry=None)
     if spec.kind == "gauge":
+        assert spec.mode, "MetricSpec.__post_init__ gives every gauge a live mode"
         return Gauge(
             spec.name,
             spec.help,
             spec.labels,
             registry=None,
-            multiprocess_mode=spec.mode,  # type: ignore[arg-type]
+            multiprocess_mode=spec.mode,
         )
     return Histogram(spec.name, spec.help, spec.labels, registry=None, buckets=spec.buckets)
 
@@ -531,7 +537,7 @@ def _get() -> _Live | None:
     # imported. The daemon imports it before it sets the directory (and actor
     # processes are forked from it), so choose file-backed values here, once.
     if not getattr(values.ValueClass, "_multiprocess", False):
-        values.ValueClass = values.MultiProcessValue()
+        values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]  # prometheus_client.values is untyped
     _live = _Live()
     return _live
 
@@ -818,7 +824,8 @@ DEAD_LETTER_REASONS = (
 )
 JOB_STORE_OPERATIONS = ("submit", "claim", "complete", "fail", "count")
 ATTEMPT_FAILURE_REASONS_ALL = (*ATTEMPT_FAILURE_REASONS, "transient")
-ROLES_RESTARTED = ("job_manager", "worker_master", "kafka_consumer")
+# The roles the Supervisor recreates when they exit.
+ROLES_RESTARTED = (Role.JOB_MANAGER, Role.WORKER_MASTER, Role.KAFKA_CONSUMER, Role.COMMITTER)
 REBALANCE_KINDS = ("assign", "revoke", "lost")
 CHAIN_VERDICTS = ("store", "duplicate", "trim", "gap", "out_of_order")
 

@@ -1,7 +1,7 @@
 """The daemon's progress line: what `actorsys run` shows every few seconds.
 
-A plain object: it is fed the same status snapshot `actorsys status` shows
-(see ``Daemon.status``) with ``now``, and returns the line when one is due,
+A plain object: it is fed the same status snapshots `actorsys status` shows
+(a ``StatusDocument``) with ``now``, and returns the line when one is due,
 so it is unit-tested with a fake clock and hand-made snapshots.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from actorsys.status import StatusDocument
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,10 @@ class ProgressReporter:
         self._every_s = every_s
         self._last: tuple[float, int, int] | None = None  # when, records in, rows out
 
-    def update(self, status: dict[str, Any], now: float) -> Progress | None:
-        records_in, rows_out = _records_in(status), _rows_written(status)
+    def update(self, status: StatusDocument, now: float) -> Progress | None:
+        manager = status.job_manager()
+        records_in = sum(c.records_consumed for c in status.kafka_consumers().values())
+        rows_out = manager.rows_ingested
         if self._last is None:
             self._last = (now, records_in, rows_out)
             return None
@@ -70,47 +74,19 @@ class ProgressReporter:
         if elapsed < self._every_s:
             return None
         self._last = (now, records_in, rows_out)
-        partitions = _partitions(status)
-        jobs = _job_manager(status).get("jobs", {})
-        behind = [p["seconds_behind"] for p in partitions if p.get("seconds_behind") is not None]
+        partitions = status.partitions()
+        behind = [p.seconds_behind for p in partitions if p.seconds_behind is not None]
         return Progress(
             # A restarted component counts from 0 again: never a negative rate.
             records_in_per_s=max(0, records_in - last_in) / elapsed,
             records_out_per_s=max(0, rows_out - last_out) / elapsed,
-            lag_records=sum(p.get("lag") or 0 for p in partitions),
+            lag_records=sum(p.lag or 0 for p in partitions),
             lag_s=max(behind) if behind else None,
-            pending=jobs.get("PENDING", 0),
-            running=jobs.get("RUNNING", 0),
-            failed=jobs.get("FAILED", 0),
-            files_committed=_files_committed(status),
+            pending=manager.jobs.get("PENDING", 0),
+            running=manager.jobs.get("RUNNING", 0),
+            failed=manager.jobs.get("FAILED", 0),
+            files_committed=manager.files_ingested,
             rows_written=rows_out,
             partitions=len(partitions),
-            paused=sum(1 for p in partitions if p.get("paused")),
+            paused=sum(1 for p in partitions if p.paused),
         )
-
-
-def _kafka_consumers(status: dict[str, Any]) -> list[dict[str, Any]]:
-    # "kafka_consumer" is the leader's; "kafka_consumer@<member>" one on another host.
-    components = status.get("components", {})
-    return [c for role, c in components.items() if role.startswith("kafka_consumer")]
-
-
-def _partitions(status: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for c in _kafka_consumers(status) for p in c.get("partitions", [])]
-
-
-def _records_in(status: dict[str, Any]) -> int:
-    return sum(int(c.get("records_consumed", 0)) for c in _kafka_consumers(status))
-
-
-def _job_manager(status: dict[str, Any]) -> dict[str, Any]:
-    manager: dict[str, Any] = status.get("components", {}).get("job_manager", {})
-    return manager
-
-
-def _rows_written(status: dict[str, Any]) -> int:
-    return int(_job_manager(status).get("rows_ingested", 0))
-
-
-def _files_committed(status: dict[str, Any]) -> int:
-    return int(_job_manager(status).get("files_ingested", 0))

@@ -139,7 +139,8 @@ class RangeReader:
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        if message.offset() >= end:  # the range ends in a hole
+                        eof_at = message.offset()  # None: librdkafka did not say where
+                        if eof_at is not None and eof_at >= end:  # the range ends in a hole
                             position = end
                         continue
                     if error.code() == KafkaError._AUTO_OFFSET_RESET:
@@ -155,6 +156,7 @@ class RangeReader:
                         break
                     raise RangeUnavailable(f"{topic}[{partition}]: {error}")
                 offset = message.offset()
+                assert offset is not None, "librdkafka gives every consumed record its offset"
                 if offset < position:
                     continue  # before the range (a seek lands on a batch boundary)
                 if offset >= end:

@@ -29,15 +29,15 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Message, Producer
 
-from actorsys.errors import ActorsysError, BrokerError
+from actorsys.errors import ActorsysError
+from actorsys.kafka_clients import create_topic_if_missing
 
 log = logging.getLogger(__name__)
 
@@ -390,68 +390,6 @@ _MAX_DEBT_S = 1.0
 _STATUS_EVERY_S = 5.0
 
 
-def create_topic_if_missing(
-    bootstrap_servers: str,
-    topic: str,
-    partitions: int,
-    timeout_s: float = 10.0,
-    client_config: Mapping[str, str] | None = None,
-) -> bool:
-    """Create ``topic`` with ``partitions`` partitions unless it exists.
-
-    Returns ``True`` if this call created it. An existing topic is left as it
-    is, whatever its partition count. Raises :class:`BrokerError` (one line)
-    when the broker cannot be reached within ``timeout_s`` or refuses the topic.
-    """
-    if partitions < 1:
-        raise ValueError(f"partitions must be at least 1, got {partitions}")
-    # client_config: the cluster's security settings (SASL/SSL), as every client gets.
-    admin = AdminClient(
-        {**(client_config or {}), "bootstrap.servers": bootstrap_servers, "logger": _kafka_log}
-    )
-    deadline = time.monotonic() + timeout_s
-    # Ask for all topics, never one by name: a by-name metadata request can
-    # auto-create the topic on brokers that allow it, with the wrong partitions.
-    if _has_topic(admin, bootstrap_servers, topic, timeout_s):
-        return False
-    futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions)], request_timeout=timeout_s
-    )
-    created = True
-    try:
-        futures[topic].result(timeout=max(0.1, deadline - time.monotonic()))
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise BrokerError(f"cannot create topic {topic!r}: {error.str()}") from None
-        created = False  # someone else created it since we looked: fine
-    except TimeoutError:
-        raise BrokerError(
-            f"cannot create topic {topic!r}: no answer from {bootstrap_servers} "
-            f"within {timeout_s:g} s"
-        ) from None
-    # Wait until metadata shows the topic, so the first produce does not race
-    # the creation and see "unknown topic".
-    while not _has_topic(admin, bootstrap_servers, topic, max(0.5, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            raise BrokerError(f"topic {topic!r} was created but does not appear in metadata")
-        time.sleep(0.05)
-    if created:
-        log.info("created topic %s with %d partitions", topic, partitions)
-    return created
-
-
-def _has_topic(admin: AdminClient, bootstrap_servers: str, topic: str, timeout_s: float) -> bool:
-    try:
-        metadata = admin.list_topics(timeout=timeout_s)
-    except KafkaException:
-        raise BrokerError(
-            f"cannot reach Kafka at {bootstrap_servers} within {timeout_s:g} s"
-        ) from None
-    found = metadata.topics.get(topic)
-    return found is not None and found.error is None and bool(found.partitions)
-
-
 class _Deliveries:
     """Collects delivery reports; librdkafka calls these from poll()/flush()."""
 
@@ -466,8 +404,10 @@ class _Deliveries:
             self.errors.append(err)
             return
         self.delivered += 1
-        partition = msg.partition()
-        end = msg.offset() + 1
+        partition, offset = msg.partition(), msg.offset()
+        # A delivered message has both (librdkafka sets them on success).
+        assert partition is not None and offset is not None
+        end = offset + 1
         # max(), not assignment: reports of one partition may come back out of
         # order when librdkafka retries a batch.
         if end > self.end_offsets.get(partition, 0):
@@ -475,8 +415,9 @@ class _Deliveries:
 
     def on_malformed(self, err: KafkaError | None, msg: Message) -> None:
         self.on_valid(err, msg)
-        if err is None:
-            self.malformed.add((msg.partition(), msg.offset()))
+        partition, offset = msg.partition(), msg.offset()
+        if err is None and partition is not None and offset is not None:
+            self.malformed.add((partition, offset))
 
 
 class _Status:

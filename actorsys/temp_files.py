@@ -63,7 +63,7 @@ def remove_orphaned_temp_files(output_dir: Path, *, min_age_s: float = ORPHAN_MI
 def _temp_files(root: Path) -> list[Path]:
     """Every temporary output file under ``root``, not following symlinks
     (a link out of the output tree must not lead the cleanup elsewhere)."""
-    found = []
+    found: list[Path] = []
     for directory, _, names in os.walk(root):
         found.extend(Path(directory, name) for name in names if _TEMP_FILE.match(name))
     return found

@@ -21,11 +21,18 @@ actor messages. And, for a fault to strike in the middle of a compaction
   pause begins. The pause ends early once that file is deleted, and no
   compaction pauses while a file ``resume`` exists there.
 
+And, to see where an actor's CPU goes:
+
+* ``ACTORSYS_PROFILE_DIR`` — every actor process runs under cProfile (CPU
+  time) and writes ``<role>-<pid>.prof`` there (``python -m pstats`` reads
+  it) as it stops, and every 10 s before that.
+
 Production never sets them.
 """
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
 import random
@@ -100,3 +107,27 @@ def compaction_pause(
     deadline = time.monotonic() + delay_s
     while time.monotonic() < deadline and (marker is None or marker.exists()):
         time.sleep(0.05)
+
+
+class ActorProfiler:
+    """cProfile over one actor process, if ``ACTORSYS_PROFILE_DIR`` asks for it."""
+
+    def __init__(self, role: str, directory: str) -> None:
+        self._path = Path(directory) / f"{role}-{os.getpid()}.prof"
+        self._profile = cProfile.Profile(time.process_time)  # CPU, not waiting
+        self._dumped_at = time.monotonic()
+        self._profile.enable()
+
+    @classmethod
+    def from_environment(cls, role: str) -> ActorProfiler | None:
+        directory = os.environ.get("ACTORSYS_PROFILE_DIR", "")
+        return cls(role, directory) if directory else None
+
+    def dump(self, every_s: float = 0.0) -> None:
+        """Write the stats so far (at most every ``every_s`` seconds)."""
+        if time.monotonic() - self._dumped_at < every_s:
+            return
+        self._dumped_at = time.monotonic()
+        self._profile.disable()
+        self._profile.dump_stats(self._path)
+        self._profile.enable()

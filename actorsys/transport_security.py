@@ -594,10 +594,16 @@ def _originals(tcp: ModuleType) -> dict[str, Any]:
 
 def _patch(tcp: ModuleType, codec: FrameCodec) -> None:
     IPBase.IPActorAddress.bindArgs = property(_bind_args)
-    tcp.serializer = codec
-    tcp.ackMsg = codec.frame(ackPacket)
-    tcp.ackDataErrMsg = codec.frame(ackDataErrPacket)
-    tcp.ReceiveBuffer = VerifiedReceiveBuffer
+    # The module's globals, by name as uninstall() puts them back (a module
+    # object declares no attributes to assign to).
+    module_globals: dict[str, Any] = {
+        "serializer": codec,
+        "ackMsg": codec.frame(ackPacket),
+        "ackDataErrMsg": codec.frame(ackDataErrPacket),
+        "ReceiveBuffer": VerifiedReceiveBuffer,
+    }
+    for name, value in module_globals.items():
+        setattr(tcp, name, value)
     tcp.TCPIncoming_Common.addData = _add_data
     tcp.TCPTransport._check_XMIT_4_done = _check_ack
 

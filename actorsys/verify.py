@@ -57,7 +57,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -704,7 +704,13 @@ def record_offsets(
     """The offsets in ``[start, end)`` that hold a record, and the high
     watermark the fetches reported."""
     builder = RunBuilder()
-    high = scan(consumer, topic, partition, start, end, lambda m: builder.add(m.offset()), stall_s)
+
+    def visit(message: Message) -> None:
+        offset = message.offset()
+        assert offset is not None, "scan() visits only records with an offset"
+        builder.add(offset)
+
+    high = scan(consumer, topic, partition, start, end, visit, stall_s)
     return builder.ranges(), high
 
 
@@ -734,7 +740,10 @@ def dead_lettered_offsets(
 
     def visit(message: Message) -> None:
         nonlocal unreadable
-        source = dead_letter_source(message.headers())
+        # Typed for produced messages too (a dict, str values); a consumed
+        # message's headers are (name, bytes | None) pairs, or None.
+        headers = cast("list[tuple[str, bytes | None]] | None", message.headers())
+        source = dead_letter_source(headers)
         if source is None:
             unreadable += 1
         else:

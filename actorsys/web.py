@@ -73,16 +73,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        # StreamRequestHandler applies self.timeout to the socket: every
-        # read (request line, headers) and write then gives up after it.
-        self.timeout = self.server.request_timeout_s
         super().setup()
+        # What StreamRequestHandler.setup() does with a class-level `timeout`,
+        # per server: every read (request line, headers) and write of the
+        # connection gives up after it.
+        self.connection.settimeout(self.server.request_timeout_s)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            body = generate_latest(self.server.registry)
-            self._reply(200, body, CONTENT_TYPE_LATEST)
+            self._reply(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             healthy, body = self._health()
             self._json(200 if healthy else 503, body)
@@ -262,7 +262,7 @@ def reap_dead_processes(path: str) -> int:
                 pids.add(int(match.group(1)))
     dead = [pid for pid in pids if not _alive(pid)]
     for pid in dead:
-        mark_process_dead(pid, path)
+        mark_process_dead(pid, path)  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess is untyped
     return len(dead)
 
 
@@ -281,11 +281,11 @@ class MultiProcessView:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._collector = MultiProcessCollector(None, path=path)
+        self._collector = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess is untyped
 
     def collect(self) -> Iterator[Metric]:
         reap_dead_processes(self._path)
-        for metric in self._collector.collect():
+        for metric in self._collector.collect():  # type: ignore[no-untyped-call]  # prometheus_client.multiprocess is untyped
             if metric.type == "gauge":
                 metric.samples = [s for s in metric.samples if not math.isnan(s.value)]
             yield metric

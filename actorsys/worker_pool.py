@@ -20,6 +20,8 @@ from thespian.actors import ActorExitRequest
 from actorsys import __version__
 from actorsys.convention import HOST, MEMBER_ID, VERSION, WORKER_SLOTS
 from actorsys.messages import RetireWorker
+from actorsys.status import WorkerHostStatus
+from actorsys.timers import PlaceAgentAgain, ReapWorker, RefillHost, WorkerPoolTimer
 
 log = logging.getLogger("actorsys.worker_master")
 
@@ -92,7 +94,7 @@ class Later:
     """Wake up after ``delay_s`` with ``payload``."""
 
     delay_s: float
-    payload: Any
+    payload: WorkerPoolTimer
 
 
 Decision = Spawn | PlaceAgent | Send | Lost | Replaced | Later
@@ -135,7 +137,7 @@ class WorkerPool:
             *self._retire(worker, ActorExitRequest()),
             Replaced(worker_id),
             Spawn(worker.member, worker.host),
-            Later(grace_s, ("reap", worker_id)),
+            Later(grace_s, ReapWorker(worker_id)),
         ]
 
     def to_kill(self, worker_id: str) -> list[PoolWorker]:
@@ -158,7 +160,7 @@ class WorkerPool:
             if host.agent == address and not host.draining:
                 # An agent that died (or could not be placed) is placed again after a
                 # pause while its host is known; until it answers, the host is silent.
-                return [Later(REPLACE_DELAY_S, ("agent", host.member))]
+                return [Later(REPLACE_DELAY_S, PlaceAgentAgain(host.member))]
         worker = next((w for w in self.workers.values() if w.address == address), None)
         if worker is None:
             return []
@@ -174,7 +176,7 @@ class WorkerPool:
             decisions.append(Spawn("", worker.host))
         else:
             # Placing on a member that just vanished fails at once: pause first.
-            decisions.append(Later(REPLACE_DELAY_S, ("spawn", worker.member, worker.host)))
+            decisions.append(Later(REPLACE_DELAY_S, RefillHost(worker.member, worker.host)))
         return decisions
 
     def _retire(self, worker: PoolWorker, request: Any) -> list[Decision]:
@@ -190,9 +192,9 @@ class WorkerPool:
         if not member or member == self.local_member:
             return []  # not an actorsys system, or ourselves
         if not added:
-            decisions = self.host_lost(member, "left the convention")
+            lost = self.host_lost(member, "left the convention")
             self.hosts.pop(member, None)
-            return decisions
+            return lost
         if caps.get(VERSION) != self._version:
             reason = (
                 f"runs actorsys {caps.get(VERSION)}, this leader runs {self._version}: "
@@ -320,13 +322,8 @@ class WorkerPool:
             counts[worker.host] = counts.get(worker.host, 0) + 1
         return counts
 
-    def hosts_status(self, now: float) -> dict[str, dict[str, Any]]:
+    def hosts_status(self, now: float) -> dict[str, WorkerHostStatus]:
         return {
-            h.member: {
-                "host": h.host,
-                "slots": h.slots,
-                "lost": h.lost,
-                "last_heartbeat_s": round(now - h.last_pong, 1),
-            }
+            h.member: WorkerHostStatus(h.host, h.slots, h.lost, round(now - h.last_pong, 1))
             for h in self.hosts.values()
         }

@@ -27,10 +27,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
+from thespian.actors import WakeupMessage
 
 from actorsys import metrics
-from actorsys.actors.lifeline import ParentWatch
+from actorsys.actors.base import ActorsysActor
 from actorsys.errors import ActorsysError
 from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
@@ -38,38 +38,39 @@ from actorsys.messages import (
     CommitRejected,
     CommitterStart,
     ComponentReady,
-    ComponentStatus,
     JobsCommitted,
     ReplaceFiles,
     StartFailed,
     TableState,
     TableStateRequest,
 )
+from actorsys.roles import Role
+from actorsys.status import TableStatus
 
 log = logging.getLogger("actorsys.committer")
 
 TICK_S = 0.2
-ROLE = "committer"
 
 
-class Committer(ActorTypeDispatcher):
+class Committer(ActorsysActor):
     """Routes each message to its table's ``TableCommitter`` and ticks them."""
+
+    ROLE = Role.COMMITTER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tables: dict[str, TableCommitter] = {}
         self._supervisor: Any = None
-        self._parent = ParentWatch()
 
     def receiveMsg_CommitterStart(self, msg: CommitterStart, sender: Any) -> None:
         self._supervisor = sender
         for table in msg.tables:
             committer = TableCommitter(table, self.send)
             if (error := committer.open(msg.config)) is not None:
-                self.send(sender, StartFailed(ROLE, error))
+                self.send(sender, StartFailed(self.ROLE, error))
                 return
             self._tables[table] = committer
-        self.send(sender, ComponentReady(ROLE))
+        self.send(sender, ComponentReady(self.ROLE))
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveMsg_CommitFiles(self, msg: CommitFiles, sender: Any) -> None:
@@ -88,18 +89,12 @@ class Committer(ActorTypeDispatcher):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if not self._tables:
             return
-        if self._parent.orphaned():
-            log.warning("the Supervisor is gone; exiting")
-            self.send(self.myAddress, ActorExitRequest())
+        if self.exit_if_orphaned():
             return
-        for table in self._tables.values():
+        for name, table in self._tables.items():
             table.tick()
-            self.send(self._supervisor, table.status())
-        metrics.process_memory("committer")
+            self.push_status(self._supervisor, table.status(), key=f"{self.ROLE}:{name}")
         self.wakeupAfter(timedelta(seconds=TICK_S))
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("committer ignores %s", type(msg).__name__)
 
 
 class TableCommitter:
@@ -242,7 +237,7 @@ class TableCommitter:
             self._table_files_changed(version, adds, removes)
             return
         for data_file in adds if active is not None else ():
-            if data_file.path not in active:
+            if active is not None and data_file.path not in active:
                 (self._store.root / data_file.path).unlink(missing_ok=True)
         self._errors.log(logging.WARNING, "replace", "table %s: compaction job %d not committed: "
                          "%s", self._table_name, msg.job_id, exc)  # fmt: skip
@@ -445,17 +440,14 @@ class TableCommitter:
             current = self._store.version if version is None else version
             self.send(self._job_manager, JobsCommitted(self._table_name, tuple(jobs), current))
 
-    def status(self) -> ComponentStatus:
-        return ComponentStatus(
-            f"{ROLE}:{self._table_name}",
-            {
-                "table": self._table_name,
-                "version": self._store.version,
-                "queued_jobs": len(self._queue),
-                "waiting_for_predecessor": sum(self._queue.waiting().values()),
-                "last_commit_s": round(self._last_commit_s, 4),
-                **self.stats,
-            },
+    def status(self) -> TableStatus:
+        return TableStatus(
+            self._table_name,
+            version=self._store.version,
+            queued_jobs=len(self._queue),
+            waiting_for_predecessor=sum(self._queue.waiting().values()),
+            last_commit_s=round(self._last_commit_s, 4),
+            counters=dict(self.stats),
         )
 
 

@@ -16,10 +16,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
+from thespian.actors import WakeupMessage
 
 from actorsys import metrics
-from actorsys.actors.lifeline import ParentWatch
+from actorsys.actors.base import ActorsysActor
 from actorsys.batching import Batch
 from actorsys.consumer_pool import PartitionBatches, TopicPartition
 from actorsys.logs import RateLimitedLog
@@ -36,6 +36,7 @@ from actorsys.messages import (
     PartitionProgress,
     PartitionRevoked,
 )
+from actorsys.roles import Role
 from actorsys.testhooks import ChaosHooks
 
 log = logging.getLogger("actorsys.consumer")
@@ -43,7 +44,10 @@ log = logging.getLogger("actorsys.consumer")
 TICK_S = 0.1
 
 
-class Consumer(ActorTypeDispatcher):
+class Consumer(ActorsysActor):
+    ROLE = Role.CONSUMER
+    PARENT = "its KafkaConsumerActor"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start: ConsumerStart | None = None
@@ -53,7 +57,6 @@ class Consumer(ActorTypeDispatcher):
         self._early: list[tuple[Any, Any]] = []
         self._ack_timers: dict[TopicPartition, metrics.AckTimer] = {}
         self._chaos = ChaosHooks.from_environment()
-        self._parent = ParentWatch()
         self._retransmit_log = RateLimitedLog(log)
 
     # --- wiring -----------------------------------------------------------------------
@@ -133,18 +136,13 @@ class Consumer(ActorTypeDispatcher):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._partitions is None:
             return
-        if self._parent.orphaned():
-            log.warning("the KafkaConsumerActor of this consumer is gone; exiting")
-            self.send(self.myAddress, ActorExitRequest())
+        if self.exit_if_orphaned():
             return
         now = time.monotonic()
         self._send(self._partitions.due(now), now)
         self._resend(self._partitions.retransmits(now))
-        metrics.process_memory("consumer")
+        metrics.process_memory(self.ROLE)
         self.wakeupAfter(timedelta(seconds=TICK_S))
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("consumer ignores %s", type(msg).__name__)
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -15,24 +15,20 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
+from thespian.actors import ActorExitRequest, WakeupMessage
 
+from actorsys.actors.base import ActorsysActor
 from actorsys.actors.watchdog import GLOBAL_NAME, Watchdog
-from actorsys.convention import capability_check
 from actorsys.messages import AgentHere, DrainHost, HostAgentStart, HostDraining, Ping, Pong
+from actorsys.roles import Role
 
 log = logging.getLogger("actorsys.host_agent")
 
 TICK_S = 2.0
 
 
-class HostAgent(ActorTypeDispatcher):
-    @staticmethod
-    def actorSystemCapabilityCheck(
-        capabilities: dict[str, Any],
-        requirements: dict[str, Any],
-    ) -> bool:
-        return capability_check(capabilities, requirements)
+class HostAgent(ActorsysActor):
+    ROLE = Role.HOST_AGENT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,6 +68,3 @@ class HostAgent(ActorTypeDispatcher):
             self.send(self.myAddress, ActorExitRequest())
             return
         self.wakeupAfter(timedelta(seconds=TICK_S))
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("host agent ignores %s", type(msg).__name__)

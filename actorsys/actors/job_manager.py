@@ -26,10 +26,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
+from thespian.actors import ActorExitRequest, WakeupMessage
 
 from actorsys import metrics
-from actorsys.actors.lifeline import ParentWatch
+from actorsys.actors.base import ActorsysActor
 from actorsys.backlog import HeldBatches, ParkedBatches
 from actorsys.config import AppConfig, FlowConfig
 from actorsys.errors import ActorsysError, JobStoreError
@@ -50,7 +50,6 @@ from actorsys.messages import (
     CommitRejected,
     CommitterMoved,
     ComponentReady,
-    ComponentStatus,
     ConsumerExited,
     DiscardAttempt,
     JobAssignment,
@@ -73,6 +72,8 @@ from actorsys.messages import (
 )
 from actorsys.offset_chain import ChainVerdict
 from actorsys.retention import Headroom, RetentionGuard
+from actorsys.roles import Role
+from actorsys.status import JobManagerStatus, RetentionStatus
 
 log = logging.getLogger("actorsys.job_manager")
 
@@ -142,7 +143,9 @@ class _Unrecorded:
     outcome: Outcome
 
 
-class JobManager(ActorTypeDispatcher):
+class JobManager(ActorsysActor):
+    ROLE = Role.JOB_MANAGER
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._config: AppConfig | None = None
@@ -176,7 +179,6 @@ class JobManager(ActorTypeDispatcher):
         self._store_errors_at_push = 0  # for store_ok: no store error since the last push
         self._owner = ""
         self._ticks = 0
-        self._parent = ParentWatch()
         self.stats = {
             "batches_stored": 0,
             "duplicates": 0,
@@ -219,7 +221,7 @@ class JobManager(ActorTypeDispatcher):
             recovered = self._store.recover_running(time.time(), owner=self._owner)
             self._unfinished = _unfinished(self._store.count_by_status())
         except ActorsysError as exc:
-            self.send(sender, StartFailed("job_manager", str(exc)))
+            self.send(sender, StartFailed(self.ROLE, str(exc)))
             return
         if recovered:
             log.info("recovered %d job(s) that were running; they will run again", recovered)
@@ -235,7 +237,7 @@ class JobManager(ActorTypeDispatcher):
             if "raw" in self._committers:  # where event time stands, from the table
                 self.send(self._committers["raw"], TableStateRequest("raw"))
                 self._resend_skips()
-        self.send(sender, ComponentReady("job_manager"))
+        self.send(sender, ComponentReady(self.ROLE))
         self.send(self._worker_master, JobsAvailable())
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
@@ -760,9 +762,7 @@ class JobManager(ActorTypeDispatcher):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._store is None:
             return
-        if self._parent.orphaned():
-            log.warning("the Supervisor is gone; closing the job store and exiting")
-            self.send(self.myAddress, ActorExitRequest())
+        if self.exit_if_orphaned("closing the job store and exiting"):
             return
         self._ticks += 1
         if self._ticks % HEARTBEAT_EVERY_TICKS == 0:
@@ -889,40 +889,33 @@ class JobManager(ActorTypeDispatcher):
         metrics.job_manager_state(by_status, len(self._held), store_ok)
         if self._windows is not None:
             metrics.open_windows(self._windows.open_windows())
-        metrics.process_memory("job_manager")
-        self.send(
+        self.push_status(
             self._supervisor,
-            ComponentStatus(
-                "job_manager",
-                {
-                    "jobs": by_status,
-                    "running_by_host": self._leases.running_by_host(),
-                    "held_batches": len(self._held),
-                    "parked_batches": len(self._parked),
-                    "unfinished": self._unfinished,
-                    "unrecorded_outcomes": len(self._unrecorded),
-                    "awaiting_commit": len(self._awaiting_commit),
-                    "open_windows": self._windows.open_windows() if self._windows else 0,
-                    "output_ok": self._output.healthy,
-                    "output_error": self._output.last_error if not self._output.healthy else "",
-                    "store_ok": store_ok,
-                    "retention_hold": self._retention.holding,
-                    "retention": [
-                        {
-                            "topic": h.topic,
-                            "oldest_job_age_s": round(h.oldest_job_age_s, 1),
-                            "retention_s": h.retention_s,
-                            "headroom_s": None if h.headroom_s is None else round(h.headroom_s, 1),
-                        }
-                        for h in self._headroom
-                    ],
-                    **self.stats,
-                },
+            JobManagerStatus(
+                jobs=by_status,
+                running_by_host=self._leases.running_by_host(),
+                held_batches=len(self._held),
+                parked_batches=len(self._parked),
+                unfinished=self._unfinished,
+                unrecorded_outcomes=len(self._unrecorded),
+                awaiting_commit=len(self._awaiting_commit),
+                open_windows=self._windows.open_windows() if self._windows else 0,
+                output_ok=self._output.healthy,
+                output_error=self._output.last_error if not self._output.healthy else "",
+                store_ok=store_ok,
+                retention_hold=self._retention.holding,
+                retention=tuple(
+                    RetentionStatus(
+                        h.topic,
+                        round(h.oldest_job_age_s, 1),
+                        h.retention_s,
+                        None if h.headroom_s is None else round(h.headroom_s, 1),
+                    )
+                    for h in self._headroom
+                ),
+                counters=dict(self.stats),
             ),
         )
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("job manager ignores %s", type(msg).__name__)
 
 
 def _commit_files(

@@ -27,15 +27,19 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, IsolationLevel, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, OffsetSpec, ResourceType
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, ChildActorExited, WakeupMessage
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, not in __all__
+    AdminClient,
+    ConfigResource,
+    OffsetSpec,
+    ResourceType,
+)
+from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
 from actorsys import metrics
+from actorsys.actors.base import ActorsysActor
 from actorsys.actors.consumer import Consumer as ConsumerActor
-from actorsys.actors.lifeline import ParentWatch
 from actorsys.config import AppConfig, FlowConfig
 from actorsys.consumer_pool import HandoutWindow, PoolPlacement
-from actorsys.convention import capability_check
 from actorsys.flow import FlowControl, TopicPartition
 from actorsys.kafka_clients import admin_properties, consumer_properties
 from actorsys.lag import ClientStats, TimeLag
@@ -43,7 +47,6 @@ from actorsys.log_ends import LogEnds
 from actorsys.logs import KafkaClientLog, RateLimitedLog
 from actorsys.messages import (
     ComponentReady,
-    ComponentStatus,
     ConsumerExited,
     ConsumerStart,
     ConsumingStopped,
@@ -51,7 +54,6 @@ from actorsys.messages import (
     HandoutTaken,
     JobManagerMoved,
     KafkaConsumerStart,
-    LeaderLease,
     NewOffsets,
     OffsetsHandout,
     PartitionAssigned,
@@ -61,12 +63,13 @@ from actorsys.messages import (
     StopConsuming,
     TopicRetention,
 )
+from actorsys.roles import Role
+from actorsys.status import KafkaConsumerStatus, PartitionStatus
+from actorsys.timers import Housekeeping, Poll
 
 log = logging.getLogger("actorsys.kafka_consumer")
 _unanswered_log = RateLimitedLog(log)
 
-POLL = "poll"
-HOUSEKEEPING = "housekeeping"
 HOUSEKEEPING_S = 0.5
 # While a subscribed topic does not exist, ask for metadata this often (librdkafka
 # itself refreshes every 5 minutes), so consumption starts soon after it appears.
@@ -113,12 +116,8 @@ class _Drain:
     flushed_at: float = field(default_factory=time.monotonic)
 
 
-class KafkaConsumerActor(ActorTypeDispatcher):
-    @staticmethod
-    def actorSystemCapabilityCheck(
-        capabilities: dict[str, Any], requirements: dict[str, Any]
-    ) -> bool:
-        return capability_check(capabilities, requirements)
+class KafkaConsumerActor(ActorsysActor):
+    ROLE = Role.KAFKA_CONSUMER
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -143,9 +142,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         self._time_lag = TimeLag()  # for actorsys_consumer_lag_seconds
         self._client_stats = ClientStats()  # brokers up, committed offsets
         self._rebalances = 0
-        self._parent = ParentWatch()
-        self._lease_until: float | None = None
-        self._role = "kafka_consumer"
+        self._role: str = self.ROLE  # its status key: a worker host's has its own
         self._missing_topics: tuple[str, ...] = ()
         self._topics_checked_at = -float("inf")
         self._waiting_log = RateLimitedLog(log, 30.0)
@@ -174,8 +171,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             self._isolation = IsolationLevel.READ_UNCOMMITTED
         try:
             admin = admin_properties(msg.config, msg.bootstrap_servers)
-            admin["logger"] = KafkaClientLog()
-            self._admin = AdminClient(admin)
+            self._admin = AdminClient(admin, logger=KafkaClientLog())
             self._consumer = Consumer(props)
             self._consumer.subscribe(
                 list(msg.config.kafka.topics),
@@ -191,8 +187,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             [self._create_consumer() for _ in range(msg.config.batching.consumers)]
         )
         self.send(sender, ComponentReady(msg.role))
-        self.wakeupAfter(timedelta(0), payload=POLL)
-        self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
+        self.wakeupAfter(timedelta(0), payload=Poll())
+        self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=Housekeeping())
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager
@@ -206,15 +202,14 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._consumer is None or self._closed:
             return
-        if msg.payload == POLL:
+        if isinstance(msg.payload, Poll):
             self._poll()
             self.wakeupAfter(
                 timedelta(milliseconds=self._config.flow.poll_interval_ms),  # type: ignore[union-attr]
-                payload=POLL,
+                payload=Poll(),
             )
-        elif msg.payload == HOUSEKEEPING:
-            lease_lapsed = self._lease_until is not None and time.monotonic() > self._lease_until
-            if self._parent.orphaned() or lease_lapsed:
+        elif isinstance(msg.payload, Housekeeping):
+            if self.parent_gone() or self.lease_lapsed():
                 log.warning("the Supervisor is gone; closing the Kafka consumer and exiting")
                 self._close()
                 self.send(self.myAddress, ActorExitRequest())
@@ -234,7 +229,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
             self._check_drain()
             self._push_status()
             if not self._closed:
-                self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=HOUSEKEEPING)
+                self.wakeupAfter(timedelta(seconds=HOUSEKEEPING_S), payload=Housekeeping())
 
     def _check_topics(self) -> None:
         """Find subscribed topics that do not exist. Asking for metadata also
@@ -353,7 +348,8 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 self._errors.log(logging.WARNING, "end-offsets", "cannot query log ends: %s", exc)
         if not self._partitions or not self._end_request.due(now):
             return
-        request = {KafkaTopicPartition(t, p): OffsetSpec.latest() for t, p in self._partitions}
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # confluent_kafka: untyped
+        request = {KafkaTopicPartition(t, p): latest for t, p in self._partitions}
         try:
             self._end_request.asked(
                 self._admin.list_offsets(
@@ -458,7 +454,10 @@ class KafkaConsumerActor(ActorTypeDispatcher):
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+            if asynchronous:  # two calls: the stubs type each mode by a Literal
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             metrics.commit_failed()
             self._errors.log(logging.WARNING, "commit", "commit failed (retried): %s", exc)
@@ -701,7 +700,7 @@ class KafkaConsumerActor(ActorTypeDispatcher):
     def _push_status(self) -> None:
         if self._supervisor is None or self._consumer is None:
             return
-        partitions = []
+        partitions: list[PartitionStatus] = []
         now = time.time()
         for (topic, partition), part in sorted(self._partitions.items()):
             key = (topic, partition)
@@ -721,42 +720,31 @@ class KafkaConsumerActor(ActorTypeDispatcher):
                 seconds_behind=behind,
             )
             partitions.append(
-                {
-                    "topic": topic,
-                    "partition": partition,
-                    "position": part.position,
-                    "committed": part.committed,
-                    "high_watermark": end,
-                    "lag": (end - (committed or 0)) if end is not None else None,
-                    "inflight_records": records,
-                    "paused": paused,
-                    "seconds_behind": None if behind is None else round(behind, 1),
-                }
+                PartitionStatus(
+                    topic,
+                    partition,
+                    position=part.position,
+                    committed=part.committed,
+                    high_watermark=end,
+                    lag=(end - (committed or 0)) if end is not None else None,
+                    inflight_records=records,
+                    paused=paused,
+                    seconds_behind=None if behind is None else round(behind, 1),
+                )
             )
         metrics.consumer_state(len(self._partitions), self._client_stats.brokers_up)
-        metrics.process_memory("kafka_consumer")
-        self.send(
+        self.push_status(
             self._supervisor,
-            ComponentStatus(
-                self._role,
-                {
-                    "partitions": partitions,
-                    "broker_ok": self._client_stats.broker_ok,
-                    "missing_topics": list(self._missing_topics),
-                    "records_consumed": self._records_consumed,
-                    "rebalances": self._rebalances,
-                    "draining": self._drain is not None,
-                },
+            KafkaConsumerStatus(
+                partitions=tuple(partitions),
+                broker_ok=self._client_stats.broker_ok,
+                missing_topics=self._missing_topics,
+                records_consumed=self._records_consumed,
+                rebalances=self._rebalances,
+                draining=self._drain is not None,
             ),
+            key=self._role,
         )
-
-    def receiveMsg_LeaderLease(self, msg: LeaderLease, sender: Any) -> None:
-        # Placed on a member by the leader: leave the group if the leader goes silent,
-        # rather than holding partitions nobody can ACK.
-        self._lease_until = time.monotonic() + msg.valid_s
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("kafka consumer ignores %s", type(msg).__name__)
 
 
 class _AdminRequest:

@@ -17,13 +17,12 @@ from typing import Any
 from thespian.actors import (
     ActorExitRequest,
     ActorSystemConventionUpdate,
-    ActorTypeDispatcher,
     ChildActorExited,
     WakeupMessage,
 )
 
 from actorsys import __version__, metrics
-from actorsys.actors.committer import ROLE as COMMITTER_ROLE
+from actorsys.actors.base import ActorsysActor
 from actorsys.actors.committer import Committer
 from actorsys.actors.job_manager import JobManager
 from actorsys.actors.kafka_consumer import KafkaConsumerActor
@@ -61,27 +60,31 @@ from actorsys.messages import (
     WorkerMasterMoved,
     WorkerMasterStart,
 )
+from actorsys.roles import Role
+from actorsys.status import ComponentSnapshot, SupervisorStatus
 from actorsys.supervision import DrainPlan, GiveUp, RestartBook
+from actorsys.timers import DrainDeadline, ReplaceConsumer, RestartRole, WatchDaemon
 
 log = logging.getLogger("actorsys.supervisor")
 
-JOB_MANAGER = "job_manager"
-WORKER_MASTER = "worker_master"
-KAFKA_CONSUMER = "kafka_consumer"
+JOB_MANAGER = Role.JOB_MANAGER
+WORKER_MASTER = Role.WORKER_MASTER
+KAFKA_CONSUMER = Role.KAFKA_CONSUMER
 # One Committer (format "delta"): the one writer of the three tables.
 TABLES = ("raw", "agg", "agg_hourly")
-COMMITTER = COMMITTER_ROLE
+COMMITTER = Role.COMMITTER
 ROLES = {
     JOB_MANAGER: JobManager,
     WORKER_MASTER: WorkerMaster,
     KAFKA_CONSUMER: KafkaConsumerActor,
     COMMITTER: Committer,
 }
-WATCHDOG = "watchdog"
 WATCHDOG_S = 2.0
 
 
-class Supervisor(ActorTypeDispatcher):
+class Supervisor(ActorsysActor):
+    ROLE = Role.SUPERVISOR
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start: SupervisorStart | None = None
@@ -89,7 +92,7 @@ class Supervisor(ActorTypeDispatcher):
         self._children: dict[str, Any] = {}
         self._ready: set[str] = set()
         self._restarts = RestartBook()
-        self._status: dict[str, dict[str, Any]] = {}
+        self._status: dict[str, ComponentSnapshot] = {}
         self._drain: DrainPlan | None = None
         # Kafka consumers placed on member systems (second consumer daemons), by member.
         self._remote_consumers: dict[str, Any] = {}
@@ -105,7 +108,7 @@ class Supervisor(ActorTypeDispatcher):
         self._starter = sender
         daemon = msg.config.daemon
         self._local_member = member_id(daemon.host_name or default_host_name(), daemon.admin_port)
-        self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WATCHDOG)
+        self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WatchDaemon())
         # The JobManager and the WorkerMaster need each other's address: create both,
         # then start them. The Kafka consumer starts once the JobManager is ready.
         self._roles = {JOB_MANAGER, WORKER_MASTER, KAFKA_CONSUMER}
@@ -246,7 +249,7 @@ class Supervisor(ActorTypeDispatcher):
             "%s exited; recreating it in %.1fs (restart #%d)", role, decision.delay_s,
             decision.number,
         )  # fmt: skip
-        self.wakeupAfter(timedelta(seconds=decision.delay_s), payload=("restart", role))
+        self.wakeupAfter(timedelta(seconds=decision.delay_s), payload=RestartRole(Role(role)))
 
     def _remote_consumer_exited(self, member: str) -> None:
         del self._remote_consumers[member]
@@ -254,29 +257,30 @@ class Supervisor(ActorTypeDispatcher):
             return
         delay = self._restarts.replaced(f"{KAFKA_CONSUMER}@{member}")
         log.error("the Kafka consumer on %s exited; placing a new one in %.1fs", member, delay)
-        self.wakeupAfter(timedelta(seconds=delay), payload=("replace-consumer", member))
+        self.wakeupAfter(timedelta(seconds=delay), payload=ReplaceConsumer(member))
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
-        if isinstance(msg.payload, tuple) and msg.payload[0] == "restart":
-            self._recreate(msg.payload[1])
-        elif isinstance(msg.payload, tuple) and msg.payload[0] == "replace-consumer":
-            if self._drain is None and msg.payload[1] not in self._remote_consumers:
-                self._place_consumer(msg.payload[1])
-        elif msg.payload == "drain-deadline":
-            if self._drain is not None and self._drain.consumers_overdue():
-                self._quiesce_jobs()
-        elif msg.payload == WATCHDOG:
-            self._watch_daemon()
-            self._lease_members()
+        match msg.payload:
+            case RestartRole(role):
+                self._recreate(role)
+            case ReplaceConsumer(member):
+                if self._drain is None and member not in self._remote_consumers:
+                    self._place_consumer(member)
+            case DrainDeadline():
+                if self._drain is not None and self._drain.consumers_overdue():
+                    self._quiesce_jobs()
+            case WatchDaemon():
+                self._watch_daemon()
+                self._lease_members()
 
     def _watch_daemon(self) -> None:
         assert self._start is not None
         if end_actor_system_if_orphaned(self._start.daemon_pid, self._start.daemon_pgid):
             return
-        metrics.process_memory("supervisor")
-        self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WATCHDOG)
+        metrics.process_memory(self.ROLE)
+        self.wakeupAfter(timedelta(seconds=WATCHDOG_S), payload=WatchDaemon())
 
-    def _recreate(self, role: str) -> None:
+    def _recreate(self, role: Role) -> None:
         if self._start is None or role in self._children or self._drain is not None:
             return
         address = self._children[role] = self.createActor(ROLES[role])
@@ -312,7 +316,7 @@ class Supervisor(ActorTypeDispatcher):
         stop_s = DrainPlan.stop_deadline_s(msg.grace_s)
         for consumer in consumers:
             self.send(consumer, StopConsuming(deadline_s=stop_s))
-        self.wakeupAfter(timedelta(seconds=stop_s + 2), payload="drain-deadline")
+        self.wakeupAfter(timedelta(seconds=stop_s + 2), payload=DrainDeadline())
 
     def receiveMsg_ConsumingStopped(self, msg: ConsumingStopped, sender: Any) -> None:
         if (member := self._take_leaving(sender)) is not None:
@@ -352,13 +356,10 @@ class Supervisor(ActorTypeDispatcher):
 
     def receiveMsg_StatusRequest(self, msg: StatusRequest, sender: Any) -> None:
         components = dict(self._status)
-        components["supervisor"] = {
-            "ready": sorted(self._ready),
-            "restarts": dict(self._restarts.restarts),
-            "lost_roles": dict(self._restarts.lost),
-            "draining": self._drain is not None,
-        }
+        components[self.ROLE] = SupervisorStatus(
+            ready=tuple(sorted(self._ready)),
+            restarts=dict(self._restarts.restarts),
+            lost_roles=dict(self._restarts.lost),
+            draining=self._drain is not None,
+        )
         self.send(sender, StatusReport(components))
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("supervisor ignores %s", type(msg).__name__)

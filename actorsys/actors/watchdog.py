@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from thespian.actors import ActorTypeDispatcher, WakeupMessage
+from thespian.actors import WakeupMessage
 
+from actorsys.actors.base import ActorsysActor
 from actorsys.actors.lifeline import end_actor_system_if_orphaned
 from actorsys.messages import AgentHere, DrainHost
+from actorsys.roles import Role
 
 log = logging.getLogger("actorsys.watchdog")
 
@@ -32,7 +34,9 @@ class WatchProcess:
     pgid: int
 
 
-class Watchdog(ActorTypeDispatcher):
+class Watchdog(ActorsysActor):
+    ROLE = Role.WATCHDOG
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._watched: WatchProcess | None = None

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, WakeupMessage
+from thespian.actors import ActorExitRequest, WakeupMessage
 
 from actorsys import metrics
-from actorsys.actors.lifeline import ParentWatch
-from actorsys.convention import capability_check
+from actorsys.actors.base import ActorsysActor
 from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
@@ -41,7 +40,6 @@ from actorsys.messages import (
     JobDone,
     JobFailed,
     JobManagerMoved,
-    LeaderLease,
     NoJobAvailable,
     RequestJob,
     RetireWorker,
@@ -49,6 +47,7 @@ from actorsys.messages import (
     WorkerStart,
 )
 from actorsys.range_reader import RangeRead, RangeReader, reader_properties
+from actorsys.roles import Role
 
 log = logging.getLogger("actorsys.worker")
 
@@ -66,12 +65,9 @@ class _JobFailure(Exception):
         self.job = job
 
 
-class Worker(ActorTypeDispatcher):
-    @staticmethod
-    def actorSystemCapabilityCheck(
-        capabilities: dict[str, Any], requirements: dict[str, Any]
-    ) -> bool:
-        return capability_check(capabilities, requirements)
+class Worker(ActorsysActor):
+    ROLE = Role.WORKER
+    PARENT = "its WorkerMaster"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,11 +78,12 @@ class Worker(ActorTypeDispatcher):
         self._reader: RangeReader | None = None
         self._asked_at: float | None = None
         self._host = os.uname().nodename
-        self._parent = ParentWatch()
-        self._lease_until: float | None = None  # the leader's lease, once one arrived
         self._retiring = False
         self._lease_suspect = False
         self._job_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job")
+
+    def name(self) -> str:
+        return self._start.worker_id if self._start else str(self.ROLE)
 
     def receiveMsg_WorkerStart(self, msg: WorkerStart, sender: Any) -> None:
         self._start = msg
@@ -107,31 +104,23 @@ class Worker(ActorTypeDispatcher):
             return
         self._handler = handler
         self.send(sender, WorkerHello(msg.worker_id, self._host, os.getpid()))
-        metrics.process_memory("worker")
+        metrics.process_memory(self.ROLE)
         self._ask()
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
-        if self._parent.orphaned():
-            log.warning(
-                "%s: its WorkerMaster is gone; exiting",
-                self._start.worker_id if self._start else "worker",
-            )
-            self.send(self.myAddress, ActorExitRequest())
+        if self.exit_if_orphaned():
             return
-        lapsed = self._lease_until is not None and time.monotonic() > self._lease_until
+        lapsed = self.lease_lapsed()
         if lapsed and self._lease_suspect:
-            log.warning(
-                "%s: the leader has been silent past its lease; exiting",
-                self._start.worker_id if self._start else "worker",
-            )
+            log.warning("%s: the leader has been silent past its lease; exiting", self.name())
             self.send(self.myAddress, ActorExitRequest())
             return
         # A long job (or a dead-letter flush against a frozen broker) may have kept
         # us from reading the leases queued meanwhile: they come before our next
         # tick, so only a lease still lapsed then means the leader is gone.
         self._lease_suspect = lapsed
-        metrics.process_memory("worker")
+        metrics.process_memory(self.ROLE)
         if self._asked_at is not None:
             self._ask()  # a request went unanswered: ask again once it is overdue
         self.wakeupAfter(timedelta(seconds=TICK_S))
@@ -148,9 +137,6 @@ class Worker(ActorTypeDispatcher):
         self._asked_at = None
         if self._retiring:
             self.send(self.myAddress, ActorExitRequest())
-
-    def receiveMsg_LeaderLease(self, msg: LeaderLease, sender: Any) -> None:
-        self._lease_until = time.monotonic() + msg.valid_s
 
     def receiveMsg_RetireWorker(self, msg: RetireWorker, sender: Any) -> None:
         """Take no more jobs; leave once the request in flight (if any) is answered."""
@@ -169,10 +155,11 @@ class Worker(ActorTypeDispatcher):
             # nearly every call, which made the same handler 3x slower (measured).
             _job, result, deleted = self._job_thread.submit(self._run_job, msg, sink).result()
         except Exception as exc:  # a handler's failure fails this attempt, nothing more
+            failure: BaseException = exc
             if isinstance(exc, _JobFailure):
-                exc = exc.__cause__ or exc
-            detail = "".join(traceback.format_exception_only(exc)).strip()
-            transient = is_transient(exc)
+                failure = exc.__cause__ or exc
+            detail = "".join(traceback.format_exception_only(failure)).strip()
+            transient = is_transient(failure)
             log.warning(
                 "job %d attempt %d failed%s: %s",
                 msg.job_id,
@@ -333,9 +320,11 @@ class Worker(ActorTypeDispatcher):
 
     def _sink(self, topic: str, partition: int) -> KafkaDeadLetterSink:
         assert self._start is not None
-        dead_letter_topic = self._start.config.kafka.dead_letter_topic or None
         return KafkaDeadLetterSink(
-            self._producer, topic, partition, dead_letter_topic=dead_letter_topic
+            self._producer,
+            topic,
+            partition,
+            dead_letter_topic=self._start.config.kafka.dead_letter_topic,
         )
 
     def _ask(self) -> None:
@@ -358,6 +347,3 @@ class Worker(ActorTypeDispatcher):
             self._reader.close()
         if self._producer is not None:
             self._producer.flush(5)
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("worker ignores %s", type(msg).__name__)

@@ -28,19 +28,17 @@ from typing import Any
 from thespian.actors import (
     ActorExitRequest,
     ActorSystemConventionUpdate,
-    ActorTypeDispatcher,
     ChildActorExited,
     WakeupMessage,
 )
 
 from actorsys import metrics
+from actorsys.actors.base import ActorsysActor
 from actorsys.actors.host_agent import HostAgent
-from actorsys.actors.lifeline import ParentWatch
 from actorsys.actors.worker import Worker
 from actorsys.convention import default_host_name, member_id, placed_on
 from actorsys.messages import (
     ComponentReady,
-    ComponentStatus,
     DiscardAttempt,
     HostAgentStart,
     HostDraining,
@@ -56,6 +54,9 @@ from actorsys.messages import (
     WorkerMasterStart,
     WorkerStart,
 )
+from actorsys.roles import Role
+from actorsys.status import WorkerMasterStatus
+from actorsys.timers import PlaceAgentAgain, ReapWorker, RefillHost, Tick
 from actorsys.worker_pool import (
     Decision,
     Later,
@@ -69,14 +70,15 @@ from actorsys.worker_pool import (
 
 log = logging.getLogger("actorsys.worker_master")
 
-TICK = "tick"
 TICK_S = 1.0
 LEASE_EVERY_TICKS = 5
 # Placed actors stop themselves when the leader is silent this long.
 LEADER_LEASE_S = 30.0
 
 
-class WorkerMaster(ActorTypeDispatcher):
+class WorkerMaster(ActorsysActor):
+    ROLE = Role.WORKER_MASTER
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._start: WorkerMasterStart | None = None
@@ -86,7 +88,6 @@ class WorkerMaster(ActorTypeDispatcher):
         self._pool = WorkerPool()
         self._ticks = 0
         self._stopping = False
-        self._parent = ParentWatch()
         self._worker_gauge = metrics.WorkerGauge()
 
     # --- start-up ---------------------------------------------------------------------------
@@ -103,8 +104,8 @@ class WorkerMaster(ActorTypeDispatcher):
                 self._spawn("", self._local_host)
         # Worker hosts that join (or leave) the convention reach us from now on.
         self.notifyOnSystemRegistrationChanges(True)
-        self.send(sender, ComponentReady("worker_master"))
-        self.wakeupAfter(timedelta(seconds=TICK_S), payload=TICK)
+        self.send(sender, ComponentReady(self.ROLE))
+        self.wakeupAfter(timedelta(seconds=TICK_S), payload=Tick())
 
     def _spawn(self, member: str, host: str) -> None:
         assert self._start is not None
@@ -214,21 +215,18 @@ class WorkerMaster(ActorTypeDispatcher):
     # --- periodic ---------------------------------------------------------------------------
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
-        kind = msg.payload[0] if isinstance(msg.payload, tuple) else msg.payload
-        if kind == "reap":
-            self._reap(msg.payload[1])
-            return
-        if kind == "spawn":
-            self._perform(self._pool.spawn_due(msg.payload[1]))
-            return
-        if kind == "agent":
-            self._perform(self._pool.agent_due(msg.payload[1]))
-            return
-        if msg.payload != TICK:
-            return
-        if self._parent.orphaned():
-            log.warning("the Supervisor is gone; stopping the worker pool")
-            self.send(self.myAddress, ActorExitRequest())
+        match msg.payload:
+            case ReapWorker(worker_id):
+                self._reap(worker_id)
+            case RefillHost(member):
+                self._perform(self._pool.spawn_due(member))
+            case PlaceAgentAgain(member):
+                self._perform(self._pool.agent_due(member))
+            case Tick():
+                self._tick()
+
+    def _tick(self) -> None:
+        if self.exit_if_orphaned("stopping the worker pool"):
             return
         self._ticks += 1
         timeout = self._start.config.workers.host_timeout_s  # type: ignore[union-attr]
@@ -238,7 +236,7 @@ class WorkerMaster(ActorTypeDispatcher):
             for worker in self._pool.workers.values():
                 self.send(worker.address, lease)
         self._push_status()
-        self.wakeupAfter(timedelta(seconds=TICK_S), payload=TICK)
+        self.wakeupAfter(timedelta(seconds=TICK_S), payload=Tick())
 
     # --- exits ------------------------------------------------------------------------------
 
@@ -261,20 +259,13 @@ class WorkerMaster(ActorTypeDispatcher):
     def _push_status(self) -> None:
         by_host = self._pool.by_host()
         self._worker_gauge.update(by_host)
-        metrics.process_memory("worker_master")
-        self.send(
+        self.push_status(
             self._supervisor,
-            ComponentStatus(
-                "worker_master",
-                {
-                    "workers": len(self._pool.workers),
-                    "workers_by_host": by_host,
-                    "workers_replaced": self._pool.replaced,
-                    "worker_hosts": self._pool.hosts_status(time.monotonic()),
-                    "refused_hosts": dict(self._pool.refused),
-                },
+            WorkerMasterStatus(
+                workers=len(self._pool.workers),
+                workers_by_host=by_host,
+                workers_replaced=self._pool.replaced,
+                worker_hosts=self._pool.hosts_status(time.monotonic()),
+                refused_hosts=dict(self._pool.refused),
             ),
         )
-
-    def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
-        log.debug("worker master ignores %s", type(msg).__name__)

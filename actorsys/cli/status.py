@@ -11,14 +11,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, cast
 
 import click
+
+from actorsys.status import JobManagerStatus, StatusDocument
 
 
 def fetch_status(url: str, timeout_s: float = 3.0) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url.rstrip('/')}/status", timeout=timeout_s) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
+        # /status always answers a JSON object.
+        return cast("dict[str, Any]", json.loads(resp.read()))
 
 
 def _mib(n: int | None) -> str:
@@ -26,56 +29,47 @@ def _mib(n: int | None) -> str:
 
 
 def render(status: dict[str, Any]) -> str:
-    comp = status.get("components", {})
-    manager = comp.get("job_manager", {})
-    pool = comp.get("worker_master", {})
-    sup = comp.get("supervisor", {})
+    doc = StatusDocument.from_json(status.get("components", {}))
+    manager, pool, sup = doc.job_manager(), doc.worker_master(), doc.supervisor()
+    restarts = dict(sup.restarts) or "-"
     lines = [
         f"group {status.get('group_id')}  topics {','.join(status.get('topics', []))}  "
         f"bootstrap {status.get('bootstrap_servers')}",
-        f"ready: {','.join(sup.get('ready', [])) or '-'}   draining: {sup.get('draining')}   "
-        f"restarts: {sup.get('restarts') or '-'}   rss: {_mib(status.get('rss_bytes'))}",
+        f"ready: {','.join(sup.ready) or '-'}   draining: {sup.draining}   "
+        f"restarts: {restarts}   rss: {_mib(status.get('rss_bytes'))}",
         "",
         f"{'PARTITION':<28} {'COMMITTED':>10} {'LOG END':>10} {'LAG':>8} {'IN-FLIGHT':>10}"
         "  PAUSED  CONSUMER",
     ]
-    # "kafka_consumer" is the leader's; "kafka_consumer@<member>" one on another host.
-    rows = [
-        (role.partition("@")[2] or "leader", p)
-        for role, c in sorted(comp.items())
-        if role.startswith("kafka_consumer")
-        for p in c.get("partitions", [])
-    ]
+    rows = [(owner, p) for owner, c in doc.kafka_consumers().items() for p in c.partitions]
     for owner, p in rows:
-        where = f"{p['topic']}[{p['partition']}]"
-        paused = "yes" if p.get("paused") else "no"
+        where = f"{p.topic}[{p.partition}]"
+        paused = "yes" if p.paused else "no"
         lines.append(
-            f"{where:<28} {_dash(p.get('committed')):>10} {_dash(p.get('high_watermark')):>10} "
-            f"{_dash(p.get('lag')):>8} {p.get('inflight_records', 0):>10}"
+            f"{where:<28} {_dash(p.committed):>10} {_dash(p.high_watermark):>10} "
+            f"{_dash(p.lag):>8} {p.inflight_records:>10}"
             f"  {paused:<6}  {owner}"
         )
     if not rows:
         lines.append("(no partition assigned)")
-    jobs = manager.get("jobs", {})
-    running = manager.get("running_by_host", {})
     lines += [
         "",
         "jobs: "
-        + ("  ".join(f"{k}={v}" for k, v in jobs.items()) or "-")
-        + f"   held batches: {manager.get('held_batches', 0)}",
+        + ("  ".join(f"{k}={v}" for k, v in manager.jobs.items()) or "-")
+        + f"   held batches: {manager.held_batches}",
         "retention: " + _retention(manager),
         "workers: "
-        + (", ".join(f"{h}={n}" for h, n in pool.get("workers_by_host", {}).items()) or "-")
+        + (", ".join(f"{h}={n}" for h, n in pool.workers_by_host.items()) or "-")
         + "   running jobs: "
-        + (", ".join(f"{h}={n}" for h, n in running.items()) or "0"),
+        + (", ".join(f"{h}={n}" for h, n in manager.running_by_host.items()) or "0"),
     ]
-    for member, host in sorted(pool.get("worker_hosts", {}).items()):
-        state = "LOST" if host.get("lost") else "up"
+    for member, host in sorted(pool.worker_hosts.items()):
+        state = "LOST" if host.lost else "up"
         lines.append(
-            f"  host {host.get('host')} ({member}): {state}, {host.get('slots')} "
-            f"slot(s), last heartbeat {host.get('last_heartbeat_s')}s ago"
+            f"  host {host.host} ({member}): {state}, {host.slots} "
+            f"slot(s), last heartbeat {host.last_heartbeat_s}s ago"
         )
-    for member, why in sorted(pool.get("refused_hosts", {}).items()):
+    for member, why in sorted(pool.refused_hosts.items()):
         lines.append(f"  host {member} REFUSED: {why}")
     for peer in status.get("rejected_peers", []):
         lines.append(
@@ -138,17 +132,17 @@ def status(
             return
 
 
-def _retention(manager: dict[str, Any]) -> str:
+def _retention(manager: JobManagerStatus) -> str:
     """Per topic: the oldest unfinished job's age against the topic's retention."""
     parts = []
-    for entry in manager.get("retention", []):
-        age = entry.get("oldest_job_age_s") or 0
-        if entry.get("retention_s") is None:
-            parts.append(f"{entry.get('topic')} oldest job {age:.0f}s (retention unlimited)")
+    for entry in manager.retention:
+        age = entry.oldest_job_age_s
+        if entry.retention_s is None:
+            parts.append(f"{entry.topic} oldest job {age:.0f}s (retention unlimited)")
         else:
             parts.append(
-                f"{entry.get('topic')} oldest job {age:.0f}s, headroom "
-                f"{entry.get('headroom_s'):.0f}s of {entry.get('retention_s'):.0f}s"
+                f"{entry.topic} oldest job {age:.0f}s, headroom "
+                f"{entry.headroom_s or 0:.0f}s of {entry.retention_s:.0f}s"
             )
-    held = "   NEW BATCHES HELD BACK" if manager.get("retention_hold") else ""
+    held = "   NEW BATCHES HELD BACK" if manager.retention_hold else ""
     return ("; ".join(parts) or "-") + held

@@ -83,7 +83,7 @@ class OutputHealth:
         self.last_error = error
         if self.unhealthy_since is None:
             self.unhealthy_since = now
-        ceiling = min(self._max_s, self._initial_s * 2 ** min(self.streak - 1, 32))
+        ceiling: float = min(self._max_s, self._initial_s * 2 ** min(self.streak - 1, 32))
         return max(ceiling / 10, self._rng.uniform(0, ceiling))
 
     def succeeded(self) -> bool:

@@ -22,6 +22,6 @@ class RetryPolicy:
         ``attempt`` (1-based) failed; None when it was the last one."""
         if attempt >= self.max_attempts:
             return None
-        ceiling = min(self.max_s, self.initial_s * 2 ** min(attempt - 1, 64))  # no overflow
+        ceiling: float = min(self.max_s, self.initial_s * 2 ** min(attempt - 1, 64))  # no overflow
         # Never retry at once: at least a tenth of the ceiling.
         return max(ceiling / 10, rng.uniform(0, ceiling))

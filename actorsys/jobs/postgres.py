@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -202,10 +202,14 @@ class PostgresJobStore(SqlJobStore):
         super().__init__(f"{label} (schema {schema})" if schema else label)
         url, settings = self._session_settings(url, statement_timeout_ms, lock_timeout_ms)
         try:
-            given = conninfo_to_dict(url)
+            # Typed for keyword overrides (int, None) too; parsed from a
+            # string alone, it holds the strings libpq read.
+            given = cast("dict[str, str]", conninfo_to_dict(url))
         except psycopg.Error as exc:
             raise ConfigError(f"{self._label}: bad URL: {one_line(exc)}") from exc
-        self._connect_args: dict[str, Any] = session_connect_args(given, settings)
+        # Unpacked into psycopg.connect(), whose keywords have many types; dict()
+        # keeps mypy from narrowing it to dict[str, str] (connect_timeout is an int).
+        self._connect_args: dict[str, Any] = dict(session_connect_args(given, settings))
         # A connect_timeout in the URL wins; without one libpq would wait for TCP.
         if "connect_timeout" not in given:
             self._connect_args["connect_timeout"] = connect_timeout_s

@@ -491,6 +491,7 @@ def test_jobs_refuses_a_job_store_password_on_the_command_line() -> None:
 
 def test_status_shows_each_topics_retention_headroom_and_a_hold() -> None:
     from actorsys.cli.status import _retention
+    from actorsys.status import JobManagerStatus, StatusDocument
 
     manager = {
         "retention_hold": True,
@@ -500,8 +501,10 @@ def test_status_shows_each_topics_retention_headroom_and_a_hold() -> None:
             {"topic": "raw", "oldest_job_age_s": 5.0, "retention_s": None, "headroom_s": None},
         ],
     }  # fmt: skip
-    assert _retention(manager) == (
+    # (as the daemon's /status document carries it, read back typed)
+    typed = StatusDocument.from_json({"job_manager": manager}).job_manager()
+    assert _retention(typed) == (
         "iot oldest job 2800s, headroom 800s of 3600s; "
         "raw oldest job 5s (retention unlimited)   NEW BATCHES HELD BACK"
     )
-    assert _retention({}) == "-"
+    assert _retention(JobManagerStatus()) == "-"

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from actorsys.dead_letters import DeadLetterError, KafkaDeadLetterSink, dead_letter_topic_for
-from actorsys.errors import ActorsysError, ConfigError
+from actorsys.config import KafkaConfig, dead_letter_topic_for
+from actorsys.dead_letters import DeadLetterError, KafkaDeadLetterSink
+from actorsys.errors import ActorsysError
 from actorsys.records import Record
 
 
@@ -74,11 +75,14 @@ def _sink(producer: FakeProducer, **kwargs: Any) -> KafkaDeadLetterSink:
 
 
 def test_dead_letter_topic_defaults_to_source_dot_dlq() -> None:
-    # Given / When / Then: unset means <topic>.dlq; a configured name wins
-    assert dead_letter_topic_for("iot.telemetry", None) == "iot.telemetry.dlq"
+    # Given / When / Then: unset ("") means <topic>.dlq; a configured name wins,
+    # for the sink and the config alike (one rule)
+    assert dead_letter_topic_for("iot.telemetry") == "iot.telemetry.dlq"
     assert dead_letter_topic_for("iot.telemetry", "all-rejects") == "all-rejects"
-    with pytest.raises(ConfigError):
-        dead_letter_topic_for("iot.telemetry", "")
+    assert _sink(FakeProducer()).topic == "iot.telemetry.dlq"
+    assert _sink(FakeProducer(), dead_letter_topic="all-rejects").topic == "all-rejects"
+    named = KafkaConfig(dead_letter_topic="all-rejects")
+    assert named.dead_letter_topic_for("iot.telemetry") == "all-rejects"
 
 
 def test_reject_sends_original_key_and_value_with_provenance_headers() -> None:

@@ -9,6 +9,7 @@ the test loudly rather than being skipped.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import dataclasses
 import inspect
 import pickle
@@ -73,7 +74,7 @@ def sample(annotation: Any, name: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             return (sample(args[0], name), sample(args[0], name + "2"))
         return tuple(sample(a, f"{name}{i}") for i, a in enumerate(args))
-    if origin is dict:
+    if origin in (dict, collections.abc.Mapping):
         return {sample(args[0], name): sample(args[1], name)}
     raise AssertionError(f"no sample value for {annotation!r} (field {name!r}): extend sample()")
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from actorsys.logs import JsonFormatter
 from actorsys.progress import ProgressReporter
+from actorsys.status import StatusDocument
 
 
-def snapshot(consumed: int, rows: int, files: int, **jobs: int) -> dict[str, Any]:
+def snapshot(consumed: int, rows: int, files: int, **jobs: int) -> StatusDocument:
+    """The components of a /status document (as `actorsys status --json` shows), read back."""
     partition = {"topic": "iot", "lag": 0, "paused": False, "seconds_behind": None}
-    return {
-        "components": {
+    return StatusDocument.from_json(
+        {
             "kafka_consumer": {
                 "records_consumed": consumed,
                 "partitions": [
@@ -27,7 +28,7 @@ def snapshot(consumed: int, rows: int, files: int, **jobs: int) -> dict[str, Any
             },
             "job_manager": {"jobs": jobs, "rows_ingested": rows, "files_ingested": files},
         }
-    }
+    )
 
 
 def test_the_first_line_comes_one_interval_after_the_first_snapshot() -> None:
@@ -65,8 +66,8 @@ def test_a_restarted_component_counting_from_zero_gives_no_negative_rate() -> No
 
 def test_an_empty_status_says_nothing_is_known() -> None:
     reporter = ProgressReporter(every_s=1.0)
-    reporter.update({}, now=0.0)
-    progress = reporter.update({}, now=2.0)
+    reporter.update(StatusDocument(), now=0.0)
+    progress = reporter.update(StatusDocument(), now=2.0)
     assert progress is not None
     assert progress.line() == (
         "in 0/s  out 0/s  lag 0 rec -  jobs 0 pending 0 running 0 failed  "

@@ -9,6 +9,7 @@ from thespian.actors import ActorExitRequest
 
 from actorsys.convention import HOST, MEMBER_ID, VERSION, WORKER_SLOTS
 from actorsys.messages import RetireWorker
+from actorsys.timers import PlaceAgentAgain, ReapWorker, RefillHost
 from actorsys.worker_pool import (
     REPLACE_DELAY_S,
     Decision,
@@ -193,7 +194,7 @@ def test_a_dead_remote_worker_is_replaced_after_a_pause() -> None:
     pool = joined(slots=1)
     decisions = pool.child_exited("addr-0")
     # Then its job goes back, and its slot is filled only after a pause
-    assert decisions[-1] == Later(REPLACE_DELAY_S, ("spawn", "b:1", "host-b"))
+    assert decisions[-1] == Later(REPLACE_DELAY_S, RefillHost("b:1", "host-b"))
     assert pool.spawn_due("b:1") == [Spawn("b:1", "host-b")]
 
 
@@ -207,7 +208,7 @@ def test_no_worker_is_spawned_after_the_pause_on_a_lost_or_gone_host() -> None:
 
 def test_a_dead_agent_is_placed_again_after_a_pause_unless_draining() -> None:
     pool = joined(slots=0)
-    assert pool.child_exited("agent-b:1") == [Later(REPLACE_DELAY_S, ("agent", "b:1"))]
+    assert pool.child_exited("agent-b:1") == [Later(REPLACE_DELAY_S, PlaceAgentAgain("b:1"))]
     assert pool.agent_due("b:1") == [PlaceAgent("b:1", "host-b")]
     pool.hosts["b:1"].draining = True
     assert pool.agent_due("b:1") == [] and pool.child_exited("agent-b:1") == []
@@ -232,7 +233,7 @@ def test_a_worker_overrunning_its_lease_is_replaced_and_reaped_after_the_grace()
     assert decisions[1:] == [
         Replaced("worker-1"),
         Spawn("", "host-a"),
-        Later(7.0, ("reap", "worker-1")),
+        Later(7.0, ReapWorker("worker-1")),
     ]
     assert [w.pid for w in pool.to_kill("worker-1")] == [4242]
     # And once it exited it is no longer reaped; its late job goes back
