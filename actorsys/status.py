@@ -16,9 +16,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from actorsys.roles import Role
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +198,11 @@ _KIND_BY_ROLE: dict[str, type[ComponentSnapshot]] = {
     Role.SUPERVISOR: SupervisorStatus,
 }
 
-S = TypeVar("S")
+S = TypeVar("S", bound="DataclassInstance")
 
 
 def _parse(kind: type[S], data: Mapping[str, Any]) -> S:
-    names = {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(kind)}
     values: dict[str, Any] = {k: v for k, v in data.items() if k in names}
     if "counters" in names:  # the flattened counters: every other integer field
         values["counters"] = {

@@ -204,8 +204,9 @@ class KafkaConsumerActor(ActorsysActor):
             return
         if isinstance(msg.payload, Poll):
             self._poll()
+            assert self._config is not None  # set at start
             self.wakeupAfter(
-                timedelta(milliseconds=self._config.flow.poll_interval_ms),  # type: ignore[union-attr]
+                timedelta(milliseconds=self._config.flow.poll_interval_ms),
                 payload=Poll(),
             )
         elif isinstance(msg.payload, Housekeeping):
@@ -327,7 +328,8 @@ class KafkaConsumerActor(ActorsysActor):
             if end is None:
                 continue
             self._time_lag.seen(tp, end, wall)
-            member = self._pool.index_of(part.consumer)  # type: ignore[union-attr]
+            assert self._pool is not None  # set at start
+            member = self._pool.index_of(part.consumer)
             if self._handouts.open(member):
                 intervals = handouts.setdefault(member, [])
                 budget = MAX_INTERVALS_PER_HANDOUT - len(intervals)
@@ -335,7 +337,8 @@ class KafkaConsumerActor(ActorsysActor):
         for member, intervals in handouts.items():
             if intervals:
                 seq = self._handouts.sent(member, now)
-                self.send(self._pool.members[member], OffsetsHandout(seq, tuple(intervals)))  # type: ignore[union-attr]
+                assert self._pool is not None  # set at start
+                self.send(self._pool.members[member], OffsetsHandout(seq, tuple(intervals)))
 
     def _query_ends(self, now: float) -> None:
         """Collect the answer of the end-offset query in flight; ask again when due.
@@ -436,8 +439,9 @@ class KafkaConsumerActor(ActorsysActor):
         if msg.committable is not None:
             part.committable = max(part.committable or 0, msg.committable)
         part.unacked_batches = msg.unacked_batches
-        self._flow.released(tp, msg.released_records)  # type: ignore[union-attr]
-        self._flow.rebalance_pauses()  # type: ignore[union-attr]
+        assert self._flow is not None  # set at start
+        self._flow.released(tp, msg.released_records)
+        self._flow.rebalance_pauses()
         self._check_drain()
 
     def _commit(self, asynchronous: bool, only: set[TopicPartition] | None = None) -> None:
@@ -529,7 +533,8 @@ class KafkaConsumerActor(ActorsysActor):
             if part is not None and self._pool is not None:
                 self._pool.remove(key)
                 self.send(part.consumer, PartitionRevoked(key[0], key[1], part.generation))
-            self._flow.revoke(key)  # type: ignore[union-attr]
+            assert self._flow is not None  # set at start
+            self._flow.revoke(key)
             self._ends.forget(key)
             self._unconsumable.discard(key)
             self._time_lag.forget(key)
@@ -538,7 +543,8 @@ class KafkaConsumerActor(ActorsysActor):
     def _create_consumer(self) -> Any:
         """A new member of the pool of Consumer actors."""
         address = self.createActor(ConsumerActor)
-        self.send(address, ConsumerStart(self._config, self._job_manager, self.myAddress))  # type: ignore[arg-type]
+        assert self._config is not None  # set at start
+        self.send(address, ConsumerStart(self._config, self._job_manager, self.myAddress))
         return address
 
     def _place(self, key: TopicPartition) -> _Partition:
@@ -705,10 +711,11 @@ class KafkaConsumerActor(ActorsysActor):
         for (topic, partition), part in sorted(self._partitions.items()):
             key = (topic, partition)
             end = self._ends.end(key)
-            records = self._flow.inflight(key)  # type: ignore[union-attr]
+            assert self._flow is not None  # set at start
+            records = self._flow.inflight(key)
             # Before its first commit here, a partition's committed offset is the group's.
             committed = part.committed if part.committed is not None else part.group_committed
-            paused = key in self._flow.paused  # type: ignore[union-attr]
+            paused = key in self._flow.paused
             behind = self._time_lag.seconds_behind(key, committed, now)
             metrics.partition_state(
                 topic,

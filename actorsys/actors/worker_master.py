@@ -202,7 +202,8 @@ class WorkerMaster(ActorsysActor):
     def _reap(self, worker_id: str) -> None:
         for worker in self._pool.to_kill(worker_id):
             assert worker.pid is not None
-            grace = self._start.config.workers.stop_grace_s  # type: ignore[union-attr]
+            assert self._start is not None  # set at start
+            grace = self._start.config.workers.stop_grace_s
             log.warning(
                 "%s did not exit %.0fs after being replaced; killing pid %d",
                 worker_id,
@@ -229,7 +230,8 @@ class WorkerMaster(ActorsysActor):
         if self.exit_if_orphaned("stopping the worker pool"):
             return
         self._ticks += 1
-        timeout = self._start.config.workers.host_timeout_s  # type: ignore[union-attr]
+        assert self._start is not None  # set at start
+        timeout = self._start.config.workers.host_timeout_s
         self._perform(self._pool.check_hosts(Ping(self._ticks), time.monotonic(), timeout))
         if self._ticks % LEASE_EVERY_TICKS == 0:
             lease = LeaderLease(LEADER_LEASE_S)
