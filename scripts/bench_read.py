@@ -34,7 +34,8 @@ from confluent_kafka import Producer  # noqa: E402
 from deltalake import DeltaTable  # noqa: E402
 
 from actorsys.embedded_broker import EmbeddedBroker  # noqa: E402
-from actorsys.simulator import IotRecordFactory, create_topic_if_missing  # noqa: E402
+from actorsys.kafka_clients import create_topic_if_missing  # noqa: E402
+from actorsys.simulator import IotRecordFactory  # noqa: E402
 from actorsys.tables.delta import app_id  # noqa: E402
 from tests.support.daemon import topic_daemon  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
@@ -42,7 +43,9 @@ from tests.support.waiting import wait_for  # noqa: E402
 PARTITIONS = 4
 
 
-def feed(bootstrap: str, topic: str, seconds: float, rate: float, scale: float) -> dict:
+def feed(
+    bootstrap: str, topic: str, seconds: float, rate: float, scale: float
+) -> dict[tuple[int, int], float]:
     """Produce at ``rate``; remember when the broker acknowledged each offset."""
     factory = IotRecordFactory(1000, 0.0, seed=5, time_scale=scale)
     acked: dict[tuple[int, int], float] = {}
@@ -109,7 +112,7 @@ def main() -> int:
         reader = threading.Thread(target=poll, daemon=True)
         reader.start()
         acked = feed(bootstrap, topic, args.seconds, args.rate, args.time_scale)
-        ends = {}
+        ends: dict[int, int] = {}
         for p, o in acked:
             ends[p] = max(ends.get(p, 0), o + 1)
 
@@ -134,7 +137,12 @@ def main() -> int:
         broker.stop()
 
 
-def measure(raw: Path, work: Path, acked: dict, seen: dict) -> dict:
+def measure(
+    raw: Path,
+    work: Path,
+    acked: dict[tuple[int, int], float],
+    seen: dict[int, list[tuple[int, float]]],
+) -> dict[str, float]:
     # freshness: broker ack -> first poll whose table offset covers the record
     lags = []
     for (p, o), t_ack in acked.items():

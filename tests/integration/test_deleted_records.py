@@ -23,11 +23,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, not in __all__
+    AdminClient,
+    NewTopic,
+)
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
-from actorsys.simulator import create_topic_if_missing
+from actorsys.kafka_clients import create_topic_if_missing
 from tests.support.checks import job_intervals, raw_positions
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.prom import Exposition

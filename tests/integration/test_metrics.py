@@ -11,6 +11,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,8 @@ from actorsys.config import BatchingConfig
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import ProduceReport, produce
 from tests.support.checks import all_committed, jobs_unfinished, wait_complete
 from tests.support.daemon import DaemonProcess, new_daemon, start_ready, topic_daemon
 from tests.support.prom import Exposition, run_promtool
@@ -28,7 +30,7 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 # The roles of a daemon writing plain Parquet: no table committer.
-PARQUET_ROLES = set(metrics.ROLES) - {"committer"}
+PARQUET_ROLES = set[str](metrics.ROLES) - {"committer"}  # Role is a StrEnum
 
 RECORDS = 20_000
 PARTITIONS = 3
@@ -47,6 +49,12 @@ def _daemon(tmp_path: Path, broker: EmbeddedBroker, topic: str, group: str = "g"
         # Plain Parquet whatever the default format: PARQUET_ROLES, no table metrics.
         extra={"workers": {"count": WORKERS}, "output": {"format": "parquet"}},
     )
+
+
+def _present(value: float | None) -> float:
+    """The value of a sample the scrape must hold."""
+    assert value is not None, "sample missing from the scrape"
+    return value
 
 
 def _scrape(daemon: DaemonProcess) -> Exposition:
@@ -161,7 +169,7 @@ def test_metrics_move_by_exactly_what_was_driven(
     assert m.value("actorsys_assigned_partitions") == PARTITIONS
     assert m.sum("actorsys_commits_total") > 0
     assert m.sum("actorsys_commit_failures_total") == 0
-    assert m.value("actorsys_rebalances_total", kind="assign") >= 1
+    assert _present(m.value("actorsys_rebalances_total", kind="assign")) >= 1
     assert m.value("actorsys_kafka_brokers_up") == 1
     # And processes: one per role, the pool of Consumers, the configured workers
     processes = m.by_label("actorsys_processes", "role")
@@ -210,11 +218,11 @@ def test_health_endpoints_say_what_is_wrong(
     health = json.loads(body)
     assert code == 200
     assert health["status"] == "ok"
-    assert health["pid"] == daemon.proc.pid  # type: ignore[union-attr]
+    assert health["pid"] == daemon.proc.pid
     assert health["uptime_s"] >= 0
 
     # And /readyz is 503 and names the failing check, once the rest is up
-    def readiness() -> dict | None:
+    def readiness() -> dict[str, Any] | None:
         code, body = daemon.http("/readyz")
         doc = json.loads(body)
         checks = doc.get("checks", {})
@@ -222,6 +230,7 @@ def test_health_endpoints_say_what_is_wrong(
         return doc if code == 503 and settled else None
 
     doc = wait_for(readiness, 60, "/readyz to report the missing topic and assignment", 0.25)
+    assert doc is not None  # wait_for returns only a truthy value
     assert doc["ready"] is False
     assert doc["checks"] == {
         "actor_system": True,
@@ -319,14 +328,16 @@ def test_a_rebalance_moves_partition_series_to_the_new_owner(
         a, b = committed(first), committed(second)
         return (a, b) if a and b and not set(a) & set(b) and {**a, **b} == ends else None
 
-    mine, _theirs = wait_for(split, 60, "the partitions to split between the daemons", 0.5)
+    owned = wait_for(split, 60, "the partitions to split between the daemons", 0.5)
+    assert owned is not None  # wait_for returns only a truthy value
+    mine, _theirs = owned
     m = _scrape(first)
     for name in ("actorsys_consumer_lag_records", "actorsys_inflight_records"):
         assert set(m.by_label(name, "partition", topic=topic)) == set(mine), name
     # And each daemon keeps its pool of Consumers, whatever it owns now
     pool = BatchingConfig().consumers
     assert m.value("actorsys_processes", role="consumer") == pool
-    assert m.value("actorsys_rebalances_total", kind="revoke") >= 1
+    assert _present(m.value("actorsys_rebalances_total", kind="revoke")) >= 1
     theirs_scraped = _scrape(second)
     assert theirs_scraped.value("actorsys_processes", role="consumer") == pool
     assert theirs_scraped.sum("actorsys_consumer_lag_records", topic=topic) == 0
@@ -422,6 +433,7 @@ def test_table_metrics_follow_commits_compactions_and_late_records(
     m = wait_for(
         lambda: _compacted_and_reported(daemon, out, 1), 90, "the hour compacted and reported", 0.5
     )
+    assert m is not None  # wait_for returns only a truthy value
 
     # Then each partition's watermark is the newest event time it committed
     assert first.event_ms_range is not None
@@ -440,10 +452,13 @@ def test_table_metrics_follow_commits_compactions_and_late_records(
     assert raw_appends and raw_appends > 0
     done = m.value("actorsys_table_commits_total", table="raw", kind="append", outcome="done")
     assert done == raw_appends
-    assert m.value("actorsys_table_files_added_total", table="raw", kind="append") >= done
+    added = m.value("actorsys_table_files_added_total", table="raw", kind="append")
+    assert _present(added) >= _present(done)
     for table in TABLES:
-        assert m.value("actorsys_table_commit_seconds_count", table=table, kind="replace") >= 1
-        assert m.value("actorsys_table_commit_seconds_sum", table=table, kind="replace") > 0
+        count = m.value("actorsys_table_commit_seconds_count", table=table, kind="replace")
+        assert _present(count) >= 1
+        total = m.value("actorsys_table_commit_seconds_sum", table=table, kind="replace")
+        assert _present(total) > 0
     assert m.select("actorsys_table_commits_total", table="agg", kind="append") == []
     assert m.value("actorsys_compactions_total", outcome="failed") == 0
 
@@ -457,6 +472,7 @@ def test_table_metrics_follow_commits_compactions_and_late_records(
         return found if late == second.valid else None
 
     m = wait_for(recompacted, 90, "the late records counted and the hour recompacted", 0.5)
+    assert m is not None  # wait_for returns only a truthy value
     print({table: _table_gauges(m, table) for table in TABLES}, watermarks)
     assert second.valid == 500
     assert (

@@ -16,7 +16,8 @@ import pytest
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import ProduceReport, produce
 from tests.support.checks import assert_exactly_once, jobs_unfinished, wait_complete
 from tests.support.daemon import DaemonProcess, new_daemon
 from tests.support.member import MemberProcess
@@ -41,8 +42,10 @@ def _produce(broker: EmbeddedBroker, topic: str, count: int, seed: int) -> Produ
     )
 
 
-def _leader(tmp_path: Path, broker: EmbeddedBroker, topic: str, **extra: dict) -> DaemonProcess:
-    sections: dict[str, dict] = {"workers": {"on_leader": False, "host_timeout_s": 5.0}}
+def _leader(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, **extra: dict[str, Any]
+) -> DaemonProcess:
+    sections: dict[str, dict[str, Any]] = {"workers": {"on_leader": False, "host_timeout_s": 5.0}}
     for section, values in extra.items():
         sections.setdefault(section, {}).update(values)
     return new_daemon(

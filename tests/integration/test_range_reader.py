@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
+from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.range_reader import RangeReader, RangeUnavailable, reader_properties
-from actorsys.simulator import create_topic_if_missing, produce
+from actorsys.simulator import produce
 
 pytestmark = pytest.mark.integration
 

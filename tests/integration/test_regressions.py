@@ -12,15 +12,16 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import psutil
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.open import open_job_store
+from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.procs import admin_process
-from actorsys.simulator import create_topic_if_missing, produce
+from actorsys.simulator import produce
 from tests.support.checks import raw_positions, valid_positions, wait_complete
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
 from tests.support.disk import fill, tmpfs
@@ -179,6 +180,15 @@ def test_a_leader_whose_jobs_other_workers_finish_does_not_stall(
 # --- a full disk is a transient fault ----------------------------------------------------------
 
 
+class Feed(TypedDict):
+    """The arguments of simulator.produce that both feeds share."""
+
+    devices: int
+    rate: float
+    malformed_ratio: float
+    partitions: int
+
+
 def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
     tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
 ) -> None:
@@ -197,7 +207,7 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
         )
         start_ready(daemons, daemon)
         ballast = fill(disk)
-        feed = {"devices": 20, "rate": 0, "malformed_ratio": 0.0, "partitions": 2}
+        feed: Feed = {"devices": 20, "rate": 0, "malformed_ratio": 0.0, "partitions": 2}
         produce(broker.bootstrap_servers, topic, count=2000, seed=6, **feed)
         # When writes fail with ENOSPC, Then the JobManager sees the output unwritable
         manager = wait_for(
@@ -206,6 +216,7 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
             "the JobManager to see the output as unwritable",
             0.5,
         )
+        assert manager  # wait_for returns only a truthy value: the component
         assert "No space left on device" in manager["output_error"]
         # And consumption pauses: what arrives meanwhile is held, not ACKed
         report = produce(broker.bootstrap_servers, topic, count=2000, seed=7, **feed)

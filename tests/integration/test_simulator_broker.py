@@ -14,8 +14,9 @@ from confluent_kafka.admin import AdminClient
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.errors import BrokerError
+from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.netutil import free_port
-from actorsys.simulator import DeliveryError, ProduceReport, create_topic_if_missing, produce
+from actorsys.simulator import DeliveryError, ProduceReport, produce
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,7 @@ def consume_all(
             for msg in consumer.consume(10_000, timeout=0.5):
                 assert msg.error() is None, msg.error()
                 partition, offset = msg.partition(), msg.offset()
+                assert partition is not None and offset is not None  # a fetched record has both
                 records.append((partition, offset, msg.key(), msg.value()))
                 position[partition] = offset + 1
         watermarks = {
@@ -202,7 +204,7 @@ def test_create_topic_if_missing_is_idempotent(broker: EmbeddedBroker, topic: st
 
     # Then the first call creates it with 5 partitions and the second leaves it alone
     assert (created_first, created_again) == (True, False)
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers, "logger": _quiet})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers}, logger=_quiet)
     assert len(admin.list_topics(timeout=5).topics[topic].partitions) == 5
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from confluent_kafka import Producer
@@ -19,7 +20,7 @@ from deltalake import DeltaTable
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
-from actorsys.simulator import create_topic_if_missing
+from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.tables.delta import app_id
 from tests.support.checks import job_intervals, raw_positions
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
@@ -50,8 +51,14 @@ def _all_done_up_to(job_store: str, end: int) -> bool:
     return bool(jobs) and jobs[-1][1] == end and all(status in finished for *_, status in jobs)
 
 
+class Extra(TypedDict, total=False):
+    """Config sections for topic_daemon's ``**extra`` besides those set below."""
+
+    tables: dict[str, Any]
+
+
 def _poisoned_daemon(
-    tmp_path: Path, bootstrap: str, topic: str, name: str, **extra: dict
+    tmp_path: Path, bootstrap: str, topic: str, name: str, **extra: Unpack[Extra]
 ) -> DaemonProcess:
     """A Delta daemon whose job holding offset 30 always fails (one attempt)."""
     return topic_daemon(
@@ -114,7 +121,9 @@ def test_a_failed_job_whose_skip_was_not_committed_does_not_stall_its_partition_
         failed = [(s, e) for s, e, status in _statuses(job_store) if status is JobStatus.FAILED]
         return failed[0] if failed else None
 
-    lost_start, lost_end = wait_for(failed_job, 90, "the poisoned job FAILED")
+    lost = wait_for(failed_job, 90, "the poisoned job FAILED")
+    assert lost is not None  # wait_for returns only a truthy value
+    lost_start, lost_end = lost
     # When every process of it is killed before the table recorded that job
     first.kill9()
     first.assert_nothing_left()

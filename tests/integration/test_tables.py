@@ -20,7 +20,8 @@ import pytest
 from deltalake import DeltaTable
 
 from actorsys.embedded_broker import EmbeddedBroker
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import ProduceReport, produce
 from actorsys.tables.delta import app_id
 from tests.support.checks import assert_final_aggregates, valid_positions, wait_complete
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon

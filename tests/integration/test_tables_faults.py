@@ -24,7 +24,8 @@ from deltalake import DeltaTable
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobKind, JobRecord, JobStatus
 from actorsys.jobs.open import open_job_store
-from actorsys.simulator import create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import produce
 from tests.integration.test_tables import (
     PARTITIONS,
     _all_compacted,
@@ -263,6 +264,7 @@ def test_a_full_disk_during_a_compaction_fails_it_and_it_is_retried_losing_nothi
                 "the JobManager to see the output as unwritable",
                 0.2,
             )
+            assert manager  # wait_for returns only a truthy value: the component
             assert NO_SPACE in manager["output_error"] and manager["transient_failures"] >= 1
             # And the failed attempt's files are in no table, and gone: removed by the
             # compaction itself, or by the raw committer once the table showed that

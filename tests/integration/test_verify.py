@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -18,7 +18,8 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from actorsys.embedded_broker import EmbeddedBroker
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import ProduceReport, produce
 from actorsys.verify import runs
 from tests.support.checks import committed_offsets, wait_complete
 from tests.support.daemon import DaemonProcess, topic_daemon
@@ -30,12 +31,20 @@ PARTITIONS = 2
 RECORDS = 5_000
 
 
+class Sections(TypedDict, total=False):
+    """Config sections for topic_daemon's ``**extra``; named, so none can land
+    on one of its other parameters."""
+
+    output: dict[str, Any]
+    tables: dict[str, Any]
+
+
 def _finished_run(
     tmp_path: Path,
     broker: EmbeddedBroker,
     topic: str,
     daemons: list[DaemonProcess],
-    **sections: dict[str, Any],
+    **sections: Unpack[Sections],
 ) -> tuple[DaemonProcess, ProduceReport]:
     """A daemon that consumed ``RECORDS`` records (1 % malformed) to the end and
     stopped cleanly: everything committed, every job done."""

@@ -45,9 +45,11 @@ class FakeProducer:
         value: bytes | None = None,
         key: bytes | None = None,
         *,
-        headers: list[tuple[str, bytes]],
-        on_delivery: Callable[[Any, Any], None],
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[Any, Any], None] | None = None,
     ) -> None:
+        # Optional only to match ProducerLike; the sink always passes both
+        assert headers is not None and on_delivery is not None
         if self.full_for > 0:
             self.full_for -= 1
             raise BufferError("Local: Queue full")
@@ -191,7 +193,15 @@ def test_a_queue_that_stays_full_raises_at_the_deadline() -> None:
 def test_a_record_the_producer_refuses_raises_dead_letter_error() -> None:
     # Given a producer that refuses the message outright (e.g. too large)
     class RefusingProducer(FakeProducer):
-        def produce(self, topic: str, value: bytes | None = None, **kwargs: Any) -> None:
+        def produce(
+            self,
+            topic: str,
+            value: bytes | None = None,
+            key: bytes | None = None,
+            *,
+            headers: list[tuple[str, bytes]] | None = None,
+            on_delivery: Callable[[Any, Any], None] | None = None,
+        ) -> None:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
 
     sink = _sink(RefusingProducer())

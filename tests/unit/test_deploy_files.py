@@ -232,7 +232,9 @@ def _seconds(value: str) -> float:
 def _join_drain_grace_s() -> float:
     from actorsys.cli.join import join
 
-    return float(next(p.default for p in join.params if p.name == "drain_grace_s"))
+    default = next(p.default for p in join.params if p.name == "drain_grace_s")
+    assert isinstance(default, (int, float)), default
+    return float(default)
 
 
 def _run_shutdown_grace_s() -> float:

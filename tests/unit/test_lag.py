@@ -69,7 +69,7 @@ def test_memory_is_bounded_when_nothing_gets_committed() -> None:
     assert lag.seconds_behind(TP, committed=0, now=1_002.0) == 2.0
 
 
-def _stats(brokers: dict, partitions: dict) -> str:
+def _stats(brokers: dict[str, dict[str, object]], partitions: dict[str, dict[str, int]]) -> str:
     return json.dumps({"brokers": brokers, "topics": {"t": {"partitions": partitions}}})
 
 

@@ -66,7 +66,7 @@ def sample(annotation: Any, name: str) -> Any:
         return f"s-{name}"
     if annotation is bytes:
         return b"\x00\x01payload\xff"
-    if dataclasses.is_dataclass(annotation):  # a value object inside a message
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):  # a value object
         return make(annotation)
     if origin in (typing.Union, types.UnionType):
         return sample(next(a for a in args if a is not type(None)), name)

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,7 +44,7 @@ def test_every_metric_follows_the_conventions() -> None:
         (("x_total", "counter", "Help."), "actorsys_snake_case"),
     ],
 )
-def test_a_bad_declaration_is_refused(args: tuple, why: str) -> None:
+def test_a_bad_declaration_is_refused(args: tuple[Any, ...], why: str) -> None:
     with pytest.raises(ValueError, match=why):
         MetricSpec(*args)
 
@@ -150,7 +151,8 @@ def test_a_dead_process_takes_its_gauges_with_it(
     # Then only the live one counts
     m = _scrape(multiproc_dir)
     assert m.value("actorsys_processes", role="worker") == 1
-    assert m.value("actorsys_process_resident_memory_bytes", role="worker") > 1_000_000
+    resident = m.value("actorsys_process_resident_memory_bytes", role="worker")
+    assert resident is not None and resident > 1_000_000
     # When the live one ends too
     running[0].end()
     # Then no worker is left in the exposition, and its files are gone

@@ -67,7 +67,7 @@ def test_readers_get_typed_views_with_defaults_for_what_has_not_reported() -> No
 
 def test_unknown_fields_and_components_are_ignored() -> None:
     # Given a document from a newer daemon
-    wire = {
+    wire: dict[str, dict[str, object]] = {
         "job_manager": {"jobs": {"DONE": 1}, "new_field": [1, 2], "flag": True},
         "something_new": {"x": 1},
     }

@@ -156,8 +156,8 @@ def _forged_frames(codec: FrameCodec, marker: Path) -> Iterator[tuple[str, bytes
     header = signed.index(b">") + 1
     signed[header] ^= 0x80  # one bit of the MAC
     yield "tampered MAC", bytes(signed)
-    signed = codec.frame(_Marker(marker))
-    body = signed[signed.index(b">") + 1 :]
+    framed = codec.frame(_Marker(marker))
+    body = framed[framed.index(b">") + 1 :]
     yield "truncated", raw_frame(body[:-1])
 
 
