@@ -21,12 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from actorsys.messages import BatchNotification
-
-Interval = tuple[str, int, int, int]  # topic, partition, start, end
-
-
-def _interval(msg: BatchNotification) -> Interval:
-    return (msg.topic, msg.partition, msg.start, msg.end)
+from actorsys.offsets import OffsetInterval
 
 
 class HeldBatches:
@@ -34,12 +29,12 @@ class HeldBatches:
 
     def __init__(self, max_batches: int) -> None:
         self._max_batches = max_batches
-        self._held: OrderedDict[Interval, tuple[BatchNotification, Any]] = OrderedDict()
+        self._held: OrderedDict[OffsetInterval, tuple[BatchNotification, Any]] = OrderedDict()
         self.dropped = 0
 
     def hold(self, msg: BatchNotification, sender: Any) -> bool:
         """Keep ``msg`` for later; False when it did not fit (the Consumer resends it)."""
-        key = _interval(msg)
+        key = msg.interval
         if key in self._held:
             self._held[key] = (msg, sender)
             return True
@@ -74,9 +69,10 @@ class ParkedBatches:
         self._parked: dict[tuple[str, str, int], dict[int, tuple[BatchNotification, Any]]] = {}
 
     def park(self, msg: BatchNotification, sender: Any) -> None:
-        key = (msg.consumer_group, msg.topic, msg.partition)
+        interval = msg.interval
+        key = (msg.consumer_group, interval.topic, interval.partition)
         parked = self._parked.setdefault(key, {})
-        parked[msg.start] = (msg, sender)
+        parked[interval.start] = (msg, sender)
         # Past the cap the batch furthest ahead goes first: it is needed last.
         while len(parked) > self._max_per_partition:
             parked.pop(max(parked))

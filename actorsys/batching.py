@@ -51,18 +51,19 @@ class PartitionBatcher:
     def add(self, offsets: NewOffsets, now: float) -> list[Batch]:
         """Add an interval; returns the batches it closed (zero, one or two)."""
         closed: list[Batch] = []
-        if self._open and (offsets.start != self._end or offsets.starts_assignment):
+        interval = offsets.interval
+        if self._open and (interval.start != self._end or offsets.starts_assignment):
             # The position jumped (a restart from the ACKed prefix): never let one
             # batch claim offsets that were not handed out in it.
             closed.append(self._cut())
-        elif self._open and offsets.end - self._start > self._max_records:
+        elif self._open and interval.end - self._start > self._max_records:
             closed.append(self._cut())
         if not self._open:
             self._open = True
-            self._start = offsets.start
+            self._start = interval.start
             self._opened_at = now
             self._starts_assignment = offsets.starts_assignment
-        self._end = offsets.end
+        self._end = interval.end
         if self._end - self._start >= self._max_records:
             closed.append(self._cut())
         return closed

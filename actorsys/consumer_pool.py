@@ -26,8 +26,8 @@ from typing import Generic, TypeVar
 
 from actorsys.batching import AckTracker, Batch, PartitionBatcher
 from actorsys.messages import NewOffsets
+from actorsys.offsets import PartitionKey
 
-TopicPartition = tuple[str, int]
 Member = TypeVar("Member")
 
 # Intervals kept per partition for an assignment not seen yet; past it they are
@@ -42,14 +42,14 @@ class PoolPlacement(Generic[Member]):
         if not members:
             raise ValueError("a consumer pool needs at least one member")
         self._members = list(members)
-        self._placed: dict[TopicPartition, tuple[int, int]] = {}  # key -> (member, generation)
+        self._placed: dict[PartitionKey, tuple[int, int]] = {}  # key -> (member, generation)
         self._generation = 0
 
     @property
     def members(self) -> list[Member]:
         return list(self._members)
 
-    def place(self, key: TopicPartition) -> tuple[Member, int]:
+    def place(self, key: PartitionKey) -> tuple[Member, int]:
         """Give ``key`` to the member serving the fewest partitions (placed again,
         it moves: a new generation either way)."""
         self._placed.pop(key, None)
@@ -61,22 +61,22 @@ class PoolPlacement(Generic[Member]):
         self._placed[key] = (index, self._generation)
         return self._members[index], self._generation
 
-    def remove(self, key: TopicPartition) -> tuple[Member, int] | None:
+    def remove(self, key: PartitionKey) -> tuple[Member, int] | None:
         placed = self._placed.pop(key, None)
         return None if placed is None else (self._members[placed[0]], placed[1])
 
     def index_of(self, member: Member) -> int:
         return self._members.index(member)
 
-    def member_of(self, key: TopicPartition) -> tuple[Member, int] | None:
+    def member_of(self, key: PartitionKey) -> tuple[Member, int] | None:
         placed = self._placed.get(key)
         return None if placed is None else (self._members[placed[0]], placed[1])
 
-    def is_current(self, key: TopicPartition, generation: int) -> bool:
+    def is_current(self, key: PartitionKey, generation: int) -> bool:
         placed = self._placed.get(key)
         return placed is not None and placed[1] == generation
 
-    def replace(self, old: Member, new: Member) -> list[TopicPartition]:
+    def replace(self, old: Member, new: Member) -> list[PartitionKey]:
         """``old`` died and ``new`` takes its place: the partitions it served,
         which must be placed again (new generations: re-read from the ACKed prefix)."""
         index = self._members.index(old)
@@ -170,22 +170,22 @@ class PartitionBatches:
     linger_s: float
     ack_timeout_s: float
     max_ack_timeout_s: float
-    _partitions: dict[TopicPartition, _Partition] = field(default_factory=dict)
-    _early: dict[TopicPartition, list[NewOffsets]] = field(default_factory=dict)
+    _partitions: dict[PartitionKey, _Partition] = field(default_factory=dict)
+    _early: dict[PartitionKey, list[NewOffsets]] = field(default_factory=dict)
 
-    def __contains__(self, key: TopicPartition) -> bool:
+    def __contains__(self, key: PartitionKey) -> bool:
         return key in self._partitions
 
-    def assigned(self) -> list[TopicPartition]:
+    def assigned(self) -> list[PartitionKey]:
         return sorted(self._partitions)
 
-    def generation(self, key: TopicPartition) -> int | None:
+    def generation(self, key: PartitionKey) -> int | None:
         part = self._partitions.get(key)
         return None if part is None else part.generation
 
     def assign(
-        self, key: TopicPartition, generation: int, now: float
-    ) -> list[tuple[TopicPartition, Batch]]:
+        self, key: PartitionKey, generation: int, now: float
+    ) -> list[tuple[PartitionKey, Batch]]:
         """Start (or restart) ``key`` at ``generation``; intervals that came early
         for it are batched now, those of older generations dropped."""
         current = self._partitions.get(key)
@@ -200,12 +200,12 @@ class PartitionBatches:
         later = [c for c in early if c.generation > generation]
         if later:
             self._early[key] = later
-        sent: list[tuple[TopicPartition, Batch]] = []
+        sent: list[tuple[PartitionKey, Batch]] = []
         for offsets in sorted((c for c in early if c.generation == generation), key=_start):
             sent += self.offsets(offsets, now)
         return sent
 
-    def revoke(self, key: TopicPartition, generation: int) -> bool:
+    def revoke(self, key: PartitionKey, generation: int) -> bool:
         """Forget ``key`` (its unACKed batches too: uncommitted, they are read
         again by whoever owns it next). False for a stale revocation."""
         part = self._partitions.get(key)
@@ -215,8 +215,8 @@ class PartitionBatches:
         self._early.pop(key, None)
         return True
 
-    def offsets(self, offsets: NewOffsets, now: float) -> list[tuple[TopicPartition, Batch]]:
-        key = (offsets.topic, offsets.partition)
+    def offsets(self, offsets: NewOffsets, now: float) -> list[tuple[PartitionKey, Batch]]:
+        key = offsets.interval.key
         part = self._partitions.get(key)
         if part is None or offsets.generation > part.generation:
             early = self._early.setdefault(key, [])
@@ -227,43 +227,41 @@ class PartitionBatches:
             return []  # of an earlier assignment: handed out again by this one
         return self._track(key, part, part.batcher.add(offsets, now), now)
 
-    def ack(self, key: TopicPartition, start: int, end: int) -> bool:
+    def ack(self, key: PartitionKey, start: int, end: int) -> bool:
         """True when the ACK released a batch (the partition's progress changed)."""
         part = self._partitions.get(key)
         return part is not None and part.acks.ack(start, end)
 
-    def held(self, key: TopicPartition, start: int, end: int, now: float) -> None:
+    def held(self, key: PartitionKey, start: int, end: int, now: float) -> None:
         part = self._partitions.get(key)
         if part is not None:
             part.acks.postpone(start, end, now)
 
-    def due(self, now: float) -> list[tuple[TopicPartition, Batch]]:
+    def due(self, now: float) -> list[tuple[PartitionKey, Batch]]:
         """Batches that lingered long enough, across every partition."""
-        sent: list[tuple[TopicPartition, Batch]] = []
+        sent: list[tuple[PartitionKey, Batch]] = []
         for key, part in self._partitions.items():
             if (batch := part.batcher.due(now)) is not None:
                 sent += self._track(key, part, [batch], now)
         return sent
 
-    def flush(self, now: float) -> list[tuple[TopicPartition, Batch]]:
+    def flush(self, now: float) -> list[tuple[PartitionKey, Batch]]:
         """Cut every open batch now (draining)."""
-        sent: list[tuple[TopicPartition, Batch]] = []
+        sent: list[tuple[PartitionKey, Batch]] = []
         for key, part in self._partitions.items():
             if (batch := part.batcher.flush()) is not None:
                 sent += self._track(key, part, [batch], now)
         return sent
 
-    def retransmits(
-        self, now: float, everything: bool = False
-    ) -> list[tuple[TopicPartition, Batch]]:
+    def retransmits(self, now: float, everything: bool = False) -> list[tuple[PartitionKey, Batch]]:
         """UnACKed batches due again (all of them when the JobManager moved)."""
-        resent: list[tuple[TopicPartition, Batch]] = []
+        resent: list[tuple[PartitionKey, Batch]] = []
         for key, part in self._partitions.items():
             due = part.acks.resend_all(now) if everything else part.acks.due_retransmits(now)
             resent += [(key, batch) for batch in due]
         return resent
 
-    def progress(self, key: TopicPartition) -> Progress | None:
+    def progress(self, key: PartitionKey) -> Progress | None:
         part = self._partitions.get(key)
         if part is None:
             return None
@@ -277,12 +275,12 @@ class PartitionBatches:
         )
 
     def _track(
-        self, key: TopicPartition, part: _Partition, batches: list[Batch], now: float
-    ) -> list[tuple[TopicPartition, Batch]]:
+        self, key: PartitionKey, part: _Partition, batches: list[Batch], now: float
+    ) -> list[tuple[PartitionKey, Batch]]:
         for batch in batches:
             part.acks.track(batch, now)
         return [(key, batch) for batch in batches]
 
 
 def _start(offsets: NewOffsets) -> int:
-    return offsets.start
+    return offsets.interval.start

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from actorsys.config import FlowConfig
-
-TopicPartition = tuple[str, int]
+from actorsys.offsets import PartitionKey
 
 
 @dataclass
@@ -31,32 +30,32 @@ class _Counts:
 class FlowControl:
     def __init__(self, config: FlowConfig) -> None:
         self._config = config
-        self._counts: dict[TopicPartition, _Counts] = {}
-        self.paused: set[TopicPartition] = set()
+        self._counts: dict[PartitionKey, _Counts] = {}
+        self.paused: set[PartitionKey] = set()
 
-    def assign(self, tp: TopicPartition) -> None:
+    def assign(self, tp: PartitionKey) -> None:
         self._counts[tp] = _Counts()
         self.paused.discard(tp)
 
-    def revoke(self, tp: TopicPartition) -> None:
+    def revoke(self, tp: PartitionKey) -> None:
         self._counts.pop(tp, None)
         self.paused.discard(tp)
 
-    def reset(self, tp: TopicPartition) -> None:
+    def reset(self, tp: PartitionKey) -> None:
         """The partition's Consumer was replaced: its counters start again."""
         self.assign(tp)
 
-    def sent(self, tp: TopicPartition, records: int) -> None:
+    def sent(self, tp: PartitionKey, records: int) -> None:
         counts = self._counts.get(tp)
         if counts is not None:
             counts.sent_records += records
 
-    def released(self, tp: TopicPartition, records: int) -> None:
+    def released(self, tp: PartitionKey, records: int) -> None:
         counts = self._counts.get(tp)
         if counts is not None:
             counts.released_records = max(counts.released_records, records)
 
-    def inflight(self, tp: TopicPartition) -> int:
+    def inflight(self, tp: PartitionKey) -> int:
         counts = self._counts.get(tp)
         return counts.records if counts else 0
 
@@ -66,15 +65,15 @@ class FlowControl:
     def drained(self) -> bool:
         return all(c.records == 0 for c in self._counts.values())
 
-    def rebalance_pauses(self) -> tuple[set[TopicPartition], set[TopicPartition]]:
+    def rebalance_pauses(self) -> tuple[set[PartitionKey], set[PartitionKey]]:
         """Returns (to_pause, to_resume) and updates ``paused`` accordingly."""
         cfg = self._config
         total = self.total()
         total_over = total >= cfg.max_inflight_records
         total_low = total <= cfg.max_inflight_records // 2
         per_partition = cfg.max_inflight_records_per_partition
-        to_pause: set[TopicPartition] = set()
-        to_resume: set[TopicPartition] = set()
+        to_pause: set[PartitionKey] = set()
+        to_resume: set[PartitionKey] = set()
         for tp, counts in self._counts.items():
             over = counts.records >= per_partition
             low = counts.records <= per_partition // 2

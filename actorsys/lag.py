@@ -18,7 +18,7 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 
-TopicPartition = tuple[str, int]
+from actorsys.offsets import PartitionKey
 
 # End offsets remembered per partition. Only the oldest uncommitted one
 # matters; past this many (commits failing for a long time) newer ones are not
@@ -30,20 +30,20 @@ class TimeLag:
     """Per partition: end offsets seen and not yet committed, oldest first."""
 
     def __init__(self) -> None:
-        self._ends: dict[TopicPartition, deque[tuple[int, float]]] = {}
+        self._ends: dict[PartitionKey, deque[tuple[int, float]]] = {}
 
-    def seen(self, tp: TopicPartition, end: int, now: float) -> None:
+    def seen(self, tp: PartitionKey, end: int, now: float) -> None:
         """The log of ``tp`` was seen to end at ``end`` (exclusive) at ``now``
         (wall-clock epoch seconds)."""
         ends = self._ends.setdefault(tp, deque())
         if (not ends or end > ends[-1][0]) and len(ends) < MAX_ENDS:
             ends.append((end, now))
 
-    def forget(self, tp: TopicPartition) -> None:
+    def forget(self, tp: PartitionKey) -> None:
         """Revoked, or handed out again from the committed offset after a restart."""
         self._ends.pop(tp, None)
 
-    def seconds_behind(self, tp: TopicPartition, committed: int | None, now: float) -> float | None:
+    def seconds_behind(self, tp: PartitionKey, committed: int | None, now: float) -> float | None:
         """Estimated age in seconds of the record at ``committed``; None when
         unknown. ``now`` is wall-clock epoch seconds."""
         if committed is None:
@@ -59,7 +59,7 @@ class TimeLag:
             return 0.0
         return max(0.0, now - seen_at)
 
-    def tracked_ends(self, tp: TopicPartition) -> int:
+    def tracked_ends(self, tp: PartitionKey) -> int:
         return len(self._ends.get(tp, ()))
 
 
@@ -68,7 +68,7 @@ class ClientStats:
     """The parts of librdkafka's statistics (``stats_cb`` JSON) actorsys reads."""
 
     brokers_up: int | None = None  # None until the first report
-    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    committed: dict[PartitionKey, int] = field(default_factory=dict)
 
     def update(self, stats_json: str) -> None:
         try:
@@ -80,7 +80,7 @@ class ClientStats:
         self.brokers_up = sum(
             1 for b in brokers.values() if b.get("nodeid", -1) >= 0 and b.get("state") == "UP"
         )
-        committed: dict[TopicPartition, int] = {}
+        committed: dict[PartitionKey, int] = {}
         for topic, t in (doc.get("topics") or {}).items():
             for key, p in (t.get("partitions") or {}).items():
                 offset = p.get("committed_offset", -1001)

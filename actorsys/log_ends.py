@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TopicPartition = tuple[str, int]
+from actorsys.offsets import PartitionKey
 
 
 @dataclass(slots=True)
@@ -47,22 +47,22 @@ class LogEnds:
     def __init__(self, probe_after_s: float, probe_timeout_s: float) -> None:
         self._probe_after_s = probe_after_s
         self._probe_timeout_s = probe_timeout_s
-        self._ends: dict[TopicPartition, _End] = {}
+        self._ends: dict[PartitionKey, _End] = {}
 
-    def assign(self, tp: TopicPartition) -> None:
+    def assign(self, tp: PartitionKey) -> None:
         self._ends.setdefault(tp, _End())
 
-    def forget(self, tp: TopicPartition) -> None:
+    def forget(self, tp: PartitionKey) -> None:
         self._ends.pop(tp, None)
 
-    def partitions(self) -> list[TopicPartition]:
+    def partitions(self) -> list[PartitionKey]:
         return sorted(self._ends)
 
-    def end(self, tp: TopicPartition) -> int | None:
+    def end(self, tp: PartitionKey) -> int | None:
         entry = self._ends.get(tp)
         return None if entry is None else entry.end
 
-    def queried(self, tp: TopicPartition, end: int, now: float) -> None:
+    def queried(self, tp: PartitionKey, end: int, now: float) -> None:
         """An end-offset query answered ``end`` for ``tp``."""
         entry = self._ends.get(tp)
         if entry is None or end < 0:
@@ -71,17 +71,17 @@ class LogEnds:
             entry.queried, entry.queried_since = end, now
         self._extend(entry, end)
 
-    def reaches(self, tp: TopicPartition, end: int) -> None:
+    def reaches(self, tp: PartitionKey, end: int) -> None:
         """Evidence that the log of ``tp`` holds offsets up to ``end`` (exclusive):
         a record at ``end - 1`` was fetched, or a fetch reported that high watermark."""
         entry = self._ends.get(tp)
         if entry is not None:
             self._extend(entry, end)
 
-    def probes_due(self, now: float) -> list[tuple[TopicPartition, int]]:
+    def probes_due(self, now: float) -> list[tuple[PartitionKey, int]]:
         """Partitions to fetch once, with the offset to fetch from; each is
         then probing until :meth:`probed` or its timeout."""
-        due: list[tuple[TopicPartition, int]] = []
+        due: list[tuple[PartitionKey, int]] = []
         for tp, entry in self._ends.items():
             if entry.probing_since is not None or entry.queried is None or entry.queried < 1:
                 continue
@@ -91,7 +91,7 @@ class LogEnds:
                 due.append((tp, max(entry.queried, entry.end or 0) - 1))
         return due
 
-    def probed(self, tp: TopicPartition) -> bool:
+    def probed(self, tp: PartitionKey) -> bool:
         """The probe of ``tp`` got its answer; True if one was in progress."""
         entry = self._ends.get(tp)
         if entry is None or entry.probing_since is None:
@@ -99,7 +99,7 @@ class LogEnds:
         entry.probing_since = None
         return True
 
-    def probes_timed_out(self, now: float) -> list[TopicPartition]:
+    def probes_timed_out(self, now: float) -> list[PartitionKey]:
         """Probes that got no answer in time: they end now, and the partition is
         probed again after another quiet spell. (A probe of a healthy log is
         answered at once; one goes unanswered when the fetch could not start,
@@ -116,7 +116,7 @@ class LogEnds:
             entry.probing_since, entry.probed_at, entry.queried_since = None, None, now
         return late
 
-    def probing(self) -> list[TopicPartition]:
+    def probing(self) -> list[PartitionKey]:
         return sorted(tp for tp, e in self._ends.items() if e.probing_since is not None)
 
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Any
 
 from actorsys.config import AppConfig
 from actorsys.jobs.model import ReaderPosition
+from actorsys.offsets import OffsetInterval
 from actorsys.status import ComponentSnapshot
 
 # Thespian's ActorAddress is opaque; typed as Any to keep this module import-light.
@@ -205,17 +206,14 @@ class WorkerMasterMoved:
 @dataclass(frozen=True, slots=True)
 class NewOffsets:
     """One interval of an ``OffsetsHandout``: the partition's log holds
-    ``[start, end)`` now (learnt from the broker's end offsets; no record is
+    ``interval`` now (learnt from the broker's end offsets; no record is
     read here).
 
     The first interval after an assignment starts at the assignment's start
     position (``starts_assignment``). At most ``batching.max_records`` long.
     """
 
-    topic: str
-    partition: int
-    start: int
-    end: int
+    interval: OffsetInterval
     starts_assignment: bool
     generation: int  # of the partition's assignment (PartitionAssigned)
 
@@ -223,7 +221,7 @@ class NewOffsets:
     def record_count(self) -> int:
         """Offsets in the interval: an upper bound on its records (transaction
         markers and compacted records leave holes)."""
-        return self.end - self.start
+        return self.interval.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,22 +265,16 @@ class BatchNotification:
     """Consumer -> JobManager, retransmitted until ACKed (the JobManager is idempotent)."""
 
     consumer_group: str
-    topic: str
-    partition: int
-    start: int
-    end: int
+    interval: OffsetInterval
     record_count: int
     starts_assignment: bool
 
 
 @dataclass(frozen=True, slots=True)
 class BatchAck:
-    """JobManager -> Consumer: ``[start, end)`` is persisted (or was already)."""
+    """JobManager -> Consumer: ``interval`` is persisted (or was already)."""
 
-    topic: str
-    partition: int
-    start: int
-    end: int
+    interval: OffsetInterval
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,10 +282,7 @@ class BatchHeld:
     """JobManager -> Consumer: received, but held back (too many unfinished jobs).
     Not an ACK: the Consumer keeps it and retransmits, only much later."""
 
-    topic: str
-    partition: int
-    start: int
-    end: int
+    interval: OffsetInterval
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,14 +338,12 @@ class NoJobAvailable:
 
 @dataclass(frozen=True, slots=True)
 class JobAssignment:
-    """JobManager -> Worker. ``token`` is the attempt number."""
+    """JobManager -> Worker. ``token`` is the attempt number. A compaction's
+    ``interval`` is its job row's: topic "", partition -1, the hour in epoch ms."""
 
     job_id: int
     token: int
-    topic: str
-    partition: int
-    start: int
-    end: int
+    interval: OffsetInterval
     kind: str = "ingest"  # or "compact": rewrite one closed event-time hour
     window_ms: int | None = None  # the hour of a compaction (epoch ms of its start)
 
@@ -404,10 +391,7 @@ class DiscardAttempt:
 
     job_id: int
     token: int
-    topic: str
-    partition: int
-    start: int
-    end: int
+    interval: OffsetInterval
     error: str = ""
     kind: str = "ingest"  # compactions have no records of their own to dead-letter
 
@@ -428,11 +412,8 @@ class CommitFiles:
     job_id: int
     token: int
     consumer_group: str
-    topic: str
-    partition: int
+    interval: OffsetInterval
     chain_start: int | None
-    start: int
-    end: int
     files: tuple[str, ...]  # DataFile JSON
     # The job ended FAILED (its records are dead-lettered; no files): its offsets
     # advance the partition's chain when it is next in line; nothing is replied.

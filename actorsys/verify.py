@@ -70,6 +70,7 @@ from actorsys.jobs.model import JobRecord, JobStatus
 from actorsys.jobs.open import open_job_store
 from actorsys.jobs.store import JobStore
 from actorsys.kafka_clients import consumer_properties, validate_client_properties
+from actorsys.offsets import PartitionKey
 
 RAW_TABLE: Final = "raw"
 FORMAT_DELTA: Final = "delta"
@@ -82,7 +83,6 @@ Range = tuple[int, int]
 """Offsets ``[start, end)``."""
 Ranges = tuple[Range, ...]
 """Sorted, disjoint, non-adjacent ranges: a compact set of offsets."""
-TopicPartitionKey = tuple[str, int]
 
 
 class VerifyError(ActorsysError):
@@ -308,11 +308,11 @@ class StoreFacts:
     """What the job store says about the group."""
 
     by_status: Mapping[str, int]  # the whole store, as `actorsys jobs list` counts
-    unfinished: Mapping[TopicPartitionKey, Ranges] = field(default_factory=dict)
+    unfinished: Mapping[PartitionKey, Ranges] = field(default_factory=dict)
     failed: tuple[FailedJob, ...] = ()
-    next_offsets: Mapping[TopicPartitionKey, int] = field(default_factory=dict)
+    next_offsets: Mapping[PartitionKey, int] = field(default_factory=dict)
 
-    def failed_ranges(self, key: TopicPartitionKey) -> Ranges:
+    def failed_ranges(self, key: PartitionKey) -> Ranges:
         return normalise((j.start, j.end) for j in self.failed if (j.topic, j.partition) == key)
 
 
@@ -606,8 +606,8 @@ def topic_partitions(
 
 
 def committed_offsets(
-    consumer: Consumer, keys: Sequence[TopicPartitionKey], timeout_s: float
-) -> dict[TopicPartitionKey, int | None]:
+    consumer: Consumer, keys: Sequence[PartitionKey], timeout_s: float
+) -> dict[PartitionKey, int | None]:
     """The group's committed offsets (None: nothing committed), asked of the
     group coordinator without joining the group."""
     if not keys:
@@ -616,7 +616,7 @@ def committed_offsets(
         tps = consumer.committed([TopicPartition(t, p) for t, p in keys], timeout=timeout_s)
     except KafkaException as exc:
         raise VerifyError(f"cannot read committed offsets: {_kafka_message(exc)}") from None
-    found: dict[TopicPartitionKey, int | None] = {}
+    found: dict[PartitionKey, int | None] = {}
     for tp in tps:
         if tp.error is not None:
             raise VerifyError(f"committed offset of {tp.topic}[{tp.partition}]: {tp.error.str()}")
@@ -732,10 +732,10 @@ def dead_letter_source(
 
 def dead_lettered_offsets(
     consumer: Consumer, dlq_topic: str, partitions: Sequence[int], timeout_s: float
-) -> tuple[dict[TopicPartitionKey, Ranges], int]:
+) -> tuple[dict[PartitionKey, Ranges], int]:
     """Per source partition, the offsets the dead-letter topic holds a letter
     for; and how many letters had no readable ``source_*`` headers."""
-    sources: dict[TopicPartitionKey, list[int]] = defaultdict(list)
+    sources: dict[PartitionKey, list[int]] = defaultdict(list)
     unreadable = 0
 
     def visit(message: Message) -> None:
@@ -763,8 +763,8 @@ class RawFacts:
     """raw's rows per partition and, for Delta, the txn versions of the same snapshot."""
 
     location: Path
-    offsets: Mapping[TopicPartitionKey, RawOffsets]
-    txn_versions: Mapping[TopicPartitionKey, int | None] = field(default_factory=dict)
+    offsets: Mapping[PartitionKey, RawOffsets]
+    txn_versions: Mapping[PartitionKey, int | None] = field(default_factory=dict)
     table_version: int | None = None
     note: str | None = None
 
@@ -788,7 +788,7 @@ def offsets_by_partition(dataset: pads.Dataset, topic: str) -> dict[int, RawOffs
     return {partition: RawOffsets.from_counts(pairs) for partition, pairs in found.items()}
 
 
-def _by_topic(dataset: pads.Dataset, topics: Sequence[str]) -> dict[TopicPartitionKey, RawOffsets]:
+def _by_topic(dataset: pads.Dataset, topics: Sequence[str]) -> dict[PartitionKey, RawOffsets]:
     return {
         (topic, partition): offsets
         for topic in topics
@@ -875,7 +875,7 @@ def read_store(config: AppConfig, topics: Sequence[str]) -> StoreFacts:
         }
     finally:
         store.close()
-    unfinished: dict[TopicPartitionKey, list[Range]] = defaultdict(list)
+    unfinished: dict[PartitionKey, list[Range]] = defaultdict(list)
     failed = []
     for job in ours:
         if job.status is JobStatus.FAILED:
@@ -926,9 +926,9 @@ def _dead_letters(
     partitions: Mapping[str, Sequence[int]],
     timeout_s: float,
     notes: list[str],
-) -> dict[TopicPartitionKey, Ranges]:
+) -> dict[PartitionKey, Ranges]:
     """Every dead-lettered source offset, from each distinct dead-letter topic."""
-    dead: dict[TopicPartitionKey, Ranges] = {}
+    dead: dict[PartitionKey, Ranges] = {}
     for dlq in dict.fromkeys(dlq_topics):
         if dlq not in partitions:
             notes.append(f"dead-letter topic {dlq} does not exist: no dead letters")
@@ -943,10 +943,10 @@ def _dead_letters(
 
 def _partition_facts(
     consumer: Consumer,
-    key: TopicPartitionKey,
-    committed: Mapping[TopicPartitionKey, int | None],
+    key: PartitionKey,
+    committed: Mapping[PartitionKey, int | None],
     raw: RawFacts,
-    dead: Mapping[TopicPartitionKey, Ranges],
+    dead: Mapping[PartitionKey, Ranges],
     store: StoreFacts,
     timeout_s: float,
 ) -> PartitionFacts:

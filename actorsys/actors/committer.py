@@ -159,14 +159,17 @@ class TableCommitter:
         from actorsys.tables.layout import DataFile
 
         self._job_manager = sender
-        key = (msg.consumer_group, msg.topic, msg.partition)
+        interval = msg.interval
+        key = (msg.consumer_group, interval.topic, interval.partition)
         self._learn(key)
         if msg.failed:
-            skipped = SkippedJob(msg.job_id, key, msg.chain_start, msg.start, msg.end)
+            skipped = SkippedJob(msg.job_id, key, msg.chain_start, interval.start, interval.end)
             self._queue.skip(skipped, time.monotonic())
             return
         files = tuple(DataFile.from_json(f) for f in msg.files)
-        job = WrittenJob(msg.job_id, msg.token, key, msg.chain_start, msg.start, msg.end, files)
+        job = WrittenJob(
+            msg.job_id, msg.token, key, msg.chain_start, interval.start, interval.end, files
+        )
         self._queue.offer(job, time.monotonic())
 
     def replace_files(self, msg: ReplaceFiles, sender: Any) -> None:

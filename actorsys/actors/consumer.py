@@ -21,7 +21,7 @@ from thespian.actors import WakeupMessage
 from actorsys import metrics
 from actorsys.actors.base import ActorsysActor
 from actorsys.batching import Batch
-from actorsys.consumer_pool import PartitionBatches, TopicPartition
+from actorsys.consumer_pool import PartitionBatches
 from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
     BatchAck,
@@ -36,6 +36,7 @@ from actorsys.messages import (
     PartitionProgress,
     PartitionRevoked,
 )
+from actorsys.offsets import OffsetInterval, PartitionKey
 from actorsys.roles import Role
 from actorsys.testhooks import ChaosHooks
 
@@ -55,7 +56,7 @@ class Consumer(ActorsysActor):
         self._partitions: PartitionBatches | None = None
         # Messages that overtook the ConsumerStart sent ahead of them.
         self._early: list[tuple[Any, Any]] = []
-        self._ack_timers: dict[TopicPartition, metrics.AckTimer] = {}
+        self._ack_timers: dict[PartitionKey, metrics.AckTimer] = {}
         self._chaos = ChaosHooks.from_environment()
         self._retransmit_log = RateLimitedLog(log)
 
@@ -123,15 +124,17 @@ class Consumer(ActorsysActor):
     def receiveMsg_BatchAck(self, msg: BatchAck, sender: Any) -> None:
         if self._partitions is None or self._chaos.drop_ack():
             return
-        key = (msg.topic, msg.partition)
-        if self._partitions.ack(key, msg.start, msg.end):
+        interval = msg.interval
+        key = interval.key
+        if self._partitions.ack(key, interval.start, interval.end):
             if (timer := self._ack_timers.get(key)) is not None:
-                timer.acked(msg.start, msg.end, time.monotonic())
+                timer.acked(interval.start, interval.end, time.monotonic())
             self._report_progress(key)
 
     def receiveMsg_BatchHeld(self, msg: BatchHeld, sender: Any) -> None:
         if self._partitions is not None:
-            self._partitions.held((msg.topic, msg.partition), msg.start, msg.end, time.monotonic())
+            interval = msg.interval
+            self._partitions.held(interval.key, interval.start, interval.end, time.monotonic())
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._partitions is None:
@@ -146,19 +149,16 @@ class Consumer(ActorsysActor):
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _notification(self, key: TopicPartition, batch: Batch) -> BatchNotification:
+    def _notification(self, key: PartitionKey, batch: Batch) -> BatchNotification:
         assert self._start is not None
         return BatchNotification(
             consumer_group=self._start.config.kafka.group_id,
-            topic=key[0],
-            partition=key[1],
-            start=batch.start,
-            end=batch.end,
+            interval=OffsetInterval(key[0], key[1], batch.start, batch.end),
             record_count=batch.record_count,
             starts_assignment=batch.starts_assignment,
         )
 
-    def _send(self, batches: list[tuple[TopicPartition, Batch]], now: float) -> None:
+    def _send(self, batches: list[tuple[PartitionKey, Batch]], now: float) -> None:
         for key, batch in batches:
             notification = self._notification(key, batch)
             self.send(self._job_manager, notification)
@@ -168,8 +168,8 @@ class Consumer(ActorsysActor):
             if self._chaos.duplicate_batch():
                 self.send(self._job_manager, notification)
 
-    def _resend(self, due: list[tuple[TopicPartition, Batch]]) -> None:
-        by_partition: dict[TopicPartition, int] = {}
+    def _resend(self, due: list[tuple[PartitionKey, Batch]]) -> None:
+        by_partition: dict[PartitionKey, int] = {}
         for key, batch in due:
             self.send(self._job_manager, self._notification(key, batch))
             by_partition[key] = by_partition.get(key, 0) + 1
@@ -184,7 +184,7 @@ class Consumer(ActorsysActor):
                 ", ".join(f"{t}[{p}]" for t, p in sorted(by_partition)),
             )
 
-    def _report_progress(self, key: TopicPartition) -> None:
+    def _report_progress(self, key: PartitionKey) -> None:
         assert self._start is not None and self._partitions is not None
         progress = self._partitions.progress(key)
         if progress is None:

@@ -71,6 +71,7 @@ from actorsys.messages import (
     WorkerMasterMoved,
 )
 from actorsys.offset_chain import ChainVerdict
+from actorsys.offsets import OffsetInterval
 from actorsys.retention import Headroom, RetentionGuard
 from actorsys.roles import Role
 from actorsys.status import JobManagerStatus, RetentionStatus
@@ -391,7 +392,7 @@ class JobManager(ActorsysActor):
             # batch is let go (unACKed, so its Consumer sends it again later).
             self._held.hold(msg, sender)
             # Say so, or the Consumer would resend it on every ACK timeout.
-            self._answer(sender, BatchHeld(msg.topic, msg.partition, msg.start, msg.end))
+            self._answer(sender, BatchHeld(msg.interval))
             return
         self._persist(msg, sender)
 
@@ -412,7 +413,7 @@ class JobManager(ActorsysActor):
         result = self._submit(msg, sender)
         while result is not None and result.verdict is not ChainVerdict.OUT_OF_ORDER:
             parked = self._parked.take_next(
-                msg.consumer_group, msg.topic, msg.partition, result.next_offset
+                msg.consumer_group, msg.interval.topic, msg.interval.partition, result.next_offset
             )
             if parked is None:
                 break
@@ -421,14 +422,15 @@ class JobManager(ActorsysActor):
 
     def _submit(self, msg: BatchNotification, sender: Any) -> SubmitResult | None:
         assert self._store is not None
+        interval = msg.interval
         try:
             result = self._store.submit_batch(
                 BatchSubmission(
                     msg.consumer_group,
-                    msg.topic,
-                    msg.partition,
-                    msg.start,
-                    msg.end,
+                    interval.topic,
+                    interval.partition,
+                    interval.start,
+                    interval.end,
                     msg.record_count,
                     msg.starts_assignment,
                 ),
@@ -439,7 +441,7 @@ class JobManager(ActorsysActor):
             self._store_error("submit", "job store cannot persist: %s", exc)
             return None
         verdict = result.verdict
-        metrics.chain_verdict(msg.topic, verdict.value, result.gap)
+        metrics.chain_verdict(interval.topic, verdict.value, result.gap)
         if verdict is ChainVerdict.OUT_OF_ORDER:
             # An earlier batch is still on its way (actor messages can overtake one
             # another under load): park this one, unACKed, until the gap closes,
@@ -456,17 +458,17 @@ class JobManager(ActorsysActor):
             log.warning(
                 "%s[%d]: offsets [%d, %d) were never read (deleted by retention or a "
                 "reset); continuing at %d",
-                msg.topic,
-                msg.partition,
-                msg.start - result.gap,
-                msg.start,
-                msg.start,
+                interval.topic,
+                interval.partition,
+                interval.start - result.gap,
+                interval.start,
+                interval.start,
             )
         if verdict.stores:
             self.stats["batches_stored"] += 1
             self._unfinished += 1
             self.send(self._worker_master, JobsAvailable())
-        self._answer(sender, BatchAck(msg.topic, msg.partition, msg.start, msg.end))
+        self._answer(sender, BatchAck(interval))
         return result
 
     def _release_held(self) -> None:
@@ -510,10 +512,7 @@ class JobManager(ActorsysActor):
             JobAssignment(
                 job.id,
                 claimed.token,
-                job.topic,
-                job.partition,
-                job.start_offset,
-                job.end_offset,
+                _interval(job),
                 job.kind.value,
                 job.window_ms,
             ),
@@ -725,10 +724,7 @@ class JobManager(ActorsysActor):
         discard = DiscardAttempt(
             record.id,
             token,
-            record.topic,
-            record.partition,
-            record.start_offset,
-            record.end_offset,
+            _interval(record),
             error,
             record.kind.value,
         )
@@ -925,14 +921,16 @@ def _commit_files(
         record.id,
         token,
         record.consumer_group,
-        record.topic,
-        record.partition,
+        _interval(record),
         record.chain_start,
-        record.start_offset,
-        record.end_offset,
         files,
         failed,
     )
+
+
+def _interval(record: JobRecord) -> OffsetInterval:
+    """The offsets a job row stands for (a compaction's: its hour, in epoch ms)."""
+    return OffsetInterval(record.topic, record.partition, record.start_offset, record.end_offset)
 
 
 def _unfinished(counts: Mapping[JobStatus, int]) -> int:

@@ -40,7 +40,7 @@ from actorsys.actors.base import ActorsysActor
 from actorsys.actors.consumer import Consumer as ConsumerActor
 from actorsys.config import AppConfig, FlowConfig
 from actorsys.consumer_pool import HandoutWindow, PoolPlacement
-from actorsys.flow import FlowControl, TopicPartition
+from actorsys.flow import FlowControl
 from actorsys.kafka_clients import admin_properties, consumer_properties
 from actorsys.lag import ClientStats, TimeLag
 from actorsys.log_ends import LogEnds
@@ -63,6 +63,7 @@ from actorsys.messages import (
     StopConsuming,
     TopicRetention,
 )
+from actorsys.offsets import OffsetInterval, PartitionKey
 from actorsys.roles import Role
 from actorsys.status import KafkaConsumerStatus, PartitionStatus
 from actorsys.timers import Housekeeping, Poll
@@ -125,7 +126,7 @@ class KafkaConsumerActor(ActorsysActor):
         self._consumer: Consumer | None = None
         self._job_manager: Any = None
         self._supervisor: Any = None
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[PartitionKey, _Partition] = {}
         self._pool: PoolPlacement[Any] | None = None
         self._handouts = HandoutWindow(HANDOUT_WINDOW)
         self._flow: FlowControl | None = None
@@ -147,7 +148,7 @@ class KafkaConsumerActor(ActorsysActor):
         self._topics_checked_at = -float("inf")
         self._waiting_log = RateLimitedLog(log, 30.0)
         # No committed offset and auto_offset_reset "error": left alone until revoked.
-        self._unconsumable: set[TopicPartition] = set()
+        self._unconsumable: set[PartitionKey] = set()
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -366,7 +367,7 @@ class KafkaConsumerActor(ActorsysActor):
     def _take_probe_answers(self, messages: list[Any]) -> None:
         """Records a probe fetched: evidence of where the log ends. They are
         dropped at once (the workers read them); only their offsets count."""
-        ended: set[TopicPartition] = set()
+        ended: set[PartitionKey] = set()
         for m in messages:
             tp = (m.topic(), m.partition())
             error = m.error()
@@ -396,7 +397,7 @@ class KafkaConsumerActor(ActorsysActor):
                 self._pause([tp])
                 self._errors.log(logging.WARNING, "probe", "probing %s failed: %s", tp, exc)
 
-    def _pause(self, keys: list[TopicPartition]) -> None:
+    def _pause(self, keys: list[PartitionKey]) -> None:
         if not keys or self._consumer is None or self._closed:
             return
         try:
@@ -405,7 +406,7 @@ class KafkaConsumerActor(ActorsysActor):
             self._errors.log(logging.WARNING, "pause", "pause failed: %s", exc)
 
     def _hand_out(
-        self, tp: TopicPartition, part: _Partition, end: int, budget: int
+        self, tp: PartitionKey, part: _Partition, end: int, budget: int
     ) -> list[NewOffsets]:
         """Offsets ``[position, end)`` for the partition's Consumer, in at most
         ``budget`` intervals of at most one batch each, while the partition is
@@ -418,7 +419,8 @@ class KafkaConsumerActor(ActorsysActor):
         while part.position < end and tp not in self._flow.paused and len(intervals) < budget:
             start = part.position
             stop = min(end, start + step)
-            intervals.append(NewOffsets(tp[0], tp[1], start, stop, part.fresh, part.generation))
+            interval = OffsetInterval(tp[0], tp[1], start, stop)
+            intervals.append(NewOffsets(interval, part.fresh, part.generation))
             part.position, part.fresh = stop, False
             self._flow.sent(tp, stop - start)
             self._records_consumed += stop - start
@@ -444,7 +446,7 @@ class KafkaConsumerActor(ActorsysActor):
         self._flow.rebalance_pauses()
         self._check_drain()
 
-    def _commit(self, asynchronous: bool, only: set[TopicPartition] | None = None) -> None:
+    def _commit(self, asynchronous: bool, only: set[PartitionKey] | None = None) -> None:
         """Commit each assigned partition's ACKed prefix, if it moved."""
         if self._consumer is None or self._closed:
             return
@@ -527,7 +529,7 @@ class KafkaConsumerActor(ActorsysActor):
         self._retire({(tp.topic, tp.partition) for tp in partitions})
         log.warning("lost %s (not committed: another member owns them)", _names(partitions))
 
-    def _retire(self, keys: set[TopicPartition]) -> None:
+    def _retire(self, keys: set[PartitionKey]) -> None:
         for key in keys:
             part = self._partitions.pop(key, None)
             if part is not None and self._pool is not None:
@@ -547,7 +549,7 @@ class KafkaConsumerActor(ActorsysActor):
         self.send(address, ConsumerStart(self._config, self._job_manager, self.myAddress))
         return address
 
-    def _place(self, key: TopicPartition) -> _Partition:
+    def _place(self, key: PartitionKey) -> _Partition:
         """Give ``key`` to a member of the pool, as a new assignment."""
         assert self._pool is not None
         member, generation = self._pool.place(key)
@@ -568,7 +570,7 @@ class KafkaConsumerActor(ActorsysActor):
             if (part := self._partitions.get(key)) is not None:
                 self._restart_partition(key, part)
 
-    def _restart_partition(self, key: TopicPartition, part: _Partition) -> None:
+    def _restart_partition(self, key: PartitionKey, part: _Partition) -> None:
         """Its Consumer died with its unACKed batches: hand out again from the
         ACKed prefix (the offset chain drops what was persisted already)."""
         assert self._flow is not None
@@ -581,7 +583,7 @@ class KafkaConsumerActor(ActorsysActor):
             self._resolve_positions([key])
         log.warning("handing out %s[%d] again from %s", key[0], key[1], part.position)
 
-    def _resolve_positions(self, keys: list[TopicPartition] | None = None) -> None:
+    def _resolve_positions(self, keys: list[PartitionKey] | None = None) -> None:
         """Where partitions without a position start: the group's committed
         offset, else ``auto_offset_reset`` (earliest: the log start; latest: the
         log end; error: nowhere, logged). Retried each housekeeping tick while

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -46,7 +47,9 @@ from actorsys.messages import (
     WorkerHello,
     WorkerStart,
 )
+from actorsys.offsets import OffsetInterval
 from actorsys.range_reader import RangeRead, RangeReader, reader_properties
+from actorsys.records import Record
 from actorsys.roles import Role
 
 log = logging.getLogger("actorsys.worker")
@@ -148,7 +151,7 @@ class Worker(ActorsysActor):
         self._asked_at = None
         assert self._start is not None and self._handler is not None
         started = time.monotonic()
-        sink = self._sink(msg.topic, msg.partition)
+        sink = self._sink(msg.interval.topic, msg.interval.partition)
         try:
             # Run the job on the worker's own thread and wait for it: on Thespian's
             # deep call stack CPython 3.11+ allocates and frees a stack chunk on
@@ -207,12 +210,10 @@ class Worker(ActorsysActor):
     ) -> tuple[JobInput, Any, tuple[int, int] | None]:
         assert self._handler is not None and self._start is not None
         if msg.kind == "compact":
-            job = JobInput(msg.job_id, msg.topic, msg.partition, msg.start, msg.end, [], msg.token)
+            job = _job_input(msg.job_id, msg.interval, [], msg.token)
             return job, self._compact(msg), None
-        read = self._read(msg.topic, msg.partition, msg.start, msg.end)
-        job = JobInput(
-            msg.job_id, msg.topic, msg.partition, msg.start, msg.end, read.records, msg.token
-        )
+        read = self._read(msg.interval)
+        job = _job_input(msg.job_id, msg.interval, read.records, msg.token)
         try:
             result = self._handler.handle(job, sink)
             sink.flush(30.0)
@@ -220,23 +221,25 @@ class Worker(ActorsysActor):
             raise _JobFailure(job) from exc
         return job, result, read.deleted
 
-    def _read(self, topic: str, partition: int, start: int, end: int) -> RangeRead:
+    def _read(self, interval: OffsetInterval) -> RangeRead:
         """The job's records, from Kafka; raises RangeUnavailable (transient)."""
         assert self._reader is not None and self._start is not None
         timeout_s = self._start.config.jobs.job_timeout_s * READ_SHARE_OF_LEASE
-        read = self._reader.read(topic, partition, start, end, timeout_s)
+        read = self._reader.read(
+            interval.topic, interval.partition, interval.start, interval.end, timeout_s
+        )
         if read.deleted is not None:
             first, last = read.deleted
             log.error(
                 "%s[%d]: offsets [%d, %d) were deleted by retention before their job "
                 "ran; %d offset(s) lost, the rest of [%d, %d) is processed",
-                topic,
-                partition,
+                interval.topic,
+                interval.partition,
                 first,
                 last,
                 last - first,
-                start,
-                end,
+                interval.start,
+                interval.end,
             )
         return read
 
@@ -288,7 +291,7 @@ class Worker(ActorsysActor):
         discard = getattr(self._handler, "discard", None)
         if discard is None:
             return
-        job = JobInput(msg.job_id, msg.topic, msg.partition, msg.start, msg.end, [])
+        job = _job_input(msg.job_id, msg.interval, [])
         try:
             discard(job)
         except Exception as exc:  # best effort: the job's records are dead-lettered anyway
@@ -300,11 +303,9 @@ class Worker(ActorsysActor):
         `actorsys jobs retry` can replay it (its records are in Kafka until retention)."""
         if msg.kind != "ingest" or self._producer is None or self._start is None:
             return
-        sink = self._sink(msg.topic, msg.partition)
+        sink = self._sink(msg.interval.topic, msg.interval.partition)
         try:
-            read = self._job_thread.submit(
-                self._read, msg.topic, msg.partition, msg.start, msg.end
-            ).result()
+            read = self._job_thread.submit(self._read, msg.interval).result()
             for record in read.records:
                 sink.reject(record, "job_failed", msg.error)
             sink.flush(30.0)
@@ -347,3 +348,12 @@ class Worker(ActorsysActor):
             self._reader.close()
         if self._producer is not None:
             self._producer.flush(5)
+
+
+def _job_input(
+    job_id: int, interval: OffsetInterval, records: Sequence[Record], attempt: int = 0
+) -> JobInput:
+    """A job as its handler receives it (the handler API keeps four plain fields)."""
+    return JobInput(
+        job_id, interval.topic, interval.partition, interval.start, interval.end, records, attempt
+    )

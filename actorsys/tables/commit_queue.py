@@ -56,7 +56,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-PartitionKey = tuple[str, str, int]  # (consumer group, topic, partition)
+# (consumer group, topic, partition): one chain of offsets in the table, whose
+# version is one app transaction. Unlike actorsys.offsets.PartitionKey, it has the group.
+ChainKey = tuple[str, str, int]
 
 # Committed attempts remembered so that the same attempt offered again (a
 # retransmitted notice) is recognised instead of having its files, which the
@@ -71,7 +73,7 @@ class WrittenJob:
 
     job_id: int
     token: int
-    key: PartitionKey
+    key: ChainKey
     chain_start: int | None
     start: int
     end: int
@@ -83,7 +85,7 @@ class SkippedJob:
     """A FAILED job: no files, but its offsets are accounted for (dead-lettered)."""
 
     job_id: int
-    key: PartitionKey
+    key: ChainKey
     chain_start: int | None
     start: int
     end: int
@@ -100,7 +102,7 @@ class CommitPlan:
 
     jobs: tuple[WrittenJob, ...]
     files: tuple[Any, ...]
-    txns: dict[PartitionKey, int]
+    txns: dict[ChainKey, int]
     skipped: tuple[SkippedJob, ...]
 
 
@@ -130,8 +132,8 @@ class CommitQueue:
             raise ValueError(f"max_files must be at least 1, got {max_files}")
         self._interval_s = interval_s
         self._max_files = max_files
-        self._versions: dict[PartitionKey, int | None] = {}  # present = known
-        self._queued: dict[PartitionKey, dict[int, _Queued]] = {}  # by job_id
+        self._versions: dict[ChainKey, int | None] = {}  # present = known
+        self._queued: dict[ChainKey, dict[int, _Queued]] = {}  # by job_id
         self._duplicates: list[WrittenJob] = []
         self._displaced: list[WrittenJob] = []  # queued once, maybe in the plan in flight
         self._commits: OrderedDict[int, int] = OrderedDict()  # job_id -> committed token
@@ -172,7 +174,7 @@ class CommitQueue:
         if old is not None and isinstance(old.job, WrittenJob):
             self._displaced.append(old.job)
 
-    def known_version(self, key: PartitionKey, version: int | None) -> None:
+    def known_version(self, key: ChainKey, version: int | None) -> None:
         """What the table says for ``key`` (after a refresh or a restart).
 
         The table is the truth, even if it is behind what this queue
@@ -221,7 +223,7 @@ class CommitQueue:
         jobs: list[WrittenJob] = []
         skipped: list[SkippedJob] = []
         files: list[Any] = []
-        txns: dict[PartitionKey, int] = {}
+        txns: dict[ChainKey, int] = {}
         while heads:
             _, key, i = heapq.heappop(heads)
             job = prefixes[key][i].job
@@ -271,7 +273,7 @@ class CommitQueue:
         self._duplicates.extend(self._displaced)
         self._displaced = []
 
-    def forget(self, key: PartitionKey) -> list[Job]:
+    def forget(self, key: ChainKey) -> list[Job]:
         """Stop handling ``key``: drop its queued jobs and its known version.
 
         Not needed when Kafka reassigns the partition to another consumer:
@@ -287,11 +289,11 @@ class CommitQueue:
 
     # --- status --------------------------------------------------------------------------
 
-    def version(self, key: PartitionKey) -> int | None:
+    def version(self, key: ChainKey) -> int | None:
         """The known table version of ``key`` (``None``: nothing, or not known)."""
         return self._versions.get(key)
 
-    def waiting(self) -> dict[PartitionKey, int]:
+    def waiting(self) -> dict[ChainKey, int]:
         """Jobs not committable yet, per partition: waiting for a predecessor,
         or for ``known_version``. Partitions with none are left out."""
         counts = {k: len(jobs) - len(self._prefix(k)) for k, jobs in self._queued.items()}
@@ -306,7 +308,7 @@ class CommitQueue:
         version = self._versions.get(job.key)
         return version is not None and job.end <= version
 
-    def _prefix(self, key: PartitionKey) -> list[_Queued]:
+    def _prefix(self, key: ChainKey) -> list[_Queued]:
         """The jobs of ``key`` committable now, in offset order."""
         if key not in self._versions:
             return []
@@ -323,7 +325,7 @@ class CommitQueue:
             version = job.end
         return prefix
 
-    def _sweep(self, key: PartitionKey) -> None:
+    def _sweep(self, key: ChainKey) -> None:
         """Queued jobs of ``key`` that the table covers leave as duplicates."""
         jobs = self._queued.get(key)
         if not jobs:

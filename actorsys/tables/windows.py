@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-TopicPartition = tuple[str, int]
+from actorsys.offsets import PartitionKey
 
 HOUR_MS = 3_600_000
 
@@ -50,7 +50,7 @@ class _Run:
 
 @dataclass(slots=True)
 class _Hour:
-    dirty: dict[TopicPartition, int] = field(default_factory=dict)  # -> generation of newest file
+    dirty: dict[PartitionKey, int] = field(default_factory=dict)  # -> generation of newest file
     rows: int = 0  # uncompacted rows (0 for hours restored after a restart)
     generation: int = 0
     compacted_once: bool = False  # so dirty files now are late ones
@@ -63,14 +63,14 @@ class WindowTracker:
         self._lateness_ms = allowed_lateness_ms
         self._idle_s = idle_s
         self._recompact_delay_s = recompact_delay_s
-        self._watermarks: dict[TopicPartition, int] = {}
-        self._last_commit: dict[TopicPartition, float] = {}
+        self._watermarks: dict[PartitionKey, int] = {}
+        self._last_commit: dict[PartitionKey, float] = {}
         self._hours: dict[int, _Hour] = {}  # hours with dirty files
         # Clean hours compacted at least once, to know later files are late (an int an hour).
         self._compacted: set[int] = set()
 
     def committed(
-        self, key: TopicPartition, hours: Mapping[int, int], max_event_ms: int, now: float
+        self, key: PartitionKey, hours: Mapping[int, int], max_event_ms: int, now: float
     ) -> None:
         """A table commit added ``key``'s files: rows per hour, and the newest
         event time among them. Hours with no rows are ignored."""
@@ -145,7 +145,7 @@ class WindowTracker:
         pending = [t for t in (run.late_since, state.late_since) if t is not None]
         state.late_since = min(pending) if pending else None
 
-    def late(self, key: TopicPartition, hour: int) -> bool:
+    def late(self, key: PartitionKey, hour: int) -> bool:
         """Whether a record of ``key`` for ``hour`` arrives late: the hour was
         compacted (or is being compacted), or ``key``'s watermark closed it.
         (Idleness is no reason: a partition that sends a record is not idle.)"""
@@ -166,17 +166,17 @@ class WindowTracker:
         """Uncompacted rows per hour (rows restored after a restart are not known)."""
         return {hour: state.rows for hour, state in self._hours.items()}
 
-    def watermarks(self) -> dict[TopicPartition, int]:
+    def watermarks(self) -> dict[PartitionKey, int]:
         return dict(self._watermarks)
 
-    def watermark(self, key: TopicPartition) -> int | None:
+    def watermark(self, key: PartitionKey) -> int | None:
         """``key``'s watermark (epoch ms), or None before its first commit."""
         return self._watermarks.get(key)
 
-    def dirty(self) -> dict[TopicPartition, list[int]]:
+    def dirty(self) -> dict[PartitionKey, list[int]]:
         """Hours with uncompacted files, per partition: with ``watermarks``,
         what to persist for ``restore``."""
-        found: dict[TopicPartition, list[int]] = {}
+        found: dict[PartitionKey, list[int]] = {}
         for hour, state in sorted(self._hours.items()):
             for key in state.dirty:
                 found.setdefault(key, []).append(hour)
@@ -184,8 +184,8 @@ class WindowTracker:
 
     def restore(
         self,
-        watermarks: Mapping[TopicPartition, int],
-        dirty: Mapping[TopicPartition, Iterable[int]],
+        watermarks: Mapping[PartitionKey, int],
+        dirty: Mapping[PartitionKey, Iterable[int]],
         now: float,
         compacted: Iterable[int] = (),
     ) -> None:
@@ -215,12 +215,12 @@ class WindowTracker:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _closed(self, key: TopicPartition, hour: int, now: float) -> bool:
+    def _closed(self, key: PartitionKey, hour: int, now: float) -> bool:
         last = self._last_commit.get(key)
         idle = last is None or now - last >= self._idle_s
         return idle or self._closed_by_watermark(key, hour)
 
-    def _closed_by_watermark(self, key: TopicPartition, hour: int) -> bool:
+    def _closed_by_watermark(self, key: PartitionKey, hour: int) -> bool:
         watermark = self._watermarks.get(key)
         return watermark is not None and watermark >= hour + HOUR_MS + self._lateness_ms
 

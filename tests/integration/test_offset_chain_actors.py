@@ -30,6 +30,7 @@ from actorsys.messages import (
     PartitionAssigned,
     PartitionProgress,
 )
+from actorsys.offsets import OffsetInterval
 from tests.support.actor_system import actor_system
 from tests.support.actors import DumpReceived, Recorder
 from tests.support.waiting import wait_for
@@ -53,10 +54,18 @@ def _config(tmp_path: Path, **batching: Any) -> AppConfig:
     )
 
 
+def _interval(start: int, end: int) -> OffsetInterval:
+    return OffsetInterval(TOPIC, PARTITION, start, end)
+
+
 def _batch(start: int, end: int, starts_assignment: bool | None = None) -> BatchNotification:
     """By default the batch at offset 0 starts its assignment (a chain begins only so)."""
     first = start == 0 if starts_assignment is None else starts_assignment
-    return BatchNotification(GROUP, TOPIC, PARTITION, start, end, end - start, first)
+    return BatchNotification(GROUP, _interval(start, end), end - start, first)
+
+
+def _ack(start: int, end: int) -> BatchAck:
+    return BatchAck(_interval(start, end))
 
 
 def _send(asys: Any, manager: Any, batch: BatchNotification) -> BatchAck | None:
@@ -114,36 +123,34 @@ def test_in_order_batches_are_stored_and_acked(job_manager, tmp_path: Path) -> N
     asys, manager = job_manager
     # Given the first batch ever, then the next one in order
     # When each is sent, Then each is ACKed and stored as one job
-    assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
-    assert _send(asys, manager, _batch(10, 20)) == BatchAck(TOPIC, PARTITION, 10, 20)
+    assert _send(asys, manager, _batch(0, 10)) == _ack(0, 10)
+    assert _send(asys, manager, _batch(10, 20)) == _ack(10, 20)
     assert _jobs(tmp_path) == [(0, 10, list(range(10))), (10, 20, list(range(10, 20)))]
 
 
 def test_duplicate_is_acked_again_and_stored_once(job_manager, tmp_path: Path) -> None:
     asys, manager = job_manager
-    assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
+    assert _send(asys, manager, _batch(0, 10)) == _ack(0, 10)
     # When the same batch comes again (a retransmit), and one wholly below next_offset
-    assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
-    assert _send(asys, manager, _batch(3, 7, starts_assignment=True)) == BatchAck(
-        TOPIC, PARTITION, 3, 7
-    )
+    assert _send(asys, manager, _batch(0, 10)) == _ack(0, 10)
+    assert _send(asys, manager, _batch(3, 7, starts_assignment=True)) == _ack(3, 7)
     # Then both are ACKed and nothing more is stored
     assert _jobs(tmp_path) == [(0, 10, list(range(10)))]
 
 
 def test_overlap_stores_only_the_new_part(job_manager, tmp_path: Path) -> None:
     asys, manager = job_manager
-    assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
+    assert _send(asys, manager, _batch(0, 10)) == _ack(0, 10)
     # When a batch overlaps what is stored (a second consumer after a rebalance)
     ack = _send(asys, manager, _batch(5, 15, starts_assignment=True))
     # Then it is ACKed as sent, and only [10, 15) is stored
-    assert ack == BatchAck(TOPIC, PARTITION, 5, 15)
+    assert ack == _ack(5, 15)
     assert _jobs(tmp_path) == [(0, 10, list(range(10))), (10, 15, list(range(10, 15)))]
 
 
 def test_out_of_order_batch_waits_for_the_earlier_one(job_manager, tmp_path: Path) -> None:
     asys, manager = job_manager
-    assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
+    assert _send(asys, manager, _batch(0, 10)) == _ack(0, 10)
     # When [20, 30) overtakes [10, 20)
     # Then it is not ACKed and not stored
     assert _send(asys, manager, _batch(20, 30)) is None
@@ -152,10 +159,10 @@ def test_out_of_order_batch_waits_for_the_earlier_one(job_manager, tmp_path: Pat
     # without waiting for a retransmission (the two ACKs may arrive in either
     # order: Thespian does not keep order between two actors under load)
     acks = [_send(asys, manager, _batch(10, 20)), _listen_ack(asys)]
-    assert sorted(a.start for a in acks if a) == [10, 20]
+    assert sorted(a.interval.start for a in acks if a) == [10, 20]
     assert [j[:2] for j in _jobs(tmp_path)] == [(0, 10), (10, 20), (20, 30)]
     # And a late retransmission of it is only a duplicate
-    assert _send(asys, manager, _batch(20, 30)) == BatchAck(TOPIC, PARTITION, 20, 30)
+    assert _send(asys, manager, _batch(20, 30)) == _ack(20, 30)
     assert len(_jobs(tmp_path)) == 3
 
 
@@ -163,12 +170,12 @@ def test_first_batch_after_assignment_may_start_past_next_offset(
     job_manager, tmp_path: Path
 ) -> None:
     asys, manager = job_manager
-    assert _send(asys, manager, _batch(0, 10)) == BatchAck(TOPIC, PARTITION, 0, 10)
+    assert _send(asys, manager, _batch(0, 10)) == _ack(0, 10)
     # When the first batch after an assignment starts beyond next_offset (records
     # [10, 40) were deleted by retention before anyone read them)
     ack = _send(asys, manager, _batch(40, 50, starts_assignment=True))
     # Then it is accepted (the gap is counted and logged, not waited for)
-    assert ack == BatchAck(TOPIC, PARTITION, 40, 50)
+    assert ack == _ack(40, 50)
     assert [j[:2] for j in _jobs(tmp_path)] == [(0, 10), (40, 50)]
 
 
@@ -192,7 +199,7 @@ def test_consumer_retransmits_until_acked_when_acks_are_lost(
         asys.tell(consumer, PartitionAssigned(TOPIC, PARTITION, 1))
         # When 100 records arrive in chunks of 10 (each cuts one batch)
         for start in range(0, 100, 10):
-            interval = NewOffsets(TOPIC, PARTITION, start, start + 10, start == 0, 1)
+            interval = NewOffsets(_interval(start, start + 10), start == 0, 1)
             asys.tell(consumer, OffsetsHandout(start, (interval,)))
 
         # Then the Consumer keeps retransmitting until every batch is ACKed: its

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from actorsys.batching import AckTracker, Batch, PartitionBatcher
 from actorsys.messages import NewOffsets
+from actorsys.offsets import OffsetInterval
 
 
 def chunk(start: int, count: int, *, first: bool = False) -> NewOffsets:
     """The new offsets ``[start, start + count)`` of partition t[0]."""
-    return NewOffsets("t", 0, start, start + count, first, 1)
+    return NewOffsets(OffsetInterval("t", 0, start, start + count), first, 1)
 
 
 # No example database on disk, no per-example deadline (slow CI machines).
@@ -214,9 +215,9 @@ def test_batches_tile_the_chunks_exactly(counts: list[int], max_records: int) ->
     # And a batch exceeds the cap only when it is one oversized chunk, and
     # closes early only when the next chunk would not have fitted
     for b, nxt in itertools.pairwise(batches):
-        sizes = [c.record_count for c in chunks if b.start <= c.start < b.end]
+        sizes = [c.record_count for c in chunks if b.start <= c.interval.start < b.end]
         assert b.record_count <= max_records or len(sizes) == 1
-        following = next(c for c in chunks if c.start == nxt.start)
+        following = next(c for c in chunks if c.interval.start == nxt.start)
         assert b.record_count >= max_records or (
             b.record_count + following.record_count > max_records
         )

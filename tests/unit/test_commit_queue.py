@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 
 from actorsys.tables.commit_queue import (
     REMEMBERED_COMMITS,
+    ChainKey,
     CommitPlan,
     CommitQueue,
-    PartitionKey,
     SkippedJob,
     WrittenJob,
 )
 
-A: PartitionKey = ("g", "t", 0)
-B: PartitionKey = ("g", "t", 1)
+A: ChainKey = ("g", "t", 0)
+B: ChainKey = ("g", "t", 1)
 
 # No example database on disk, no per-example deadline (slow CI machines).
 PROPERTY = settings(database=None, deadline=None)
@@ -31,7 +31,7 @@ def written(
     start: int,
     end: int,
     *,
-    key: PartitionKey = A,
+    key: ChainKey = A,
     token: int = 1,
     chain_start: int | None = None,
     first: bool = False,
@@ -44,7 +44,7 @@ def written(
     return WrittenJob(job_id, token, key, chain, start, end, names)
 
 
-def skipped(job_id: int, start: int, end: int, *, key: PartitionKey = A) -> SkippedJob:
+def skipped(job_id: int, start: int, end: int, *, key: ChainKey = A) -> SkippedJob:
     return SkippedJob(job_id, key, start, start, end)
 
 
@@ -629,7 +629,7 @@ def test_any_order_commits_every_offset_exactly_once_in_order(
     every_file = {f for e in events if isinstance(e, WrittenJob) for f in e.files}
     order.shuffle(events)
     # When they arrive in any order, while plans are in flight (some conflicting)
-    table: dict[PartitionKey, list[tuple[int, int]]] = {A: [], B: []}
+    table: dict[ChainKey, list[tuple[int, int]]] = {A: [], B: []}
     in_table: list[object] = []
     deleted: list[object] = []
     in_flight: CommitPlan | None = None

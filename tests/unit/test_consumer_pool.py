@@ -12,12 +12,14 @@ from actorsys.consumer_pool import (
     PoolPlacement,
 )
 from actorsys.messages import NewOffsets
+from actorsys.offsets import OffsetInterval, PartitionKey
 
 A, B = ("t", 0), ("t", 1)
 
 
-def chunk(key: tuple[str, int], start: int, count: int, generation: int) -> NewOffsets:
-    return NewOffsets(key[0], key[1], start, start + count, start == 0, generation)
+def chunk(key: PartitionKey, start: int, count: int, generation: int) -> NewOffsets:
+    interval = OffsetInterval(key[0], key[1], start, start + count)
+    return NewOffsets(interval, start == 0, generation)
 
 
 def batches(max_records: int = 10, linger_s: float = 1.0) -> PartitionBatches:

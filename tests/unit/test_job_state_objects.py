@@ -12,10 +12,11 @@ from actorsys.backlog import HeldBatches, ParkedBatches
 from actorsys.jobs.leases import LeaseBook, Outcome
 from actorsys.jobs.output_health import OutputHealth, is_transient
 from actorsys.messages import BatchNotification
+from actorsys.offsets import OffsetInterval
 
 
 def _batch(start: int, end: int, partition: int = 0) -> BatchNotification:
-    return BatchNotification("g", "t", partition, start, end, end - start, False)
+    return BatchNotification("g", OffsetInterval("t", partition, start, end), end - start, False)
 
 
 # --- leases -----------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def test_held_batches_are_capped_in_count_and_deduplicated() -> None:
     assert held.hold(_batch(0, 10), "c")  # a retransmission replaces, it does not add
     assert (len(held), held.dropped) == (2, 1)
     first = held.pop_oldest()
-    assert first is not None and first[0].start == 0 and len(held) == 1
+    assert first is not None and first[0].interval.start == 0 and len(held) == 1
 
 
 def test_parked_batches_drop_the_furthest_ahead_past_the_cap() -> None:
@@ -71,7 +72,7 @@ def test_parked_batches_drop_the_furthest_ahead_past_the_cap() -> None:
     assert len(parked) == 2
     assert parked.take_next("g", "t", 0, next_offset=5) is None
     entry = parked.take_next("g", "t", 0, next_offset=10)
-    assert entry is not None and entry[0].start == 10 and len(parked) == 1
+    assert entry is not None and entry[0].interval.start == 10 and len(parked) == 1
 
 
 def test_parked_batches_are_capped_in_count_per_partition() -> None:
