@@ -42,7 +42,7 @@ class ProducerLike(Protocol):
         value: bytes | None = ...,
         key: bytes | None = ...,
         *,
-        headers: list[tuple[str, bytes]] = ...,
+        headers: list[tuple[str, str | bytes | None]] = ...,  # as confluent_kafka's stubs
         on_delivery: Callable[[Any, Any], None] = ...,
     ) -> None: ...
 
@@ -74,7 +74,7 @@ class KafkaDeadLetterSink:
 
     def reject(self, record: Record, reason: str, detail: str) -> None:
         """Queue ``record`` for the dead-letter topic; delivery is checked by flush."""
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("error", detail.encode()),
             ("reason", reason.encode()),
             ("source_topic", self._source_topic.encode()),

