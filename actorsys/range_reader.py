@@ -11,8 +11,15 @@ log start (retention), ``auto.offset.reset`` is ``error`` here and the broker
 says OFFSET_OUT_OF_RANGE; above the log end (a truncated or recreated log;
 the embedded broker answers such fetches with nothing at all), the high
 watermark of the fetch responses stays at or below the position for
-``TRUNCATION_GRACE_S``. Either way the range reports the exact offsets it
-could not read.
+``TRUNCATION_GRACE_S``, twice, with the broker answering in between. Either
+way the range reports the exact offsets it could not read.
+
+The answer in between matters: the high watermark is the one cached from the
+last fetch response, and a broker that stopped answering (frozen, cut off)
+sends none, so a log that grew meanwhile would look truncated. A range is
+reported deleted only once a metadata request was answered and the fetches
+that followed still put the log's end below it; a broker that does not
+answer makes the range unavailable (retried later), never deleted.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ POLL_S = 0.2
 # elected uncleanly, the topic recreated. A new leader may report a lower high
 # watermark for a moment, so the range is given up only once this persists.
 TRUNCATION_GRACE_S = 10.0
+# How long the broker has to answer the metadata request that confirms it is
+# there before a range is given up (see the module docstring).
+BROKER_CHECK_TIMEOUT_S = 2.0
 
 
 class RangeUnavailable(ActorsysError):
@@ -110,16 +120,22 @@ class RangeReader:
         pending, self._carry = self._carry, []
         position = start
         log_ended_at: float | None = None  # since when the log ends at or below position
+        broker_answered = False  # since log_ended_at, a request was answered
         while position < end:
             if not pending:
                 now = time.monotonic()
                 if self._log_ends_at_or_below(topic, partition, position):
                     log_ended_at = log_ended_at if log_ended_at is not None else now
                     if now - log_ended_at >= self._truncation_grace_s:
-                        deleted, position = (position, end), end
-                        break
+                        if broker_answered:
+                            deleted, position = (position, end), end
+                            break
+                        # The end is cached from the last fetch response: make sure
+                        # the broker answers, then give the fetches another grace.
+                        self._check_broker(topic, partition, start, end, position)
+                        broker_answered, log_ended_at = True, time.monotonic()
                 else:
-                    log_ended_at = None
+                    log_ended_at, broker_answered = None, False
                 if now >= deadline:
                     self._at = None  # the consumer's position is unknown now
                     raise RangeUnavailable(
@@ -188,6 +204,17 @@ class RangeReader:
     def _seek(self, topic: str, partition: int, offset: int) -> None:
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._at, self._next, self._carry = (topic, partition), offset, []
+
+    def _check_broker(self, topic: str, partition: int, start: int, end: int, at: int) -> None:
+        """Raises RangeUnavailable unless the broker answers a metadata request."""
+        try:
+            self._consumer.list_topics(topic, timeout=BROKER_CHECK_TIMEOUT_S)
+        except KafkaException as exc:
+            self._at = None  # the consumer's position is unknown now
+            raise RangeUnavailable(
+                f"{topic}[{partition}] [{start}, {end}): only up to {at} read, and the "
+                f"broker does not answer ({exc})"
+            ) from exc
 
     def _log_ends_at_or_below(self, topic: str, partition: int, position: int) -> bool:
         """Whether the last fetch response put the log's end at or below ``position``

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def _reader(broker: EmbeddedBroker) -> Iterator[RangeReader]:
+def _reader(broker: EmbeddedBroker, truncation_grace_s: float = 10.0) -> Iterator[RangeReader]:
     reader = RangeReader(
-        reader_properties({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"})
+        reader_properties({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"}),
+        truncation_grace_s=truncation_grace_s,
     )
     try:
         yield reader
@@ -78,11 +79,7 @@ def test_a_range_the_log_no_longer_reaches_is_reported_deleted_after_the_grace(
     # Given a log of 100 records, and a job's range [50, 110): its last ten offsets
     # were in the log when the job was cut (a truncated or recreated log has lost them)
     end = _one_partition(broker, topic, 100, seed=7)
-    reader = RangeReader(
-        reader_properties({"bootstrap.servers": broker.bootstrap_servers, "group.id": "g"}),
-        truncation_grace_s=1.0,
-    )
-    try:
+    with _reader(broker, truncation_grace_s=1.0) as reader:
         # When it is read and fetch responses keep putting the log's end at 100
         read = reader.read(topic, 0, 50, end + 10, 30)
         # Then the records there are returned and the exact missing range reported
@@ -90,5 +87,30 @@ def test_a_range_the_log_no_longer_reaches_is_reported_deleted_after_the_grace(
         assert read.deleted == (100, 110)
         # And the reader seeks afresh for the next range
         assert [r.offset for r in reader.read(topic, 0, 0, 3, 30).records] == [0, 1, 2]
-    finally:
-        reader.close()
+
+
+def test_a_frozen_broker_makes_a_range_at_the_log_end_unavailable_never_deleted(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str
+) -> None:
+    # Given a reader that has read a log of 100 records to its end (the high
+    # watermark it caches from the fetch responses says 100)
+    end = _one_partition(broker, topic, 100, seed=8)
+    with _reader(broker, truncation_grace_s=1.0) as reader:
+        assert len(reader.read(topic, 0, 0, end, 30).records) == end
+        # When the broker freezes and the next range, [100, 150), is read: the
+        # cached end stays at 100, but no fetch answer says so any more
+        broker.pause()
+        try:
+            with pytest.raises(RangeUnavailable, match="broker does not answer"):
+                reader.read(topic, 0, end, end + 50, 20)
+        finally:
+            broker.resume()
+        # Then nothing was given up: once the broker is back and the log has those
+        # records, the same range reads them all
+        produce(
+            broker.bootstrap_servers, topic, devices=20, rate=0, count=50,
+            malformed_ratio=0.0, partitions=1, seed=9,
+        )  # fmt: skip
+        read = reader.read(topic, 0, end, end + 50, 30)
+        assert [r.offset for r in read.records] == list(range(end, end + 50))
+        assert read.deleted is None
