@@ -50,7 +50,7 @@ lint: install
 	$(BIN)/ruff check actorsys tests scripts
 	$(BIN)/ruff format --check actorsys tests scripts
 
-## mypy, strict, on actorsys/ (pyproject.toml [tool.mypy]).
+## mypy: strict for actorsys/, relaxed for tests/ and scripts/ (pyproject.toml [tool.mypy]).
 typecheck: install
 	$(BIN)/mypy
 

@@ -1,11 +1,7 @@
 """Building blocks of ``scripts/bench.py``.
 
 - :class:`Sampler`: RSS and CPU of a changing set of processes, every 0.5 s.
-- :class:`DaemonRun`: one ``actorsys run`` subprocess in a session of its own,
-  its actor system's process group, and the guarantee that both are gone;
-  :class:`MemberRun`: the same for one ``actorsys join`` (a worker host).
-- :class:`Completion`: committed offsets (read without joining the group) and
-  the job store's open jobs, i.e. "has the pipeline finished this data?".
+- :func:`actorsys_sections`: the configuration of one benchmark daemon.
 - :func:`job_latencies`: per job, when its raw file became readable (written,
   or committed to the Delta table) minus the oldest record's producer
   timestamp (``ts``, read from the Parquet statistics).
@@ -17,6 +13,12 @@
   PARAMS.json`` so that its memory and CPU are its own: the whole topic
   (subscribed), or one share of its partitions (assigned; see
   :func:`baseline_shares`) when the baseline runs as several processes.
+
+The daemon and worker-host processes, the TOML writer and the completion
+watch are the tests' own (``tests/support``: ``daemon``, ``member``,
+``checks``), imported by ``bench.py``: a benchmark must start, stop and judge
+a daemon exactly as the tests do. This module does not import them, so the
+baseline child process carries none of that code in the memory it reports.
 """
 
 from __future__ import annotations
@@ -24,26 +26,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import resource
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import psutil
-
-from actorsys.procs import ActorSystemProcesses, group_members, kill_group
 
 # Progress lines count from here; bench.py passes its own start to the baseline child.
 _STARTED = float(os.environ.get("ACTORSYS_BENCH_T0", "0") or 0) or time.time()
@@ -86,27 +81,7 @@ def key_settings(props: Mapping[str, str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------
-# TOML
-
-
-def _toml_value(value: Any) -> str:
-    # JSON spells strings, numbers, booleans and lists the way TOML does.
-    return json.dumps(value)
-
-
-def write_toml(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write ``{section: {key: value}}``; a dict value becomes a sub-table."""
-    lines: list[str] = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
-        for key, value in values.items():
-            if isinstance(value, dict):
-                lines.append(f"[{section}.{key}]")
-                lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()]
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+# Configuration
 
 
 def actorsys_sections(
@@ -249,7 +224,7 @@ def _has_open(proc: psutil.Process, suffix: str) -> bool:
 
 def _threads(proc: psutil.Process) -> int:
     with contextlib.suppress(psutil.Error):
-        return proc.num_threads()
+        return int(proc.num_threads())
     return 0
 
 
@@ -355,241 +330,7 @@ def cpu_by_role(
 
 
 # --------------------------------------------------------------------------------------
-# One `actorsys run`
-
-_ASSIGNED = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO \[actorsys\.kafka_consumer [^\]]*\] assigned "
-)
-
-
-class _SessionRun:
-    """A command in a session of its own that starts an actor system (admin on
-    ``admin_port``, in a process group of its own); stop() and cleanup() make
-    sure that neither the command nor any process of its actor system is left."""
-
-    def __init__(self, command: list[str], log_path: Path, admin_port: int, what: str):
-        self.command = command
-        self.log_path = log_path
-        self.admin_port = admin_port
-        self.what = what
-        self.actor_system = ActorSystemProcesses(admin_port)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._psproc: psutil.Process | None = None
-        self.spawned_at = 0.0
-        self._term_sent_at: float | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.spawned_at = time.time()
-        self._psproc = psutil.Process(self.proc.pid)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def members(self) -> list[psutil.Process]:
-        """The command's process and every process of its actor system."""
-        found: list[psutil.Process] = []
-        if self._psproc is not None and self.alive():
-            found.append(self._psproc)
-        self.actor_system.refresh()
-        found += self.actor_system.alive()
-        return found
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            code = self.proc.returncode if self.proc else None
-            raise RuntimeError(f"{self.what} exited with {code}; log tail:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_actor_system(self, timeout_s: float) -> None:
-        """Wait until its actor system's admin listens (and so its group is known)."""
-        deadline = time.monotonic() + timeout_s
-        while self.actor_system.refresh() is None:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{self.what}: no actor system within {timeout_s:.0f}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def send_stop(self) -> None:
-        """SIGTERM (once), without waiting: several runs can drain side by side."""
-        if self.proc is None or self._term_sent_at is not None:
-            return
-        self.actor_system.refresh()
-        self._term_sent_at = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout_s: float = 90.0) -> dict[str, Any]:
-        """SIGTERM, wait for the drain, then make sure no process of it is left."""
-        if self.proc is None:
-            return {}
-        self.send_stop()
-        assert self._term_sent_at is not None
-        try:
-            code: int | None = self.proc.wait(
-                max(0.0, timeout_s - (time.monotonic() - self._term_sent_at))
-            )
-        except subprocess.TimeoutExpired:
-            code = None
-        took = time.monotonic() - self._term_sent_at
-        # The command ends its actor system on exit; wait a little for stragglers.
-        deadline = time.monotonic() + 15
-        while self.leftovers() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = len(self.leftovers())
-        killed = self.kill() if (left or code is None) else 0
-        return {"exit_code": code, "stop_s": round(took, 2), "leftover_processes_killed": killed}
-
-    def leftovers(self) -> list[psutil.Process]:
-        found = group_members(self.pid) if self.proc is not None else []
-        if self.actor_system.pgid is not None:
-            found += group_members(self.actor_system.pgid)
-        return found
-
-    def kill(self) -> int:
-        """SIGKILL everything of this run still alive; returns how many."""
-        if self.proc is None:
-            return 0
-        self.actor_system.refresh()
-        killed = kill_group(self.pid) + self.actor_system.kill_all()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        return killed
-
-    def cleanup(self) -> None:
-        """For ``finally``: whatever happened, leave no process behind."""
-        if self.proc is not None and (self.alive() or self.leftovers()):
-            self.kill()
-
-
-class DaemonRun(_SessionRun):
-    """``actorsys run --config FILE`` in a session of its own, and its actor system."""
-
-    def __init__(
-        self, command: list[str], config_path: Path, log_path: Path, ports: dict[str, int]
-    ):
-        super().__init__(
-            [*command, "run", "--config", str(config_path)], log_path, ports["admin"], "actorsys"
-        )
-        self.config_path = config_path
-        self.metrics_port = ports["metrics"]
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2
-            ) as resp:
-                return resp.status == 200
-        except (OSError, urllib.error.HTTPError):
-            return False
-
-    def wait_ready(self, timeout_s: float) -> float:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.check_alive()
-            self.actor_system.refresh()
-            if self.ready():
-                return time.time()
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"actorsys not ready within {timeout_s:.0f}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
-
-    def wait_assigned(self, timeout_s: float) -> float:
-        """Wait for the first "assigned" log line; returns its time (wall clock)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self.check_alive()
-            self.actor_system.refresh()
-            assigned_at = self.first_assigned_at()
-            if assigned_at is not None:
-                return assigned_at
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"actorsys got no partition within {timeout_s:.0f}s:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def status(self) -> dict[str, Any]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/status", timeout=2
-            ) as resp:
-                return dict(json.loads(resp.read()))
-        except (OSError, ValueError):
-            return {}
-
-    def workers_by_host(self) -> dict[str, int]:
-        """The WorkerMaster's workers per host, from /status ({} until known)."""
-        comps = self.status().get("components", {})
-        return dict(comps.get("worker_master", {}).get("workers_by_host", {}) or {})
-
-    def first_assigned_at(self) -> float | None:
-        """Wall-clock time of the KafkaConsumerActor's first "assigned" log line."""
-        if not self.log_path.exists():
-            return None
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            match = _ASSIGNED.match(line)
-            if match:
-                local = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
-                return local.timestamp() + int(match.group(2)) / 1000
-        return None
-
-
-class MemberRun(_SessionRun):
-    """``actorsys join --convention 127.0.0.1:LEADER --host-name HOST --slots N``:
-    a worker host on this machine, in a session of its own, with its actor system."""
-
-    def __init__(
-        self,
-        command: list[str],
-        *,
-        host: str,
-        leader_admin_port: int,
-        admin_port: int,
-        slots: int,
-        log_path: Path,
-        drain_grace_s: float = 30,
-    ):
-        super().__init__(
-            [
-                *command,
-                "join",
-                "--convention",
-                f"127.0.0.1:{leader_admin_port}",
-                "--admin-port",
-                str(admin_port),
-                "--slots",
-                str(slots),
-                "--host-name",
-                host,
-                "--drain-grace-s",
-                f"{drain_grace_s:g}",
-            ],
-            log_path,
-            admin_port,
-            f"worker host {host}",
-        )
-        self.host = host
-        self.slots = slots
+# Leftovers
 
 
 def stray_processes(markers: Iterable[str]) -> list[psutil.Process]:
@@ -642,60 +383,6 @@ def deferred_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
         if caught:
             raise KeyboardInterrupt
-
-
-# --------------------------------------------------------------------------------------
-# "Done?": committed offsets and open jobs
-
-
-class Completion:
-    """Watches a group's committed offsets (without joining) and, optionally, a job store."""
-
-    def __init__(self, bootstrap: str, group: str, topic: str, end_offsets: Mapping[int, int]):
-        from confluent_kafka import Consumer, TopicPartition
-
-        self._tps = [TopicPartition(topic, p) for p in sorted(end_offsets)]
-        self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-        )
-        self.end_offsets = dict(end_offsets)
-        self.total = sum(end_offsets.values())
-        self._store: Any = None
-
-    def committed(self) -> dict[int, int]:
-        tps = self._consumer.committed(self._tps, timeout=10)
-        return {tp.partition: max(tp.offset, 0) for tp in tps}
-
-    def all_committed(self, committed: Mapping[int, int]) -> bool:
-        return all(committed.get(p, 0) >= end for p, end in self.end_offsets.items())
-
-    def open_store(self, url: str) -> None:
-        from actorsys.jobs.open import open_job_store
-
-        self._store = open_job_store(url)
-
-    def job_counts(self) -> dict[str, int]:
-        if self._store is None:
-            return {}
-        return {status.value: n for status, n in self._store.count_by_status().items()}
-
-    def jobs_by_worker(self) -> dict[str, int]:
-        """DONE jobs per worker, as job records name it: "<job manager>/<host>/<worker id>"."""
-        from actorsys.jobs.model import JobStatus
-
-        if self._store is None:
-            return {}
-        ran: dict[str, int] = defaultdict(int)
-        for job in self._store.list_jobs(JobStatus.DONE, limit=10_000_000):
-            ran[job.worker or "?"] += 1
-        return dict(sorted(ran.items()))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._consumer.close()
-        if self._store is not None:
-            with contextlib.suppress(Exception):
-                self._store.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -902,6 +589,7 @@ def run_baseline(params: dict[str, Any]) -> dict[str, Any]:
                 if first_record_at is None:
                     first_record_at = time.time()
                 partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None  # a record has both
                 ts_type, ts = m.timestamp()
                 buffer = buffers[partition]
                 buffer.append(Record(offset, ts if ts_type else None, m.key(), m.value()))

@@ -116,9 +116,6 @@ from typing import Any
 
 import psutil
 from _benchlib import (
-    Completion,
-    DaemonRun,
-    MemberRun,
     Sampler,
     actorsys_sections,
     baseline_shares,
@@ -134,16 +131,23 @@ from _benchlib import (
     say,
     stray_processes,
     system_cpu,
-    write_toml,
 )
 
-from actorsys.config import BatchingConfig, FlowConfig, load_config
-from actorsys.embedded_broker import EmbeddedBroker
-from actorsys.kafka_clients import consumer_properties
-from actorsys.netutil import free_port, free_port_below_ephemeral
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
-
 REPO = Path(__file__).resolve().parent.parent
+# The daemon and worker-host processes, the TOML writer and the completion
+# watch are the tests' own (tests/support), so that the benchmark starts,
+# stops and judges a daemon exactly as they do.
+sys.path.insert(0, str(REPO))
+
+from actorsys.config import BatchingConfig, FlowConfig, load_config  # noqa: E402
+from actorsys.embedded_broker import EmbeddedBroker  # noqa: E402
+from actorsys.kafka_clients import consumer_properties, create_topic_if_missing  # noqa: E402
+from actorsys.netutil import free_port, free_port_below_ephemeral  # noqa: E402
+from actorsys.simulator import ProduceReport, produce  # noqa: E402
+from tests.support.checks import Completion  # noqa: E402
+from tests.support.daemon import DaemonProcess, write_toml  # noqa: E402
+from tests.support.member import MemberProcess  # noqa: E402
+
 MB = 1024 * 1024
 
 
@@ -296,8 +300,24 @@ def _int_list(text: str) -> list[int]:
 
 
 def actorsys_command() -> list[str]:
+    """The virtualenv's ``actorsys`` script (what an operator runs), else ``-m``."""
     script = Path(sys.executable).with_name("actorsys")
     return [str(script)] if script.exists() else [sys.executable, "-m", "actorsys"]
+
+
+def _daemon(config_path: Path, log_path: Path, ports: dict[str, int]) -> DaemonProcess:
+    """One benchmark daemon (not started), run as an operator would run it."""
+    return DaemonProcess(
+        config_path, log_path, ports["metrics"], ports["admin"], program=actorsys_command()
+    )
+
+
+def _status(run: DaemonProcess) -> dict[str, Any]:
+    """/status, or {} when the daemon does not answer (a report must still be written)."""
+    try:
+        return run.status()
+    except (OSError, AssertionError, ValueError):
+        return {}
 
 
 def git_state() -> dict[str, Any]:
@@ -349,7 +369,7 @@ class Bench:
 
     @property
     def phase_timeout(self) -> float:
-        return self.args.timeout or 300 + self.args.records / 2000
+        return float(self.args.timeout or 300 + self.args.records / 2000)
 
     # --- the whole run --------------------------------------------------------------------
 
@@ -678,8 +698,8 @@ class Bench:
             setup["sections"].setdefault(section, {}).update(values)
         config_path = write_toml(workdir / "actorsys.toml", setup["sections"])
         config = load_config(config_path)
-        run = DaemonRun(actorsys_command(), config_path, workdir / "actorsys.log", setup["ports"])
-        sampler = Sampler(run.members, dict(self.context))
+        run = _daemon(config_path, workdir / "actorsys.log", setup["ports"])
+        sampler = Sampler(run.live_processes, dict(self.context))
         completion: Completion | None = None
         out: dict[str, Any] = {
             "phase": name,
@@ -690,7 +710,7 @@ class Bench:
             "consumer_properties": consumer_properties(config, self.bootstrap),
         }
         try:
-            run.start()
+            run.start_process()
             sampler.start()
             say(f"{name}: started `{' '.join(run.command)}` (pid {run.pid}), group {group}")
             assigned_at = run.wait_assigned(120)
@@ -701,8 +721,9 @@ class Bench:
             if feed is not None:
                 report = feed()
             assert report is not None
-            completion = Completion(self.bootstrap, group, topic, report.end_offsets)
-            completion.open_store(config.jobs.store)
+            completion = Completion(
+                self.bootstrap, group, topic, report.end_offsets, config.jobs.store
+            )
             waited = self._wait_done(
                 name, run, completion, sampler, assigned_at, timeout_s=timeout_s
             )
@@ -713,7 +734,7 @@ class Bench:
             labels[run.pid] = "daemon"
             say(f"{name}: processes: {_roles(labels)}")
             counts = completion.job_counts()
-            status = run.status()
+            job_manager = run.component("job_manager")
             say(f"{name}: done; stopping actorsys (SIGTERM)")
             # A drain ends every actor process: give many of them the time to.
             out["stop"] = run.stop(90 + sampler.peak_processes)
@@ -731,7 +752,6 @@ class Bench:
         latencies = job_latencies(workdir / "out" / "raw")
         jobs_done = counts.get("DONE", 0)
         window_cpu = {pid: cpu_done[pid] - cpu_assigned.get(pid, 0) for pid in cpu_done}
-        jm = status.get("components", {}).get("job_manager", {})
         out.update(
             {
                 "records": records,
@@ -769,7 +789,9 @@ class Bench:
                 "cpu_window": "from partitions assigned to done",
                 "context_cpu_s_window": cpu_window(ctx_assigned, ctx_done),
                 "system_cpu_s_window": cpu_window(sys_assigned, sys_done),
-                "job_manager_stats": {k: v for k, v in jm.items() if isinstance(v, int | float)},
+                "job_manager_stats": {
+                    k: v for k, v in job_manager.items() if isinstance(v, int | float)
+                },
                 "process_labels": {str(pid): label for pid, label in sorted(labels.items())},
             }
         )
@@ -900,9 +922,9 @@ class Bench:
         config_path = write_toml(workdir / "actorsys.toml", setup["sections"])
         config = load_config(config_path)
         command = actorsys_command()
-        leader = DaemonRun(command, config_path, workdir / "leader.log", setup["ports"])
+        leader = _daemon(config_path, workdir / "leader.log", setup["ports"])
         ports = set(setup["ports"].values())
-        members: list[MemberRun] = []
+        members: list[MemberProcess] = []
         for i in range(1, k + 1):
             port = free_port()
             while port in ports:
@@ -910,19 +932,19 @@ class Bench:
             ports.add(port)
             host = f"bench-host-{i}"
             members.append(
-                MemberRun(
-                    command,
-                    host=host,
-                    leader_admin_port=leader.admin_port,
-                    admin_port=port,
+                MemberProcess(
+                    host,
+                    leader.admin_port,
+                    workdir / f"{host}.log",
                     slots=slots,
-                    log_path=workdir / f"{host}.log",
+                    admin_port=port,
+                    program=command,
                 )
             )
-        runs: list[DaemonRun | MemberRun] = [leader, *members]
-        sampler = Sampler(lambda: [p for r in runs for p in r.members()], dict(self.context))
+        runs: list[DaemonProcess | MemberProcess] = [leader, *members]
+        sampler = Sampler(lambda: [p for r in runs for p in r.live_processes()], dict(self.context))
         completion: Completion | None = None
-        expected = {m.host: m.slots for m in members}
+        expected = {m.name: m.slots for m in members}
         labels: dict[int, str] = {}
         out.update(
             {
@@ -931,22 +953,22 @@ class Bench:
                 "format": self.output_formats[0],
                 "slots_per_host": slots,
                 "leader_command": " ".join(leader.command),
-                "member_commands": {m.host: " ".join(m.command) for m in members},
+                "member_commands": {m.name: " ".join(m.command) for m in members},
                 "config": setup["sections"],
             }
         )
         # Everything of this run carries one of these on its command line.
         markers = [str(config_path), f"--convention 127.0.0.1:{leader.admin_port}"]
         try:
-            leader.start()
+            leader.start_process()
             sampler.start()
             say(f"{name}: started leader `{' '.join(leader.command)}` (pid {leader.pid})")
-            leader.wait_actor_system(60)
+            leader.wait_actor_system(60, 0.05)
             for member in members:
-                member.start()
+                member.start_process()
                 say(f"{name}: started `{' '.join(member.command)}` (pid {member.pid})")
             for member in members:
-                member.wait_actor_system(60)
+                member.wait_actor_system(60, 0.05)
             placed = self._wait_placed_and_assigned(name, leader, members, expected, sampler)
             assigned_at = placed["assigned_at"]
             cpu_assigned, sys_assigned, ctx_assigned = placed["samples"]
@@ -956,8 +978,9 @@ class Bench:
                 f"start; workers {expected} placed "
                 f"{placed['placed_at'] - leader.spawned_at:.1f}s after start"
             )
-            completion = Completion(self.bootstrap, group, topic, report.end_offsets)
-            completion.open_store(config.jobs.store)
+            completion = Completion(
+                self.bootstrap, group, topic, report.end_offsets, config.jobs.store
+            )
             waited = self._wait_done(name, leader, completion, sampler, assigned_at, members)
             done_at = waited["done_at"]
             # The last samples before anything exits.
@@ -968,11 +991,11 @@ class Bench:
             counts = completion.job_counts()
             by_worker = completion.jobs_by_worker()
             workers_at_done = leader.workers_by_host()
-            status = leader.status()
+            job_manager = leader.component("job_manager")
             say(f"{name}: done; stopping the worker hosts (drain), then the leader (SIGTERM)")
             for member in members:
                 member.send_stop()
-            stops = {member.host: member.stop() for member in members}
+            stops = {member.name: member.stop() for member in members}
             stops["leader"] = leader.stop()
             out["stop"] = stops
             say(f"{name}: stopped: {stops}")
@@ -995,7 +1018,6 @@ class Bench:
             parts = worker.split("/")
             host = parts[1] if len(parts) >= 3 else f"? ({worker})"
             by_host[host] = by_host.get(host, 0) + n
-        jm = status.get("components", {}).get("job_manager", {})
         out.update(
             {
                 "hosts": list(expected),
@@ -1040,7 +1062,9 @@ class Bench:
                 "cpu_s_by_process_total": _by_process(cpu_done, labels),
                 "context_cpu_s_window": cpu_window(ctx_assigned, ctx_done),
                 "system_cpu_s_window": cpu_window(sys_assigned, sys_done),
-                "job_manager_stats": {k: v for k, v in jm.items() if isinstance(v, int | float)},
+                "job_manager_stats": {
+                    k: v for k, v in job_manager.items() if isinstance(v, int | float)
+                },
                 "process_labels": {str(pid): label for pid, label in sorted(labels.items())},
             }
         )
@@ -1060,8 +1084,8 @@ class Bench:
     def _wait_placed_and_assigned(
         self,
         name: str,
-        leader: DaemonRun,
-        members: list[MemberRun],
+        leader: DaemonProcess,
+        members: list[MemberProcess],
         expected: dict[str, int],
         sampler: Sampler,
     ) -> dict[str, Any]:
@@ -1099,11 +1123,11 @@ class Bench:
     def _wait_done(
         self,
         name: str,
-        run: DaemonRun,
+        run: DaemonProcess,
         completion: Completion,
         sampler: Sampler,
         since: float,
-        others: Sequence[MemberRun] = (),
+        others: Sequence[MemberProcess] = (),
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         timeout_s = timeout_s or self.phase_timeout
@@ -1135,7 +1159,7 @@ class Bench:
                 )
             if time.monotonic() >= deadline:
                 status_path = self.workdir / f"{name}-status-at-timeout.json"
-                status_path.write_text(json.dumps(run.status(), indent=2))
+                status_path.write_text(json.dumps(_status(run), indent=2))
                 say(f"{name}: timed out; daemon /status saved to {status_path}")
                 raise RuntimeError(
                     f"{name}: not done within {timeout_s:.0f}s "
@@ -1152,7 +1176,7 @@ def _roles(labels: dict[int, str]) -> str:
     return ", ".join(f"{n}x {role}" if n > 1 else role for role, n in counts.items())
 
 
-def _host_labels(leader: DaemonRun, members: Sequence[MemberRun]) -> dict[int, str]:
+def _host_labels(leader: DaemonProcess, members: Sequence[MemberProcess]) -> dict[int, str]:
     """ "<leader|host>/<role>" for every live process of a multi-host run."""
     labels = {
         pid: f"leader/{label}"
@@ -1162,9 +1186,9 @@ def _host_labels(leader: DaemonRun, members: Sequence[MemberRun]) -> dict[int, s
         labels[leader.pid] = "leader/daemon"
     for member in members:
         found = label_member_processes(member.actor_system.alive())
-        labels.update({pid: f"{member.host}/{label}" for pid, label in found.items()})
+        labels.update({pid: f"{member.name}/{label}" for pid, label in found.items()})
         if member.alive():
-            labels[member.pid] = f"{member.host}/join"
+            labels[member.pid] = f"{member.name}/join"
     return labels
 
 
@@ -1538,10 +1562,10 @@ def print_table(results: dict[str, Any]) -> None:
 
 def _formats_table(results: dict[str, Any]) -> list[str]:
     """The backlog phase once per output format, side by side (``--format both``)."""
-    runs = [results.get("actorsys")] + [
+    candidates = [results.get("actorsys")] + [
         doc for key, doc in results.items() if key.startswith("actorsys_") and isinstance(doc, dict)
     ]
-    runs = [doc for doc in runs if isinstance(doc, dict) and doc.get("format")]
+    runs: list[dict[str, Any]] = [d for d in candidates if isinstance(d, dict) and d.get("format")]
     if len(runs) < 2:
         return []
     first, other = runs[0], runs[1]
@@ -1560,10 +1584,10 @@ def _formats_table(results: dict[str, Any]) -> list[str]:
     row("peak RSS MB", "peak_rss_bytes", ",.0f", MB)
     row("CPU s (window)", "cpu_s_window", ".1f")
     for doc in (first, other):
-        lat = doc.get("latency", {})
+        lat = doc.get("latency") or {}
         lines.append(
             f"  {doc['format']}: batch latency p50 {_fmt(lat.get('p50_s'), '.2f')}s / "
-            f"p99 {_fmt(lat.get('p99_s'), '.2f')}s, rows OK {doc.get('check', {}).get('ok')}"
+            f"p99 {_fmt(lat.get('p99_s'), '.2f')}s, rows OK {(doc.get('check') or {}).get('ok')}"
         )
     lines.append(f"  (ratio column: {first['format']} / {other['format']})")
     return lines

@@ -8,7 +8,7 @@ Starts an embedded broker of its own, runs the scenario (real daemons, the
 fault injected for real, the exactly-once output check), prints its figures
 and exits 0, or prints what failed and exits 1. Daemon logs, configs, the job
 store and the Parquet output stay in the work directory (a fresh temporary
-one unless --workdir is given). Scenarios live in tests/support/scenarios_*.py.
+one unless --workdir is given). Scenarios live in tests/support/scenarios/.
 """
 
 from __future__ import annotations
@@ -21,27 +21,24 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCENARIO_MODULES = ("tests.support.scenarios_flow", "tests.support.scenarios_jobs")
+SCENARIO_PACKAGE = "tests.support.scenarios"
 
 
-def _load_scenarios() -> dict:
+def _load_scenarios() -> dict[str, Any]:
+    """Import the scenarios (which registers them) and return the registry."""
     # The scenarios and the handlers they configure live under tests/: make them
     # importable here and in every daemon (and actor) process started from here.
     sys.path.insert(0, str(REPO_ROOT))
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    for name in SCENARIO_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # the module exists but something it needs does not
-                raise
+    from tests.support.process import repo_pythonpath
+
+    os.environ["PYTHONPATH"] = repo_pythonpath()
+    importlib.import_module(SCENARIO_PACKAGE)
     from tests.support.scenario import SCENARIOS
 
-    return SCENARIOS
+    return dict(SCENARIOS)
 
 
 def _describe(fn: object) -> str:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from actorsys.netutil import free_port
+from tests.support.waiting import gone, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +33,6 @@ SUMMARY = re.compile(
     r"^produced (\d+) records to (\S+) \((\d+) valid, (\d+) malformed\) "
     r"in [\d.]+ s: [\d,]+ records/s$"
 )
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 @contextmanager
@@ -86,7 +72,7 @@ def read_line(proc: subprocess.Popen[str], timeout_s: float) -> str:
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
         if not selector.select(timeout_s):
-            raise AssertionError(f"no output from {proc.args} within {timeout_s} s")
+            raise AssertionError(f"no output from {proc.args!r} within {timeout_s} s")
     return proc.stdout.readline().strip()
 
 
@@ -164,7 +150,7 @@ def test_broker_stops_cleanly_on_signal(
     # Then it exits 0 and the Tansu process is gone
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
-    wait_until(lambda: gone(child.pid), 5, "the Tansu process to exit")
+    wait_for(lambda: gone(child.pid), 5, "the Tansu process to exit")
     assert "Traceback" not in stderr
 
 

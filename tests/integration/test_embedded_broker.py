@@ -18,29 +18,15 @@ import actorsys.embedded_broker as embedded_broker_module
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.errors import BrokerError
 from actorsys.netutil import free_port
+from tests.support.waiting import gone, wait_for
 
 pytestmark = pytest.mark.integration
 
 _quiet = logging.getLogger("tests.kafka")
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def answers_metadata(bootstrap: str) -> bool:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=_quiet)
     try:
         admin.list_topics(timeout=1)
     except KafkaException:
@@ -91,7 +77,7 @@ def test_start_answers_metadata_and_stop_leaves_no_process(own_broker: EmbeddedB
 
     # Then the process is gone, the port is closed and stop() stays harmless
     assert code == 0
-    assert process_gone(pid)
+    assert gone(pid)
     assert not own_broker.running and own_broker.pid is None
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", own_broker.port), 1):
         pass
@@ -108,7 +94,7 @@ def test_context_manager_stops_the_broker() -> None:
 
     # When the block ends
     # Then its process and its log file are gone
-    assert process_gone(pid)
+    assert gone(pid)
     assert not log_path.exists()
 
 
@@ -138,7 +124,7 @@ def test_port_lost_to_a_race_is_reported_and_reaped(monkeypatch: pytest.MonkeyPa
         # Then Tansu's own bind failure comes back as "in use", and no process is left
         with pytest.raises(BrokerError, match="already in use"):
             EmbeddedBroker(port=port).start(timeout_s=10)
-    wait_until(lambda: child_pids() <= before, 5, "the failed broker to be reaped")
+    wait_for(lambda: child_pids() <= before, 5, "the failed broker to be reaped")
 
 
 def test_missing_binary_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +179,7 @@ def test_pause_freezes_and_resume_thaws(own_broker: EmbeddedBroker) -> None:
     own_broker.pause()
 
     # Then its process is stopped and metadata requests go unanswered
-    wait_until(
+    wait_for(
         lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, 5, "SIGSTOP to take effect"
     )
     assert own_broker.paused and own_broker.running
@@ -203,7 +189,7 @@ def test_pause_freezes_and_resume_thaws(own_broker: EmbeddedBroker) -> None:
     own_broker.resume()
 
     # Then it answers again
-    wait_until(lambda: answers_metadata(bootstrap), 10, "the resumed broker to answer")
+    wait_for(lambda: answers_metadata(bootstrap), 10, "the resumed broker to answer")
     assert not own_broker.paused
 
 
@@ -219,7 +205,7 @@ def test_stop_while_paused_leaves_no_process(own_broker: EmbeddedBroker) -> None
     own_broker.stop(timeout_s=5)
 
     # Then it is gone promptly (SIGTERM was not left pending behind SIGSTOP)
-    assert process_gone(pid)
+    assert gone(pid)
     assert time.monotonic() - started < 5
 
 

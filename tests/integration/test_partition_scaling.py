@@ -14,10 +14,11 @@ from actorsys.config import BatchingConfig
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.jobs.model import JobStatus
 from actorsys.jobs.open import open_job_store
-from actorsys.simulator import create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import produce
 from tests.support.checks import assert_exactly_once, wait_complete
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
-from tests.support.feed import Feed
+from tests.support.rig import Feeder
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -108,10 +109,10 @@ def test_a_killed_consumer_is_replaced_and_its_partitions_are_read_again_exactly
     pool = wait_for(lambda: _pool_processes(daemon, port), 30, "the Consumer processes")
     assert len(pool) == BatchingConfig().consumers
     job_store = f"sqlite:///{tmp_path}/jobs.db"
-    # Streamed until the kill is done (see tests/support/feed.py). This once
+    # Streamed until the kill is done (see tests/support/rig.py, Feeder). This once
     # stopped every commit: sends to the killed process filled the
     # KafkaConsumerActor's Thespian transmit slots (see HandoutWindow).
-    with Feed(
+    with Feeder(
         broker.bootstrap_servers, topic, partitions=partitions, rate=1_000, seed=21, devices=50
     ) as feed:
         wait_for(lambda: jobs_done(job_store) >= 4, 60, "some jobs done", 0.2)

@@ -6,19 +6,21 @@ from __future__ import annotations
 import contextlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from actorsys.embedded_broker import EmbeddedBroker
-from actorsys.simulator import ProduceReport, create_topic_if_missing, produce
+from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.simulator import ProduceReport, produce
 from tests.support.checks import (
     assert_exactly_once,
     committed_offsets,
     wait_complete,
 )
 from tests.support.daemon import DaemonProcess, new_daemon
-from tests.support.feed import Feed
+from tests.support.rig import Feeder
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,7 +35,7 @@ def _daemon(
     topic: str,
     group: str,
     name: str = "daemon",
-    **extra: dict,
+    **extra: dict[str, Any],
 ) -> DaemonProcess:
     return new_daemon(
         tmp_path,
@@ -97,7 +99,9 @@ def test_kill_minus_nine_mid_stream_loses_nothing_and_writes_nothing_twice(
     # Given a producer streaming records (1 % malformed) at 5,000/s until stopped
     group = f"g-{uuid.uuid4().hex[:8]}"
     job_store = f"sqlite:///{tmp_path}/jobs.db"
-    with Feed(broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=5_000, seed=11) as feed:
+    with Feeder(
+        broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=5_000, seed=11
+    ) as feed:
         first = _daemon(tmp_path, broker, topic, group, name="first")
         daemons.append(first.start())
         first.wait_ready()
@@ -162,7 +166,9 @@ def test_supervisor_recreates_a_killed_job_manager_which_reloads_from_the_store(
 ) -> None:
     # Given a daemon working through a stream
     group = f"g-{uuid.uuid4().hex[:8]}"
-    with Feed(broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=5_000, seed=13) as feed:
+    with Feeder(
+        broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=5_000, seed=13
+    ) as feed:
         daemon = _daemon(tmp_path, broker, topic, group)
         daemons.append(daemon.start())
         daemon.wait_ready()

@@ -12,7 +12,7 @@ class DumpReceived:
     """Ask a Recorder for everything it received so far (it replies with a list)."""
 
 
-class Recorder(ActorTypeDispatcher):
+class Recorder(ActorTypeDispatcher):  # type: ignore[misc]  # Thespian ships no type hints
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received: list[Any] = []

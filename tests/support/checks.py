@@ -1,19 +1,34 @@
-"""The exactly-once output check, and the Kafka-side facts it compares with."""
+"""The exactly-once output check, and the Kafka-side facts it compares with:
+committed offsets and open jobs ("has the pipeline finished this data?"),
+shared by the tests, the fault scenarios and the benchmarks.
+
+duckdb is imported where the output is read: the benchmarks import this
+module for :class:`Completion`, and their own process's memory is a figure.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-import duckdb
 from confluent_kafka import Consumer, TopicPartition
 
-from actorsys.jobs.model import JobStatus
+from actorsys.jobs.model import JobRecord, JobStatus
 from actorsys.jobs.open import open_job_store
+from actorsys.secrets import Secret
 from actorsys.simulator import ProduceReport
+from tests.support.closing import Closes
 from tests.support.daemon import DaemonProcess
 from tests.support.waiting import wait_for
+
+if TYPE_CHECKING:
+    import duckdb
+
+JOB_FAILED = "job_failed"  # the dead-letter reason of every record of a FAILED job
 
 
 def committed_offsets(
@@ -42,6 +57,67 @@ def jobs_unfinished(job_store: str) -> int:
         store.close()
 
 
+class Completion(Closes):
+    """Has the pipeline finished a topic's data? Every end offset committed by
+    the group (read without joining it) and, with a job store, no job PENDING
+    or RUNNING. One consumer and one store connection for the whole watch, so
+    that polling it often costs little (a benchmark polls every 0.2 s)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        end_offsets: Mapping[int, int],
+        job_store: str | Secret | None = None,
+    ) -> None:
+        self._tps = [TopicPartition(topic, p) for p in sorted(end_offsets)]
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self.end_offsets = dict(end_offsets)
+        self.total = sum(end_offsets.values())
+        self._store: Any = open_job_store(job_store) if job_store else None
+
+    def committed(self) -> dict[int, int]:
+        """Committed offsets by partition (0 where none is committed yet)."""
+        tps = self._consumer.committed(self._tps, timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in tps}
+
+    def all_committed(self, committed: Mapping[int, int] | None = None) -> bool:
+        """Exactly the end offsets committed: never fewer, and never more (a
+        commit past the last record would be a bug too)."""
+        return dict(self.committed() if committed is None else committed) == self.end_offsets
+
+    def job_counts(self) -> dict[str, int]:
+        if self._store is None:
+            return {}
+        return {status.value: n for status, n in self._store.count_by_status().items()}
+
+    def jobs_unfinished(self) -> int:
+        counts = self.job_counts()
+        return counts.get(JobStatus.PENDING.value, 0) + counts.get(JobStatus.RUNNING.value, 0)
+
+    def done(self) -> bool:
+        return self.all_committed() and self.jobs_unfinished() == 0
+
+    def jobs_by_worker(self) -> dict[str, int]:
+        """DONE jobs per worker, as job records name it: "<job manager>/<host>/<worker id>"."""
+        if self._store is None:
+            return {}
+        ran: dict[str, int] = defaultdict(int)
+        for job in self._store.list_jobs(JobStatus.DONE, limit=10_000_000):
+            ran[job.worker or "?"] += 1
+        return dict(sorted(ran.items()))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+
+
 def job_intervals(job_store: str) -> list[tuple[int, int, int, JobStatus]]:
     """(partition, start, end, status) of every job in the store, in offset order."""
     store = open_job_store(job_store, create=False)
@@ -64,6 +140,12 @@ def is_table(path: Path) -> bool:
     return (path / "_delta_log").is_dir()
 
 
+def _connect() -> duckdb.DuckDBPyConnection:
+    import duckdb
+
+    return duckdb.connect()
+
+
 def _relation(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> str:
     """Register ``path`` (a Delta table or a plain Parquet directory) as ``name``."""
     if is_table(path):
@@ -80,7 +162,7 @@ def _relation(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> str:
 
 def raw_positions(output_dir: Path, topic: str) -> list[tuple[int, int]]:
     """(partition, offset) of every raw row readers see (a table: its current version)."""
-    con = duckdb.connect()
+    con = _connect()
     raw = _relation(con, output_dir / "raw", "raw_rows")
     rows = con.sql(f"select _partition, _offset from {raw} where _topic = '{topic}'").fetchall()
     return [(int(p), int(o)) for p, o in rows]
@@ -88,7 +170,7 @@ def raw_positions(output_dir: Path, topic: str) -> list[tuple[int, int]]:
 
 def agg_count(output_dir: Path) -> int:
     """Records the plain-Parquet ``agg`` files count (partial rows per job, summed)."""
-    con = duckdb.connect()
+    con = _connect()
     agg = _relation(con, output_dir / "agg", "agg_rows")
     return int(con.sql(f"select coalesce(sum(count), 0) from {agg}").fetchall()[0][0])
 
@@ -100,7 +182,7 @@ def assert_final_aggregates(output_dir: Path) -> int:
     every hour has closed."""
     if not is_table(output_dir / "agg"):
         return 0  # no closed hour yet
-    con = duckdb.connect()
+    con = _connect()
     raw = _relation(con, output_dir / "raw", "raw_rows")
     agg = _relation(con, output_dir / "agg", "agg_rows")
     twice = con.sql(
@@ -144,7 +226,8 @@ def dead_letters(
             batch = consumer.consume(1000, 0.5)
             got = [m for m in batch if m.error() is None]
             for m in got:
-                found.append({k: v.decode() for k, v in (m.headers() or [])})
+                headers = cast("list[tuple[str, bytes]]", m.headers() or [])  # as produced
+                found.append({k: v.decode() for k, v in headers})
             if got:
                 quiet_since = None
             elif len(found) >= expected:
@@ -199,20 +282,122 @@ def wait_complete(
     report: ProduceReport,
     job_store: str,
     timeout_s: float = 180,
-) -> None:
+) -> float:
     """Wait (deadline-bounded) until every produced offset is committed and
-    no job is PENDING or RUNNING; fail at once if the daemon dies."""
+    no job is PENDING or RUNNING; fail at once if the daemon dies. Returns the
+    seconds it took."""
+    started = time.monotonic()
+    with Completion(bootstrap, group, topic, report.end_offsets, job_store) as completion:
 
-    def done() -> bool:
-        daemon.check_alive()
-        return all_committed(bootstrap, group, topic, report) and jobs_unfinished(job_store) == 0
+        def done() -> bool:
+            daemon.check_alive()
+            return completion.done()
 
-    try:
-        wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
-    except AssertionError as exc:
-        want = dict(report.end_offsets)
-        committed = committed_offsets(bootstrap, group, topic, sorted(want))
-        raise AssertionError(
-            f"{exc}; produced up to {want}, committed {committed},"
-            f" unfinished jobs {jobs_unfinished(job_store)}"
-        ) from None
+        try:
+            wait_for(done, timeout_s, "every offset committed and every job done", 0.5)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; produced up to {completion.end_offsets}, committed"
+                f" {completion.committed()}, unfinished jobs {completion.jobs_unfinished()}"
+            ) from None
+    return time.monotonic() - started
+
+
+def _positions(jobs: Iterable[JobRecord]) -> set[tuple[int, int]]:
+    return {(j.partition, o) for j in jobs for o in range(j.start_offset, j.end_offset)}
+
+
+def assert_output(
+    output_dir: Path,
+    topic: str,
+    report: ProduceReport,
+    bootstrap: str,
+    dlq_topic: str,
+    *,
+    failed_jobs: Iterable[JobRecord] = (),
+    replayed_jobs: Iterable[JobRecord] = (),
+    failed_error: str | None = None,
+    dead_letters_exactly_once: bool = True,
+) -> dict[str, int]:
+    """The exactly-once output check, extended to jobs that ended FAILED; returns
+    its figures (records in raw, dead letters).
+
+    Without such jobs it is :func:`assert_exactly_once` itself. With them:
+    ``failed_jobs`` are FAILED now, so their records are in the dead-letter
+    topic with reason ``job_failed`` (and ``failed_error`` in ``error``), not
+    in raw; ``replayed_jobs`` were dead-lettered that way, then replayed with
+    `actorsys jobs retry` and succeeded, so their records are in both. Every
+    other valid record is exactly once in raw, every other malformed one in
+    the dead-letter topic with its own reason. Jobs that fail are only those
+    of the plain-Parquet test handler: ``agg`` is counted per job file."""
+    failed, replayed = list(failed_jobs), list(replayed_jobs)
+    if not failed and not replayed:
+        assert_exactly_once(
+            output_dir, topic, report, bootstrap, dlq_topic, dead_letters_exactly_once
+        )
+        figures = {"raw_records": len(raw_positions(output_dir, topic))}
+        if dead_letters_exactly_once:
+            return {**figures, "dead_letters": report.malformed}
+        letters = [
+            h
+            for h in dead_letters(bootstrap, dlq_topic, report.malformed)
+            if h.get("source_topic") == topic
+        ]
+        return {
+            **figures,
+            "dead_letters": len(letters),
+            "dead_letters_repeated": len(letters) - report.malformed,
+        }
+
+    failed_positions = _positions(failed)
+    job_failed_positions = failed_positions | _positions(replayed)
+    # Raw: every valid record but those of jobs that are FAILED now, exactly once.
+    positions = raw_positions(output_dir, topic)
+    twice = [pos for pos, n in Counter(positions).items() if n > 1]
+    assert not twice, f"{len(twice)} records written twice, e.g. {twice[:5]}"
+    want_raw = valid_positions(report) - failed_positions
+    got = set(positions)
+    assert got == want_raw, (
+        f"raw has {len(got)} records, expected {len(want_raw)}: "
+        f"missing {sorted(want_raw - got)[:5]}, unexpected {sorted(got - want_raw)[:5]}"
+    )
+    assert agg_count(output_dir) == len(want_raw)
+    # Dead letters: malformed records by their own reason (those of FAILED jobs
+    # never reached the handler), and every record of a job that ended FAILED.
+    want_malformed = set(report.malformed_positions) - failed_positions
+    letters = [
+        h
+        for h in dead_letters(bootstrap, dlq_topic, len(want_malformed) + len(job_failed_positions))
+        if h.get("source_topic") == topic
+    ]
+    by_reason = [
+        (int(h["source_partition"]), int(h["source_offset"]))
+        for h in letters
+        if h.get("reason") != JOB_FAILED
+    ]
+    by_job = [
+        (int(h["source_partition"]), int(h["source_offset"]))
+        for h in letters
+        if h.get("reason") == JOB_FAILED
+    ]
+    assert set(by_reason) == want_malformed, (
+        f"malformed dead letters: missing {sorted(want_malformed - set(by_reason))[:5]}, "
+        f"unexpected {sorted(set(by_reason) - want_malformed)[:5]}"
+    )
+    assert set(by_job) == job_failed_positions, (
+        f"job_failed dead letters: missing {sorted(job_failed_positions - set(by_job))[:5]}, "
+        f"unexpected {sorted(set(by_job) - job_failed_positions)[:5]}"
+    )
+    if dead_letters_exactly_once:
+        assert len(by_reason) == len(set(by_reason)), "a malformed dead letter was produced twice"
+        assert len(by_job) == len(set(by_job)), "a job_failed dead letter was produced twice"
+    assert all(h.get("error") for h in letters), "every dead letter says why"
+    if failed_error is not None:
+        errors = {h["error"] for h in letters if h.get("reason") == JOB_FAILED}
+        assert all(failed_error in e for e in errors), f"job_failed errors: {sorted(errors)[:3]}"
+    return {
+        "raw_records": len(positions),
+        "dead_letters": len(letters),
+        "dead_letters_malformed": len(by_reason),
+        "dead_letters_job_failed": len(by_job),
+    }

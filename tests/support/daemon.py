@@ -1,26 +1,52 @@
-"""Run `actorsys run` as a real process for tests: start, wait, stop, kill -9.
+"""Run `actorsys run` as a real process for tests and benchmarks: its TOML
+configuration, start, wait until ready, stop, kill -9.
 
 The daemon gets its own session (process group), so a test can kill every
-process of it at once, and check that none is left behind.
+process of it at once, and check that none is left behind (see
+:mod:`tests.support.process`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
+import re
 import subprocess
-import sys
+import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from actorsys.netutil import free_port_below_ephemeral
-from actorsys.procs import ActorSystemProcesses, group_members, kill_group
+from tests.support.process import ACTORSYS, SessionProcess, repo_pythonpath
 from tests.support.waiting import wait_for
+
+# The KafkaConsumerActor's "assigned" log line: when the daemon got its partitions.
+_ASSIGNED = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO \[actorsys\.kafka_consumer [^\]]*\] assigned "
+)
+
+
+def write_toml(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write ``{section: {key: value}}`` as TOML; a dict value becomes a
+    sub-table ``[section.key]``, a dict inside that an inline table. The one
+    writer of actorsys configurations for the tests and the benchmarks."""
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                continue
+            lines.append(f"{key} = {toml_value(value)}")
+        for key, value in values.items():
+            if isinstance(value, dict):
+                lines.append(f"[{section}.{key}]")
+                lines.extend(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
 
 
 def write_config(
@@ -35,6 +61,9 @@ def write_config(
     metrics_port: int,
     extra: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
+    """A test daemon's configuration: small batches and a short session timeout
+    (tests want to see jobs and rebalances quickly), its own cluster key, then
+    ``extra`` merged in section by section."""
     sections: dict[str, dict[str, Any]] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -56,20 +85,7 @@ def write_config(
         # The test handlers write plain Parquet files: they test the job and flow
         # protocols, not the table format.
         sections["output"].setdefault("format", "parquet")
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if isinstance(value, dict):
-                continue
-            lines.append(f"{key} = {toml_value(value)}")
-        for key, value in values.items():
-            if isinstance(value, dict):
-                lines.append(f"[{section}.{key}]")
-                lines.extend(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items())
-        lines.append("")
-    path.write_text("\n".join(lines))
-    return path
+    return write_toml(path, sections)
 
 
 def toml_value(value: Any) -> str:
@@ -82,7 +98,7 @@ def toml_value(value: Any) -> str:
 
 
 @dataclass
-class DaemonProcess:
+class DaemonProcess(SessionProcess):
     """One `actorsys run` process and everything it starts."""
 
     config_path: Path
@@ -90,10 +106,14 @@ class DaemonProcess:
     metrics_port: int
     admin_port: int
     env: dict[str, str] = field(default_factory=dict)
+    program: list[str] = field(default_factory=lambda: list(ACTORSYS))
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.actor_system = ActorSystemProcesses(self.admin_port)
+        self._init_session()
+
+    def arguments(self) -> list[str]:
+        return ["run", "--config", str(self.config_path)]
 
     @property
     def key_file(self) -> Path:
@@ -101,31 +121,10 @@ class DaemonProcess:
         return self.config_path.parent / "cluster.key"
 
     def start(self) -> DaemonProcess:
-        log = self.log_path.open("ab")
-        self.actor_system = ActorSystemProcesses(self.admin_port)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "actorsys", "run", "--config", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **self.env},
-        )
-        log.close()
+        self.start_process()
         return self
 
-    @property
-    def pgid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid  # session leader: its pid is the group id
-
-    def group_processes(self) -> list[psutil.Process]:
-        """Every live process of this daemon: its own group (the daemon, the
-        broker it may start) and its actor system's group (a session of its own)."""
-        self.actor_system.refresh()
-        found = group_members(self.pgid)
-        if self.actor_system.pgid is not None:
-            found += group_members(self.actor_system.pgid)
-        return found
+    # --- its HTTP endpoints -----------------------------------------------------------------
 
     def http(self, path: str) -> tuple[int, bytes]:
         try:
@@ -137,9 +136,22 @@ class DaemonProcess:
             return exc.code, exc.read()
 
     def status(self) -> dict[str, Any]:
+        """/status, which must answer."""
         code, body = self.http("/status")
         assert code == 200, body
-        return json.loads(body)
+        return dict(json.loads(body))
+
+    def component(self, role: str) -> dict[str, Any]:
+        """One component of /status ({} while /status does not answer): for
+        polls, and for figures taken while the daemon may be going."""
+        try:
+            return dict(self.status().get("components", {}).get(role, {}))
+        except (OSError, AssertionError, ValueError):
+            return {}
+
+    def workers_by_host(self) -> dict[str, int]:
+        """The WorkerMaster's workers per host, from /status ({} until known)."""
+        return dict(self.component("worker_master").get("workers_by_host") or {})
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         def ready() -> bool:
@@ -150,58 +162,56 @@ class DaemonProcess:
             except OSError:
                 return False
 
-        wait_for(ready, timeout_s, "the daemon to be ready (/readyz 200)", 0.25)
+        wait_for(ready, timeout_s, f"{self.what} to be ready (/readyz 200)", 0.25)
 
-    def check_alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
+    # --- its log ----------------------------------------------------------------------------
 
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+    def first_assigned_at(self) -> float | None:
+        """Wall-clock time of the KafkaConsumerActor's first "assigned" log line."""
+        for line in self.log_lines():
+            match = _ASSIGNED.match(line)
+            if match:
+                local = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+                return local.timestamp() + int(match.group(2)) / 1000
+        return None
 
-    def terminate(self, timeout_s: float = 60) -> int:
-        """SIGTERM, wait for exit, return the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(
-                f"daemon did not exit within {timeout_s}s:\n{self.log_tail()}"
-            ) from None
+    def wait_assigned(self, timeout_s: float) -> float:
+        """Until the first "assigned" log line; returns its time (wall clock)."""
 
-    def kill9(self) -> None:
-        """kill -9 every process of the daemon (its whole group)."""
-        self.actor_system.refresh()
-        kill_group(self.pgid)
-        self.actor_system.kill_all()
-        if self.proc is not None:
-            self.proc.wait(10)
+        def assigned() -> float | None:
+            self.check_alive()
+            self.actor_system.refresh()
+            return self.first_assigned_at()
 
-    def assert_nothing_left(self, timeout_s: float = 15) -> None:
-        wait_for(lambda: not self.group_processes(), timeout_s, "every daemon process to exit", 0.2)
+        found = wait_for(assigned, timeout_s, f"{self.what} to get partitions", 0.05)
+        assert found is not None  # wait_for returns only a truthy value
+        return found
 
-    def cleanup(self) -> None:
-        """For fixtures' finally: whatever happened, leave no process behind."""
-        if self.proc is None:
-            return
-        if self.group_processes() or self.proc.poll() is None:
-            self.kill9()
+    def wait_log(self, pattern: str, timeout_s: float, start: int = 0) -> str:
+        """Until a line matching ``pattern`` is in the log (after byte ``start``); returns it."""
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            return next((line for line in self.log_lines(start) if regex.search(line)), None)
+
+        line = wait_for(found, timeout_s, f"a log line matching {pattern!r}", 0.2)
+        assert line is not None  # wait_for returns only a truthy value
+        return line
 
 
 def new_daemon(tmp_path: Path, name: str, **config: Any) -> DaemonProcess:
+    """A daemon (not started) with ``config`` (see :func:`write_config`) on
+    ports of its own, its config and log in ``tmp_path``."""
     # Below the ephemeral range: no actor binding port 0 can take them first.
-    metrics_port, admin_port = free_port_below_ephemeral(), free_port_below_ephemeral()
+    # Two different ones: neither is bound yet, so the second pick may repeat the first.
+    metrics_port = free_port_below_ephemeral()
+    admin_port = free_port_below_ephemeral()
+    while admin_port == metrics_port:
+        admin_port = free_port_below_ephemeral()
     config_path = write_config(
         tmp_path / f"{name}.toml", admin_port=admin_port, metrics_port=metrics_port, **config
     )
     return DaemonProcess(config_path, tmp_path / f"{name}.log", metrics_port, admin_port)
-
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def topic_daemon(
@@ -228,9 +238,7 @@ def topic_daemon(
         job_store=job_store or f"sqlite:///{tmp_path}/jobs.db",
         extra=extra or None,
     )
-    daemon.env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
+    daemon.env["PYTHONPATH"] = repo_pythonpath()
     return daemon
 
 

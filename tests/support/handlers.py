@@ -118,3 +118,25 @@ class FaultyHandler:
         finally:
             if marker is not None:
                 marker.unlink(missing_ok=True)
+
+
+class ThrottledHandler:
+    """FaultyHandler whose ``delay_s`` applies only while the file ``slow_flag``
+    exists. The ``overload`` scenario keeps the single worker slow for the
+    whole overload window, then removes the flag so the backlog drains at full
+    speed (at 0.3 s per job it would take minutes). It lives here, beside the
+    handler it wraps, because worker processes import it: the memory they use
+    is what ``overload`` measures, so they must import no scenario code.
+
+    Use as ``handler = "tests.support.handlers:ThrottledHandler"``."""
+
+    def __init__(self, settings: HandlerSettings) -> None:
+        options = dict(settings.options)
+        self._flag = Path(options.pop("slow_flag"))
+        self._delay_s = float(options.pop("delay_s", 0))
+        self._inner = FaultyHandler(HandlerSettings(settings.output_dir, settings.metrics, options))
+
+    def handle(self, job: JobInput, dead_letters: DeadLetterSink) -> HandlerResult:
+        if self._delay_s and self._flag.exists():
+            time.sleep(self._delay_s)  # the simulated slow work, not synchronisation
+        return self._inner.handle(job, dead_letters)

@@ -1,50 +1,40 @@
-"""Run `actorsys join` as a real process for tests: a worker host on this
-machine, with its own admin port and host name, in its own session."""
+"""Run `actorsys join` as a real process for tests and benchmarks: a worker host
+on this machine, with its own admin port and host name, in its own session
+(see :mod:`tests.support.process` for stopping it and proving nothing is left)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from actorsys.netutil import free_port_below_ephemeral
-from actorsys.procs import ActorSystemProcesses, group_members, kill_group
-from tests.support.waiting import wait_for
+from tests.support.process import ACTORSYS, SessionProcess
 
 
 @dataclass
-class MemberProcess:
-    name: str
+class MemberProcess(SessionProcess):
+    name: str  # its host name, as the leader's job records name it
     leader_admin_port: int
     log_path: Path
     slots: int = 1
     consume: bool = False
     admin_port: int = field(default_factory=free_port_below_ephemeral)
     key_file: Path | None = None  # the leader's cluster key
+    drain_grace_s: float = 30
+    env: dict[str, str] = field(default_factory=dict)
+    program: list[str] = field(default_factory=lambda: list(ACTORSYS))
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.actor_system = ActorSystemProcesses(self.admin_port)
+        self._init_session()
 
-    def start(self) -> MemberProcess:
-        """Start `actorsys join` and wait for its actor system to exist."""
-        self.start_process()
-        wait_for(
-            lambda: self.actor_system.refresh() is not None,
-            30,
-            f"{self.name}'s actor system to start",
-        )
-        return self
+    @property
+    def what(self) -> str:
+        return self.name
 
-    def start_process(self) -> MemberProcess:
-        """Start `actorsys join` without waiting (it may refuse to start)."""
+    def arguments(self) -> list[str]:
         args = [
-            sys.executable,
-            "-m",
-            "actorsys",
             "join",
             "--convention",
             f"127.0.0.1:{self.leader_admin_port}",
@@ -55,20 +45,19 @@ class MemberProcess:
             "--host-name",
             self.name,
             "--drain-grace-s",
-            "30",
+            f"{self.drain_grace_s:g}",
         ]
         if self.consume:
             args.append("--consume")
         if self.key_file is not None:
             args += ["--key-file", str(self.key_file)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=dict(os.environ),
-            )
+        return args
+
+    def start(self) -> MemberProcess:
+        """Start `actorsys join` and wait for its actor system to exist
+        (:meth:`start_process` does not wait: the host may refuse to start)."""
+        self.start_process()
+        self.wait_actor_system(30)
         return self
 
     @property
@@ -77,34 +66,3 @@ class MemberProcess:
 
     def pids(self) -> set[int]:
         return {p.pid for p in self.actor_system.alive()}
-
-    def terminate(self, timeout_s: float = 60) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
-
-    def kill9(self) -> None:
-        """kill -9 the whole host: the join process and its actor system."""
-        assert self.proc is not None
-        self.actor_system.refresh()
-        kill_group(self.proc.pid)
-        self.actor_system.kill_all()
-        self.proc.wait(10)
-
-    def assert_nothing_left(self, timeout_s: float = 15) -> None:
-        assert self.proc is not None
-        wait_for(
-            lambda: not group_members(self.proc.pid) and not self.actor_system.alive(),
-            timeout_s,
-            f"every process of {self.name} to exit",
-            0.2,
-        )
-
-    def cleanup(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None or self.actor_system.alive():
-            self.kill9()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

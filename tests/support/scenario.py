@@ -20,6 +20,8 @@ from actorsys.embedded_broker import EmbeddedBroker
 
 @dataclass
 class ScenarioResult:
+    """What a scenario did (``injected``: the fault, in words) and its figures."""
+
     name: str
     injected: str
     figures: dict[str, Any] = field(default_factory=dict)
@@ -34,6 +36,9 @@ SCENARIOS: dict[str, ScenarioFn] = {}
 
 
 def scenario(name: str) -> Callable[[ScenarioFn], ScenarioFn]:
+    """Register the decorated function as scenario ``name`` (once: a second
+    scenario of the same name would silently replace the first)."""
+
     def register(fn: ScenarioFn) -> ScenarioFn:
         if name in SCENARIOS:
             raise ValueError(f"scenario {name!r} registered twice")
@@ -41,3 +46,11 @@ def scenario(name: str) -> Callable[[ScenarioFn], ScenarioFn]:
         return fn
 
     return register
+
+
+def run_scenario(name: str, workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
+    """Run scenario ``name`` and print its summary (a test shows it with ``-s``
+    or ``-rA``); the scenario asserts its own promises."""
+    result = SCENARIOS[name](workdir, broker)
+    print(result.summary())
+    return result

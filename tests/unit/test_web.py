@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from actorsys.web import HealthSource, start_http_server
+from tests.support.waiting import wait_for
 
 Server = Any  # actorsys.web._Server: what start_http_server returns
 Serve = Callable[..., Server]
@@ -37,16 +38,9 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         server.server_close()
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s} s: {what}")
-        time.sleep(0.01)
-
-
 def get(server: Server, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(*server.server_address, timeout=timeout_s)
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(str(host), int(port), timeout=timeout_s)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -64,7 +58,7 @@ def connect(server: Server) -> socket.socket:
     """A client connection the server has taken (it holds one of its slots)."""
     before = server.open_connections
     sock = socket.create_connection(server.server_address, timeout=5)
-    wait_until(lambda: server.open_connections > before, 5, "the server takes the connection")
+    wait_for(lambda: server.open_connections > before, 5, "the server takes the connection")
     return sock
 
 
@@ -114,7 +108,7 @@ def test_a_stalled_client_does_not_delay_others_and_is_dropped_after_the_timeout
         # and the stalled one is cut, with no reply, once the timeout has passed
         assert closed_by_server(stalled, within_s=timeout_s + 8)
         assert time.monotonic() - since >= timeout_s * 0.9
-    wait_until(lambda: server.open_connections == 0, 5, "its slot is free again")
+    wait_for(lambda: server.open_connections == 0, 5, "its slot is free again")
 
 
 def test_connections_past_the_cap_are_closed_at_once_and_service_resumes(serve: Serve) -> None:
@@ -136,7 +130,7 @@ def test_connections_past_the_cap_are_closed_at_once_and_service_resumes(serve: 
         for sock in idle:
             sock.close()
     # When the idle clients go away / Then /metrics answers again
-    wait_until(lambda: server.open_connections == 0, 5, "the idle connections are gone")
+    wait_for(lambda: server.open_connections == 0, 5, "the idle connections are gone")
     status, _ = get(server, "/metrics")
     assert status == 200
 
