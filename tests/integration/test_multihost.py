@@ -99,10 +99,6 @@ def _hosts_that_ran_jobs(tmp_path: Path) -> dict[str, int]:
         store.close()
 
 
-def _workers_by_host(daemon: DaemonProcess) -> dict[str, int]:
-    return daemon.status()["components"].get("worker_master", {}).get("workers_by_host", {})
-
-
 def _member(tmp_path: Path, leader: DaemonProcess, name: str, **kw: Any) -> MemberProcess:
     return MemberProcess(
         name, leader.admin_port, tmp_path / f"{name}.log", key_file=leader.key_file, **kw
@@ -120,7 +116,7 @@ def test_jobs_run_on_worker_hosts(
     for name in ("host-a", "host-b"):
         daemons.append(_member(tmp_path, leader, name).start())
     wait_for(
-        lambda: _workers_by_host(leader) == {"host-a": 1, "host-b": 1},
+        lambda: leader.workers_by_host() == {"host-a": 1, "host-b": 1},
         30,
         "one worker on each worker host",
     )
@@ -171,7 +167,7 @@ def test_worker_host_killed_mid_job_loses_nothing(
     doomed.kill9()
     # Then the leader notices within its host timeout and the work goes on elsewhere
     wait_for(
-        lambda: "host-a" not in _workers_by_host(leader), 15, "the leader to notice host-a is gone"
+        lambda: "host-a" not in leader.workers_by_host(), 15, "the leader to notice host-a is gone"
     )
     assert re.search(r"host-a lost \(no heartbeat", leader.log_tail(400))
     _wait_complete(leader, broker, topic, report, tmp_path, timeout_s=180)
@@ -205,7 +201,7 @@ def test_worker_host_joining_under_load_takes_jobs(
     assert jobs_unfinished(f"sqlite:///{tmp_path}/jobs.db") > 5, "no backlog left to share"
     daemons.append(_member(tmp_path, leader, "host-b", slots=2).start())
     # Then it gets workers within seconds and starts taking jobs
-    wait_for(lambda: _workers_by_host(leader).get("host-b") == 2, 15, "workers on host-b")
+    wait_for(lambda: leader.workers_by_host().get("host-b") == 2, 15, "workers on host-b")
     wait_for(
         lambda: _hosts_that_ran_jobs(tmp_path).get("host-b", 0) >= 1, 60, "host-b to finish a job"
     )
@@ -271,7 +267,7 @@ def test_worker_hosts_read_their_ranges_and_the_leader_cost_per_record_is_flat(
         members = [_member(where, leader, f"host-{hosts}-{i}") for i in range(hosts)]
         for member in members:
             daemons.append(member.start())
-        wait_for(lambda: sum(_workers_by_host(leader).values()) == hosts, 30, "the workers")  # noqa: B023
+        wait_for(lambda: sum(leader.workers_by_host().values()) == hosts, 30, "the workers")  # noqa: B023
         leader_before = _cpu_s(leader.group_processes())
         hosts_before = sum(_cpu_s(m.actor_system.alive()) for m in members)
         # When a stream arrives and is consumed to the end

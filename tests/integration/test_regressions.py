@@ -45,11 +45,6 @@ def _jobs(job_store: str) -> dict[str, int]:
         store.close()
 
 
-def _component(daemon: DaemonProcess, role: str) -> dict[str, Any]:
-    components: dict[str, Any] = daemon.status()["components"]
-    return components.get(role, {})
-
-
 # --- a stale attempt that fails must not delete the output of the one that succeeded -------
 
 
@@ -211,7 +206,7 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
         produce(broker.bootstrap_servers, topic, count=2000, seed=6, **feed)
         # When writes fail with ENOSPC, Then the JobManager sees the output unwritable
         manager = wait_for(
-            lambda: (c := _component(daemon, "job_manager")).get("output_ok") is False and c,
+            lambda: (c := daemon.component("job_manager")).get("output_ok") is False and c,
             60,
             "the JobManager to see the output as unwritable",
             0.5,
@@ -220,9 +215,9 @@ def test_a_full_disk_pauses_consumption_and_retries_without_using_attempts(
         assert "No space left on device" in manager["output_error"]
         # And consumption pauses: what arrives meanwhile is held, not ACKed
         report = produce(broker.bootstrap_servers, topic, count=2000, seed=7, **feed)
-        wait_for(lambda: _component(daemon, "job_manager").get("held_batches", 0) > 0, 30,
+        wait_for(lambda: daemon.component("job_manager").get("held_batches", 0) > 0, 30,
                  "batches to be held", 0.5)  # fmt: skip
-        attempts_seen = _component(daemon, "job_manager")["transient_failures"]
+        attempts_seen = daemon.component("job_manager")["transient_failures"]
         assert attempts_seen >= 2, "more transient failures than max_attempts, still no FAILED"
         assert _jobs(job_store)["FAILED"] == 0
         # And once space is freed, everything is written exactly once, nothing dead-lettered

@@ -25,6 +25,7 @@ from actorsys.simulator import ProduceReport, produce
 from actorsys.tables.delta import app_id
 from tests.support.checks import assert_final_aggregates, valid_positions, wait_complete
 from tests.support.daemon import DaemonProcess, start_ready, topic_daemon
+from tests.support.rig import Feeder
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -88,32 +89,14 @@ class _Reader:
             self._thread.join(30)
 
 
-def _feed(broker: EmbeddedBroker, topic: str, count: int, rate: float, **shape: Any) -> Any:
-    """Produce in the background; ``result()`` gives the ProduceReport.
-    ``shape``: more arguments of ``produce`` (event time, late records), or
-    other values for its defaults here."""
-    box: dict[str, ProduceReport] = {}
+def _feed(broker: EmbeddedBroker, topic: str, count: int, rate: float, **shape: Any) -> Feeder:
+    """Produce in the background (``report()`` waits for it). ``shape``: more
+    arguments of ``produce`` (event time, late records), or other values for
+    its defaults here."""
     options: dict[str, Any] = {"devices": 50, "malformed_ratio": 0.01, "seed": 11, **shape}
-
-    def run() -> None:
-        box["report"] = produce(
-            broker.bootstrap_servers,
-            topic,
-            rate=rate,
-            count=count,
-            partitions=PARTITIONS,
-            **options,
-        )
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    class Feed:
-        def result(self) -> ProduceReport:
-            thread.join(120)
-            return box["report"]
-
-    return Feed()
+    return Feeder(
+        broker.bootstrap_servers, topic, partitions=PARTITIONS, rate=rate, count=count, **options
+    ).start()
 
 
 def _assert_table_exactly_once(raw: Path, topic: str, report: ProduceReport, group: str) -> None:
@@ -136,7 +119,7 @@ def test_table_output_is_exactly_once_at_every_instant_a_reader_looks(
     raw = tmp_path / "out" / "raw"
     with _Reader(raw, topic).polling() as reader:
         # When records stream in at 4,000/s for 5 s
-        report = _feed(broker, topic, 20_000, 4_000).result()
+        report = _feed(broker, topic, 20_000, 4_000).report()
         job_store = f"sqlite:///{tmp_path}/jobs.db"
         wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
     # Then no poll ever saw a record twice, and the table holds each valid one once
@@ -170,7 +153,7 @@ def test_kill_9_of_every_process_while_committing_then_restart_is_exactly_once(
         # When every process of the daemon is killed -9, mid-stream
         daemon.kill9()
         daemon.assert_nothing_left()
-        report = feed.result()
+        report = feed.report()
         # And it starts again on the same store and table
         again = DaemonProcess(
             daemon.config_path, tmp_path / "again.log", daemon.metrics_port, daemon.admin_port,
@@ -263,7 +246,7 @@ def test_actorsys_compact_compacts_open_hours_on_demand(
     create_topic_if_missing(broker.bootstrap_servers, topic, PARTITIONS)
     daemon = _daemon(tmp_path, broker, topic)
     start_ready(daemons, daemon)
-    report = _feed(broker, topic, 3_000, 0).result()
+    report = _feed(broker, topic, 3_000, 0).report()
     job_store = f"sqlite:///{tmp_path}/jobs.db"
     wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
     raw = tmp_path / "out" / "raw"

@@ -163,7 +163,7 @@ def test_kill_9_of_every_process_during_a_compaction_then_restart_is_exactly_onc
         # And every process of the daemon is killed -9 right then
         daemon.kill9()
         daemon.assert_nothing_left()
-        report = feed.result()
+        report = feed.report()
         # And it starts again on the same job store and tables, the hook off
         again = DaemonProcess(
             daemon.config_path, tmp_path / "again.log", daemon.metrics_port, daemon.admin_port,
@@ -339,7 +339,7 @@ def test_a_full_disk_while_files_await_their_commit_holds_commits_back_and_loses
             wait_for(commit_failed, 30, "a commit to fail on the full disk", 0.2)
             # And once space is freed, every file is committed, each valid record once
             ballast.unlink()
-            report = feed.result()
+            report = feed.report()
             wait_complete(daemon, broker.bootstrap_servers, f"g-{topic}", topic, report, job_store)
         print(f"{reader.polls} polls, up to {reader.max_rows} rows seen")
         assert not reader.duplicates, reader.duplicates[:3]

@@ -301,6 +301,7 @@ class Feeder(Closes):
         devices: int = 100,
         malformed_ratio: float = MALFORMED_RATIO,
         producer_config: dict[str, object] | None = None,
+        **produce_options: Any,  # more of produce()'s arguments: event time, late records
     ) -> None:
         self._stop = threading.Event()
         self._report: ProduceReport | None = None
@@ -313,6 +314,7 @@ class Feeder(Closes):
             "partitions": partitions,
             "seed": seed,
             "producer_config": producer_config,
+            **produce_options,
         }
 
         def run() -> None:
