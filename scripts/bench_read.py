@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,7 +51,7 @@ def feed(
     factory = IotRecordFactory(1000, 0.0, seed=5, time_scale=scale)
     acked: dict[tuple[int, int], float] = {}
 
-    def on_delivery(err, msg) -> None:  # type: ignore[no-untyped-def]
+    def on_delivery(err: Any, msg: Any) -> None:
         if err is None:
             acked[(msg.partition(), msg.offset())] = time.time()
 

@@ -763,7 +763,7 @@ def _show(store: JobStore, setting: str) -> str:
 
 def _conninfo(store: JobStore) -> dict[str, str]:
     """The libpq parameters the store's connection was made with."""
-    conn = store._conn  # type: ignore[attr-defined]
+    conn = store._conn  # type: ignore[attr-defined]  # the PostgreSQL store's private connection
     return {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
 
 

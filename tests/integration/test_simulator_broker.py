@@ -278,6 +278,6 @@ def test_report_is_frozen(broker: EmbeddedBroker, topic: str) -> None:
     # When someone tries to change it
     # Then it refuses
     with pytest.raises(AttributeError):
-        report.produced = 0  # type: ignore[misc]
+        report.produced = 0  # type: ignore[misc]  # deliberately writes a frozen field
     assert report.records_per_s > 0
     assert report.summary().startswith(f"produced 10 records to {topic} (10 valid, 0 malformed)")

@@ -86,7 +86,7 @@ def test_a_secret_needs_a_name_and_a_string() -> None:
     with pytest.raises(TypeError):
         Secret("", "x")
     with pytest.raises(TypeError):
-        Secret("a", 5)  # type: ignore[arg-type]
+        Secret("a", 5)  # type: ignore[arg-type]  # deliberately wrong type
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))

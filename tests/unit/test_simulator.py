@@ -387,7 +387,7 @@ def test_bad_event_time_options_are_rejected(options: dict[str, float]) -> None:
     # When a factory is made
     # Then it is refused with a ValueError
     with pytest.raises(ValueError):
-        IotRecordFactory(10, seed=1, **options)  # type: ignore[arg-type]
+        IotRecordFactory(10, seed=1, **options)  # type: ignore[arg-type]  # deliberately bad options
 
 
 # --- the report's summary ------------------------------------------------------------------

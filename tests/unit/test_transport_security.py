@@ -239,7 +239,7 @@ def test_non_bytes_are_a_type_error_not_a_rejection(codec: FrameCodec) -> None:
 
 @pytest.mark.parametrize("packet", [ackPacket, ackDataErrPacket])
 def test_signed_acks_verify_and_are_control_messages(codec: FrameCodec, packet: str) -> None:
-    message, extra = _receive(codec, codec.frame(packet)).completed()  # type: ignore[misc]
+    message, extra = _receive(codec, codec.frame(packet)).completed()  # type: ignore[misc]  # Thespian is untyped
     assert isControlMessage(message) and message == packet and extra == b""
     assert _rejection(FrameCodec(OTHER_KEY, CAP), codec.frame(packet))[0] == BAD_MAC
     plain = raw_frame(pickle.dumps(packet))  # Thespian's own ACK: too short for a MAC

@@ -555,7 +555,7 @@ class FakeConsumer:
 
 
 def scanned(consumer: FakeConsumer, start: int, end: int, stall_s: float = 5) -> Any:
-    return record_offsets(consumer, "t", 0, start, end, stall_s)  # type: ignore[arg-type]
+    return record_offsets(consumer, "t", 0, start, end, stall_s)  # type: ignore[arg-type]  # a fake consumer
 
 
 def test_a_scan_stops_at_the_first_record_past_its_end() -> None:
