@@ -27,8 +27,9 @@ class Sent:
 class FakeProducer:
     """Queues sends; delivers them on poll/flush as ``outcome`` says.
 
-    ``outcome`` is "ok" (deliver), "fail" (deliver with an error) or "hang"
-    (never deliver). ``full_for`` makes the next N produce calls raise
+    ``outcome`` is "ok" (deliver), "fail" (deliver with an error), "hang"
+    (never deliver) or "refuse" (produce raises, as for a message too large
+    to send). ``full_for`` makes the next N produce calls raise
     BufferError, as librdkafka does when its local queue is full.
     """
 
@@ -53,6 +54,8 @@ class FakeProducer:
         if self.full_for > 0:
             self.full_for -= 1
             raise BufferError("Local: Queue full")
+        if self.outcome == "refuse":
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         sent = Sent(topic, key, value, headers, on_delivery)
         self.sent.append(sent)
         self.queue.append(sent)
@@ -192,19 +195,7 @@ def test_a_queue_that_stays_full_raises_at_the_deadline() -> None:
 
 def test_a_record_the_producer_refuses_raises_dead_letter_error() -> None:
     # Given a producer that refuses the message outright (e.g. too large)
-    class RefusingProducer(FakeProducer):
-        def produce(
-            self,
-            topic: str,
-            value: bytes | None = None,
-            key: bytes | None = None,
-            *,
-            headers: list[tuple[str, str | bytes | None]] | None = None,
-            on_delivery: Callable[[Any, Any], None] | None = None,
-        ) -> None:
-            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
-
-    sink = _sink(RefusingProducer())
+    sink = _sink(FakeProducer(outcome="refuse"))
 
     # When / Then the refusal becomes a DeadLetterError naming the source offset
     with pytest.raises(DeadLetterError, match=r"iot.telemetry\[4\]@8"):
