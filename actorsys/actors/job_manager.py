@@ -9,8 +9,10 @@ Everything it knows it recovers from the store when it is recreated.
 The state it keeps between messages lives in plain objects it drives:
 ``LeaseBook`` (who runs what, until when; outcomes not yet recorded),
 ``HeldBatches``/``ParkedBatches`` (unACKed batches, capped in bytes),
-``OutputHealth`` (transient output faults pause consumption) and
-``Admission`` (back-pressure on new batches; the drain's quiesce).
+``OutputHealth`` (transient output faults pause consumption),
+``Admission`` (back-pressure on new batches; the drain's quiesce),
+``JobCounts`` (jobs per status between recounts) and ``Upkeep`` (when the
+store chores and the status push are due; which workers are idle).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from actorsys.jobs.open import open_job_store
 from actorsys.jobs.output_health import OutputHealth
 from actorsys.jobs.policy import RetryPolicy
 from actorsys.jobs.store import JobStore
+from actorsys.jobs.upkeep import JobCounts, Upkeep
 from actorsys.logs import RateLimitedLog
 from actorsys.messages import (
     AdmitHeldBatches,
@@ -88,9 +90,8 @@ MAX_SKIPS_RESENT = 1_000
 EXITED_CONSUMERS_KEPT = 16
 # Notifications held back (a few hundred bytes each); their Consumers resend the rest.
 MAX_HELD_BATCHES = 4_096
-HEARTBEAT_EVERY_TICKS = 2
-ORPHAN_CHECK_EVERY_TICKS = 5
-# A JobManager silent this long is dead: its RUNNING jobs are taken back.
+# A JobManager silent this long is dead: its RUNNING jobs are taken back. It
+# heartbeats with its store chores (every STORE_CHORES_S, see jobs/upkeep.py).
 MANAGER_SILENT_S = 15.0
 
 
@@ -162,9 +163,11 @@ class JobManager(ActorsysActor):
         self._leases = LeaseBook()
         # Outcomes reported by workers that the store has not recorded, by (job, token).
         self._unrecorded: dict[tuple[int, int], _Unrecorded] = {}
-        # PENDING + RUNNING, for the cap: recounted from the store every tick (other
-        # JobManagers sharing the store finish jobs too), adjusted in between.
-        self._unfinished = 0
+        # Jobs per status (PENDING + RUNNING for the intake cap): moved by this
+        # JobManager's transitions, recounted from the store with its chores
+        # (other JobManagers sharing the store, and the CLI, move jobs too).
+        self._counts = JobCounts()
+        self._upkeep = Upkeep()
         self._held = HeldBatches(MAX_HELD_BATCHES)
         self._parked = ParkedBatches(MAX_PARKED_PER_PARTITION)
         # Consumers that died: never answered again (see ConsumerExited).
@@ -179,7 +182,6 @@ class JobManager(ActorsysActor):
         self._dead_letters: Any = None
         self._store_errors_at_push = 0  # for store_ok: no store error since the last push
         self._owner = ""
-        self._ticks = 0
         self.stats = {
             "batches_stored": 0,
             "duplicates": 0,
@@ -220,7 +222,7 @@ class JobManager(ActorsysActor):
             self._store = open_job_store(jobs.store)
             self._store.heartbeat(self._owner, time.time())
             recovered = self._store.recover_running(time.time(), owner=self._owner)
-            self._unfinished = _unfinished(self._store.count_by_status())
+            self._counts.recounted(self._store.count_by_status())
         except ActorsysError as exc:
             self.send(sender, StartFailed(self.ROLE, str(exc)))
             return
@@ -239,7 +241,7 @@ class JobManager(ActorsysActor):
                 self.send(self._committers["raw"], TableStateRequest("raw"))
                 self._resend_skips()
         self.send(sender, ComponentReady(self.ROLE))
-        self.send(self._worker_master, JobsAvailable())
+        self._wake_workers()
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveMsg_CommitterMoved(self, msg: CommitterMoved, sender: Any) -> None:
@@ -332,14 +334,14 @@ class JobManager(ActorsysActor):
         # The old pool is gone with its master: its jobs run again elsewhere.
         for lease in self._leases:
             self.receiveMsg_WorkerLost(WorkerLost(lease.worker_id), sender)
-        self.send(self._worker_master, JobsAvailable())
+        self._wake_workers()
 
     # --- batches in -------------------------------------------------------------------------
 
     def _accepting(self) -> bool:
         """Otherwise a new batch's ACK is withheld: back-pressure (see Admission)."""
         return self._admission.accepting(
-            self._unfinished, self._output.healthy, not self._retention.holding
+            self._counts.unfinished, self._output.healthy, not self._retention.holding
         )
 
     def receiveMsg_TopicRetention(self, msg: TopicRetention, sender: Any) -> None:
@@ -466,8 +468,10 @@ class JobManager(ActorsysActor):
             )
         if verdict.stores:
             self.stats["batches_stored"] += 1
-            self._unfinished += 1
-            self.send(self._worker_master, JobsAvailable())
+            self._counts.added()
+            # Busy workers ask when they finish: only idle ones are woken (one
+            # message fewer per job, times the workers, while all are busy).
+            self._wake_idle_workers()
         self._answer(sender, BatchAck(interval))
         return result
 
@@ -480,28 +484,30 @@ class JobManager(ActorsysActor):
     # --- jobs out ----------------------------------------------------------------------------
 
     def receiveMsg_RequestJob(self, msg: RequestJob, sender: Any) -> None:
-        if (
-            self._store is None
-            or not self._admission.hands_out_jobs
-            or self._leases.holds(msg.worker_id)
-        ):
+        if self._store is None or not self._admission.hands_out_jobs:
+            # Not started (its start wakes every worker), or quiescing (for good).
             self.send(sender, NoJobAvailable())
             return
-        try:
-            assert self._config is not None
-            claimed = self._store.claim_next(
-                f"{self._owner}/{msg.host}/{msg.worker_id}",
-                time.time(),
-                self._config.tables.max_running_compactions,
-                msg.reader_at,
-            )
-        except JobStoreError as exc:
-            self._store_error("claim", "job store cannot claim: %s", exc)
-            self.send(sender, NoJobAvailable())
-            return
+        claimed = None
+        if not self._leases.holds(msg.worker_id):  # held: its outcome is not recorded yet
+            try:
+                assert self._config is not None
+                claimed = self._store.claim_next(
+                    f"{self._owner}/{msg.host}/{msg.worker_id}",
+                    time.time(),
+                    self._config.tables.max_running_compactions,
+                    msg.reader_at,
+                )
+            except JobStoreError as exc:
+                self._store_error("claim", "job store cannot claim: %s", exc)
         if claimed is None:
+            # Idle until told jobs are available: by the next batch stored, or by
+            # the tick once a waiting job is due (see _wake_idle_workers).
+            self._upkeep.worker_idle(msg.worker_id)
             self.send(sender, NoJobAvailable())
             return
+        self._counts.moved(JobStatus.PENDING, JobStatus.RUNNING)
+        self._upkeep.worker_busy(msg.worker_id)
         job = claimed.record
         assert self._config is not None
         deadline = time.monotonic() + self._config.jobs.job_timeout_s
@@ -559,6 +565,7 @@ class JobManager(ActorsysActor):
         self._report(msg.worker_id, sender, msg.host, msg.job_id, msg.token, outcome)
 
     def receiveMsg_WorkerLost(self, msg: WorkerLost, sender: Any) -> None:
+        self._upkeep.worker_busy(msg.worker_id)
         lease = self._leases.pop(msg.worker_id)
         if lease is None or lease.outcome is not None:
             return  # nothing running there, or it finished and awaits recording
@@ -614,6 +621,7 @@ class JobManager(ActorsysActor):
         if not self._store.complete(job_id, token, outcome.output_files, time.time()):
             self._stale(job_id, token, entry)
             return
+        self._counts.moved(JobStatus.RUNNING, JobStatus.DONE)
         self.stats["jobs_done"] += 1
         metrics.job_finished("DONE")
         if "raw" not in self._committers:  # plain Parquet: every job ingests
@@ -673,6 +681,7 @@ class JobManager(ActorsysActor):
         if status is None:
             self._stale(job_id, token, entry)
             return
+        self._counts.moved(JobStatus.RUNNING, status)
         self.stats["attempts_failed"] += 1
         if record is not None and record.kind is JobKind.COMPACT:
             metrics.compaction_failed(final=status is JobStatus.FAILED)
@@ -744,7 +753,6 @@ class JobManager(ActorsysActor):
         )
 
     def _job_finished(self) -> None:
-        self._unfinished = max(0, self._unfinished - 1)
         self._release_held()
         self._check_quiesced()
 
@@ -756,35 +764,59 @@ class JobManager(ActorsysActor):
     # --- periodic ----------------------------------------------------------------------------
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        """Every TICK_S: what lives in memory. The store is asked only with the
+        chores (every STORE_CHORES_S) or when an idle worker may have a job due."""
         if self._store is None:
             return
         if self.exit_if_orphaned("closing the job store and exiting"):
             return
-        self._ticks += 1
-        if self._ticks % HEARTBEAT_EVERY_TICKS == 0:
-            self._heartbeat()
-        if self._ticks % ORPHAN_CHECK_EVERY_TICKS == 0:
-            self._requeue_orphaned()
+        now = time.monotonic()
         for job_id, token in list(self._unrecorded):
             self._record(job_id, token)
         self._expire_leases()
         self._schedule_compactions()
-        self._check_retention()
-        counts = self._counts()
-        if counts is not None:
-            self._unfinished = _unfinished(counts)
+        chores = self._upkeep.store_chores_due(now)
+        if chores:
+            self._heartbeat()
+            self._requeue_orphaned()
+            self._recount()
+        if chores or self._retention.holding:  # holding: released as soon as it may be
+            self._check_retention()
         self._release_held()
+        # A lost JobAvailable, or a job another JobManager made due, is found with
+        # the chores; a worker told "no job" while jobs wait (a retry's backoff,
+        # the compaction limit) is woken once one is due.
+        if chores and self._counts[JobStatus.PENDING]:
+            self._wake_workers()
+        elif self._upkeep.workers_idle and self._counts[JobStatus.PENDING] and self._jobs_due():
+            self._wake_idle_workers()
+        self._check_quiesced()
+        self._push_status(now)
+        self.wakeupAfter(timedelta(seconds=TICK_S))
+
+    def _wake_idle_workers(self) -> None:
+        if self._upkeep.workers_idle:
+            self._wake_workers()
+
+    def _wake_workers(self) -> None:
+        self._upkeep.woken()
+        self.send(self._worker_master, JobsAvailable())
+
+    def _jobs_due(self) -> bool:
+        assert self._store is not None
         try:
             due = self._store.next_due_at()
         except JobStoreError as exc:
             self._store_error("count", "job store: %s", exc)
-            due = None
-        pending = counts.get(JobStatus.PENDING, 0) if counts else 0
-        if pending and (due is None or due <= time.time()):
-            self.send(self._worker_master, JobsAvailable())
-        self._check_quiesced()
-        self._push_status(counts)
-        self.wakeupAfter(timedelta(seconds=TICK_S))
+            return False
+        return due is None or due <= time.time()
+
+    def _recount(self) -> None:
+        assert self._store is not None
+        try:
+            self._counts.recounted(self._store.count_by_status())
+        except JobStoreError as exc:
+            self._store_error("count", "job store: %s", exc)
 
     def _schedule_compactions(self) -> None:
         """Closed hours become durable compaction jobs (one at a time per hour)."""
@@ -798,8 +830,9 @@ class JobManager(ActorsysActor):
                 return
             self._windows.compacting(hour_ms)
             if created is not None:
+                self._counts.added()
                 log.info("event hour %s is closed: compaction job %d", _iso_hour(hour_ms), created)
-                self.send(self._worker_master, JobsAvailable())
+                self._wake_workers()
 
     def _expire_leases(self) -> None:
         assert self._config is not None
@@ -820,14 +853,6 @@ class JobManager(ActorsysActor):
             )
             self._record(lease.job_id, lease.token)
 
-    def _counts(self) -> Mapping[JobStatus, int] | None:
-        assert self._store is not None
-        try:
-            return self._store.count_by_status()
-        except JobStoreError as exc:
-            self._store_error("count", "job store: %s", exc)
-            return None
-
     def _heartbeat(self) -> None:
         assert self._store is not None
         try:
@@ -846,12 +871,13 @@ class JobManager(ActorsysActor):
             self._errors.log(logging.ERROR, "orphans", "job store: %s", exc)
             return
         if count:
+            self._counts.moved(JobStatus.RUNNING, JobStatus.PENDING, count)
             log.warning(
                 "requeued %d job(s) of a job manager that stopped (no heartbeat for %.0fs)",
                 count,
                 MANAGER_SILENT_S,
             )
-            self.send(self._worker_master, JobsAvailable())
+            self._wake_workers()
 
     # --- draining ----------------------------------------------------------------------------
 
@@ -877,41 +903,41 @@ class JobManager(ActorsysActor):
 
     # --- inspection --------------------------------------------------------------------------
 
-    def _push_status(self, counts: Mapping[JobStatus, int] | None) -> None:
-        by_status = {s.value: n for s, n in counts.items()} if counts else {}
-        # Ready means the store answered, and nothing failed on it since the last push.
+    def _push_status(self, now: float) -> None:
+        """Sent when it changed, or STATUS_REFRESH_S after the last push."""
+        by_status = self._counts.by_status()
+        # Ready means the store answered, and nothing failed on it since the last tick.
         store_ok = self.stats["store_errors"] == self._store_errors_at_push
         self._store_errors_at_push = self.stats["store_errors"]
         metrics.job_manager_state(by_status, len(self._held), store_ok)
         if self._windows is not None:
             metrics.open_windows(self._windows.open_windows())
-        self.push_status(
-            self._supervisor,
-            JobManagerStatus(
-                jobs=by_status,
-                running_by_host=self._leases.running_by_host(),
-                held_batches=len(self._held),
-                parked_batches=len(self._parked),
-                unfinished=self._unfinished,
-                unrecorded_outcomes=len(self._unrecorded),
-                awaiting_commit=len(self._awaiting_commit),
-                open_windows=self._windows.open_windows() if self._windows else 0,
-                output_ok=self._output.healthy,
-                output_error=self._output.last_error if not self._output.healthy else "",
-                store_ok=store_ok,
-                retention_hold=self._retention.holding,
-                retention=tuple(
-                    RetentionStatus(
-                        h.topic,
-                        round(h.oldest_job_age_s, 1),
-                        h.retention_s,
-                        None if h.headroom_s is None else round(h.headroom_s, 1),
-                    )
-                    for h in self._headroom
-                ),
-                counters=dict(self.stats),
+        snapshot = JobManagerStatus(
+            jobs=by_status,
+            running_by_host=self._leases.running_by_host(),
+            held_batches=len(self._held),
+            parked_batches=len(self._parked),
+            unfinished=self._counts.unfinished,
+            unrecorded_outcomes=len(self._unrecorded),
+            awaiting_commit=len(self._awaiting_commit),
+            open_windows=self._windows.open_windows() if self._windows else 0,
+            output_ok=self._output.healthy,
+            output_error=self._output.last_error if not self._output.healthy else "",
+            store_ok=store_ok,
+            retention_hold=self._retention.holding,
+            retention=tuple(
+                RetentionStatus(
+                    h.topic,
+                    round(h.oldest_job_age_s, 1),
+                    h.retention_s,
+                    None if h.headroom_s is None else round(h.headroom_s, 1),
+                )
+                for h in self._headroom
             ),
+            counters=dict(self.stats),
         )
+        if self._upkeep.status_due(snapshot, now):
+            self.push_status(self._supervisor, snapshot)
 
 
 def _commit_files(
@@ -931,10 +957,6 @@ def _commit_files(
 def _interval(record: JobRecord) -> OffsetInterval:
     """The offsets a job row stands for (a compaction's: its hour, in epoch ms)."""
     return OffsetInterval(record.topic, record.partition, record.start_offset, record.end_offset)
-
-
-def _unfinished(counts: Mapping[JobStatus, int]) -> int:
-    return counts.get(JobStatus.PENDING, 0) + counts.get(JobStatus.RUNNING, 0)
 
 
 def _failed(error: str) -> Outcome:
