@@ -14,6 +14,9 @@ Record format (value, UTF-8 JSON; key = the device id)::
     {"device_id": "dev-0042", "ts": 1732000000000, "temperature": 21.37,
      "humidity": 48.2, "battery": 87.5}
 
+or, with ``value_format="msgpack"``, a MessagePack map of the same fields and
+values (``ts`` an integer, the rest floats).
+
 ``ts`` is event time, which need not be wall time: ``time_scale`` makes it run
 K times faster (so a test closes event-time hours in minutes) and
 ``late_ratio``/``late_max_s`` move some records back in event time, to
@@ -34,9 +37,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import msgpack
 from confluent_kafka import KafkaError, Message, Producer
 
 from actorsys.errors import ActorsysError
+from actorsys.handlers.validation import VALUE_FORMATS
 from actorsys.kafka_clients import create_topic_if_missing
 
 log = logging.getLogger(__name__)
@@ -53,9 +58,12 @@ class Kind(StrEnum):
     """What a simulated record is; every kind but ``VALID`` names a defect."""
 
     VALID = "valid"
-    NOT_JSON = "not_json"  # undecodable bytes, truncated JSON, free text, empty value
-    MISSING_FIELD = "missing_field"  # a JSON object lacking one or more required fields
-    WRONG_TYPE = "wrong_type"  # a field of the wrong JSON type, or not an object at all
+    # Undecodable in the factory's value format: binary noise, a truncated
+    # record, free text, an empty value. Named after JSON, the first format,
+    # it covers undecodable MessagePack as well.
+    NOT_JSON = "not_json"
+    MISSING_FIELD = "missing_field"  # an object (map) lacking one or more required fields
+    WRONG_TYPE = "wrong_type"  # a field of the wrong type, or not an object (map) at all
     TOMBSTONE = "tombstone"  # a key with a null value (Kafka's deletion marker)
 
 
@@ -74,6 +82,10 @@ SimRecord = tuple[bytes, bytes | None, Kind]
 # The valid payload, formatted directly to bytes: about ten times faster than
 # building a dict and serialising it, and what makes >100k records/s possible.
 _VALID_TEMPLATE = b'{"device_id":"%s","ts":%d,"temperature":%.2f,"humidity":%.1f,"battery":%.1f}'
+
+
+def _json_bytes(obj: object) -> bytes:
+    return json.dumps(obj).encode()
 
 
 # Sentinels of an empty event-time range: any real ts is between them.
@@ -113,6 +125,12 @@ class IotRecordFactory:
     moved back by up to ``late_max_s`` seconds of event time (at least 1 ms, so
     every record counted late really is older than its reading). Malformed
     records are never made late: they go to the dead letters whatever their ts.
+
+    ``value_format`` is ``"json"`` (the default) or ``"msgpack"``: a
+    MessagePack map with the same fields and values as the JSON object, and
+    malformed records that are malformed for a MessagePack decoder. A seed
+    repeats its sequence within one format; the JSON sequence is the one the
+    factory always made.
     """
 
     def __init__(
@@ -126,13 +144,26 @@ class IotRecordFactory:
         late_ratio: float = 0.0,
         late_max_s: float = 0.0,
         epoch_ms: int | None = None,
+        value_format: str = "json",
     ) -> None:
         if devices < 1:
             raise ValueError(f"devices must be at least 1, got {devices}")
         if not 0.0 <= malformed_ratio <= 1.0:
             raise ValueError(f"malformed_ratio must be between 0 and 1, got {malformed_ratio}")
+        if value_format not in VALUE_FORMATS:
+            raise ValueError(
+                f"value_format must be one of {list(VALUE_FORMATS)}, got {value_format!r}"
+            )
         _check_event_time(time_scale, late_ratio, late_max_s)
         self.devices = devices
+        self.value_format = value_format
+        # Checked once per valid record: the JSON template stays the fast path.
+        self._msgpack = value_format == "msgpack"
+        # One Packer per factory (a factory serves one thread): msgpack.packb
+        # would build a new one for every record.
+        self._encode: Callable[[object], bytes] = (
+            msgpack.Packer().pack if self._msgpack else _json_bytes
+        )
         self.malformed_ratio = malformed_ratio
         self.time_scale = time_scale
         self.late_ratio = late_ratio
@@ -233,7 +264,20 @@ class IotRecordFactory:
         if ts > self._ts_max:
             self._ts_max = ts
         key = self._keys[device]
-        value = _VALID_TEMPLATE % (key, ts, temperature, humidity, battery)
+        if self._msgpack:
+            # Rounded as the template's %.2f and %.1f round, so both formats
+            # carry the same values.
+            value = self._encode(
+                {
+                    "device_id": self._ids[device],
+                    "ts": ts,
+                    "temperature": round(temperature, 2),
+                    "humidity": round(humidity, 1),
+                    "battery": round(battery, 1),
+                }
+            )
+        else:
+            value = _VALID_TEMPLATE % (key, ts, temperature, humidity, battery)
         return key, value, Kind.VALID
 
     # -- malformed -----------------------------------------------------------
@@ -252,25 +296,31 @@ class IotRecordFactory:
             "battery": round(battery, 1),
         }
         if kind is Kind.NOT_JSON:
-            value = self._not_json(fields)
+            value = self._undecodable(fields)
         elif kind is Kind.MISSING_FIELD:
             value = self._missing_field(fields)
         else:
             value = self._wrong_type(fields)
         return key, value, kind
 
-    def _not_json(self, fields: dict[str, object]) -> bytes:
+    def _undecodable(self, fields: dict[str, object]) -> bytes:
         rng = self._rng
         variant = rng.randrange(4)
         if variant == 0:  # cut off mid-record, as a crashing writer would leave it
-            text = json.dumps(fields).encode()
-            return text[: rng.randrange(1, len(text) - 1)]
+            # A map's header counts its entries, so no strict prefix of a
+            # packed map decodes either.
+            whole = self._encode(fields)
+            return whole[: rng.randrange(1, len(whole) - 1)]
         if variant == 1:
-            # Binary noise. The 0x80 lead byte is invalid UTF-8 and, with a
-            # non-zero second byte, JSON decoders cannot take it for a UTF-16/32
-            # BOM either: this never decodes, whatever the random tail.
-            return b"\x80\xff" + rng.randbytes(rng.randrange(4, 40))
-        if variant == 2:  # a legacy line format
+            # Binary noise. JSON: the 0x80 lead byte is invalid UTF-8 and,
+            # with a non-zero second byte, JSON decoders cannot take it for a
+            # UTF-16/32 BOM either. MessagePack: 0xc1 is the one byte that
+            # starts no type. Neither ever decodes, whatever the random tail.
+            lead = b"\xc1" if self._msgpack else b"\x80\xff"
+            return lead + rng.randbytes(rng.randrange(4, 40))
+        if variant == 2:
+            # A legacy line format. To MessagePack its "d" is the integer 100
+            # followed by extra bytes, which a decoder refuses as well.
             return f"{fields['device_id']} temp={fields['temperature']}".encode()
         return b""
 
@@ -280,12 +330,12 @@ class IotRecordFactory:
         del fields[self._rng.choice(("device_id", "ts"))]
         for name in self._rng.sample(FIELDS, self._rng.randrange(0, len(FIELDS))):
             fields.pop(name, None)
-        return json.dumps(fields).encode()
+        return self._encode(fields)
 
     def _wrong_type(self, fields: dict[str, object]) -> bytes:
         variant = self._rng.randrange(6)
-        if variant == 5:  # valid JSON, but an array where an object belongs
-            return json.dumps(list(fields.values())).encode()
+        if variant == 5:  # decodable, but an array where an object (map) belongs
+            return self._encode(list(fields.values()))
         if variant == 0:
             fields["ts"] = [fields["ts"]]
         elif variant == 1:  # an ISO-8601 string would be valid; this is not a time
@@ -294,9 +344,12 @@ class IotRecordFactory:
             fields["temperature"] = f"{fields['temperature']}C"
         elif variant == 3:
             fields["humidity"] = True
+        elif self._msgpack:
+            # MessagePack's own mistake: the id as bin (bytes), not str.
+            fields["device_id"] = str(fields["device_id"]).encode()
         else:
             fields["device_id"] = int(str(fields["device_id"]).removeprefix("dev-"))
-        return json.dumps(fields).encode()
+        return self._encode(fields)
 
 
 # ---------------------------------------------------------------------------
@@ -456,6 +509,7 @@ def produce(
     late_ratio: float = 0.0,
     late_max_s: float = 0.0,
     epoch_ms: int | None = None,
+    value_format: str = "json",
 ) -> ProduceReport:
     """Produce simulated IoT records to ``topic`` and report what was delivered.
 
@@ -467,6 +521,7 @@ def produce(
     ``producer_config`` overrides the librdkafka settings. ``time_scale``,
     ``late_ratio``, ``late_max_s`` and ``epoch_ms`` shape event time as in
     :class:`IotRecordFactory`; event time starts with the first record.
+    ``value_format`` (``"json"`` or ``"msgpack"``) encodes the values, as there.
 
     Raises :class:`ValueError` for a bad setting before touching the broker,
     :class:`BrokerError` if the broker is unreachable within ``timeout_s`` and
@@ -484,6 +539,7 @@ def produce(
         late_ratio=late_ratio,
         late_max_s=late_max_s,
         epoch_ms=epoch_ms,
+        value_format=value_format,
     )
     create_topic_if_missing(bootstrap_servers, topic, partitions, timeout_s)
 

@@ -15,6 +15,7 @@ import click
 
 from actorsys.cli.oneline import OneLineUsageCommand
 from actorsys.errors import ActorsysError
+from actorsys.handlers.validation import VALUE_FORMATS
 from actorsys.simulator import ProduceReport, produce
 
 if TYPE_CHECKING:
@@ -81,8 +82,16 @@ def _late_option(ctx: click.Context, param: click.Parameter, value: float) -> fl
     default=0.01,
     show_default=True,
     callback=_finite,
-    help="Probability that a record is malformed (not JSON, missing field, "
+    help="Probability that a record is malformed (undecodable, missing field, "
     "wrong type or tombstone).",
+)
+@click.option(
+    "--value-format",
+    type=click.Choice(VALUE_FORMATS),
+    default="json",
+    show_default=True,
+    help="Encoding of the record values: a JSON object, or a MessagePack map of the "
+    'same fields (for a handler with value_format = "msgpack").',
 )
 @click.option(
     "--partitions",
@@ -137,6 +146,7 @@ def simulate(
     rate: float,
     count: int,
     malformed_ratio: float,
+    value_format: str,
     partitions: int,
     seed: int | None,
     time_scale: float,
@@ -151,6 +161,8 @@ def simulate(
     \b
       {"device_id": "dev-0042", "ts": <epoch ms>, "temperature": 21.4,
        "humidity": 48.2, "battery": 87.5}
+
+    or, with --value-format msgpack, a MessagePack map of the same fields.
 
     A share of records is deliberately malformed (--malformed-ratio) to
     exercise the dead-letter path. Creates the topic if missing.
@@ -181,6 +193,7 @@ def simulate(
             rate=rate,
             count=count,
             malformed_ratio=malformed_ratio,
+            value_format=value_format,
             partitions=partitions,
             seed=seed,
             time_scale=time_scale,
@@ -208,6 +221,7 @@ def _run(
     rate: float,
     count: int,
     malformed_ratio: float,
+    value_format: str,
     partitions: int,
     seed: int | None,
     time_scale: float,
@@ -234,6 +248,7 @@ def _run(
             rate=rate,
             count=count,
             malformed_ratio=malformed_ratio,
+            value_format=value_format,
             partitions=partitions,
             seed=seed,
             time_scale=time_scale,

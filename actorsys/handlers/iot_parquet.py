@@ -1,4 +1,4 @@
-"""The default job handler: IoT telemetry JSON in, Parquet out.
+"""The default job handler: IoT telemetry (JSON or MessagePack) in, Parquet out.
 
 For each job it validates every record (:mod:`actorsys.handlers.validation`),
 writes the valid ones as ``raw`` rows and as per-device, per-minute ``agg``
@@ -11,7 +11,9 @@ Options (``HandlerSettings.options``):
 * ``ts_min_ms`` / ``ts_max_ms``: accepted ``ts`` range ``[min, max)`` in
   epoch milliseconds (default 2000-01-01 to 2100-01-01, UTC);
 * ``max_record_bytes``: reject larger record values as ``too_large``
-  (default: no limit).
+  (default: no limit);
+* ``value_format``: ``"json"`` (the default) or ``"msgpack"``, how record
+  values are encoded (the Delta handler takes the same options).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from actorsys.handlers.parquet_output import build_agg_table, build_raw_table, w
 from actorsys.handlers.validation import (
     DEFAULT_TS_MAX_MS,
     DEFAULT_TS_MIN_MS,
+    VALUE_FORMATS,
     ValidationRules,
     validate_batch,
 )
@@ -35,7 +38,7 @@ from actorsys.handlers.validation import (
 _RESERVED_NAMES = frozenset(
     {"device_id", "ts", "minute", "date", "_topic", "_partition", "_offset"}
 )
-_KNOWN_OPTIONS = frozenset({"ts_min_ms", "ts_max_ms", "max_record_bytes"})
+_KNOWN_OPTIONS = frozenset({"ts_min_ms", "ts_max_ms", "max_record_bytes", "value_format"})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -113,7 +116,13 @@ def rules_from_settings(settings: HandlerSettings) -> ValidationRules:
             f"handler options: max_record_bytes must be a positive integer, "
             f"got {max_record_bytes!r}"
         )
-    return ValidationRules(metrics, ts_min_ms, ts_max_ms, max_record_bytes)
+    value_format = options.get("value_format", "json")
+    if value_format not in VALUE_FORMATS:
+        raise ConfigError(
+            f"handler options: value_format must be one of {list(VALUE_FORMATS)}, "
+            f"got {value_format!r}"
+        )
+    return ValidationRules(metrics, ts_min_ms, ts_max_ms, max_record_bytes, value_format)
 
 
 def _int_option(options: Mapping[str, Any], key: str, default: int) -> int:

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import psutil
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.kafka_clients import create_topic_if_missing
-from actorsys.simulator import ProduceReport, produce
+from actorsys.simulator import FIELDS, Kind, ProduceReport, produce
 from tests.support.checks import (
     assert_exactly_once,
     committed_offsets,
+    consume_all,
+    dead_letters,
     wait_complete,
 )
 from tests.support.daemon import DaemonProcess, new_daemon
@@ -91,6 +97,62 @@ def test_end_to_end_exactly_once(
     daemon.assert_nothing_left()
     # And every valid record is in raw exactly once, malformed ones in the DLQ once
     assert_exactly_once(tmp_path / "out", topic, report, broker.bootstrap_servers, f"{topic}.dlq")
+
+
+def test_msgpack_values_end_to_end_exactly_once_with_their_values(
+    tmp_path: Path, broker: EmbeddedBroker, topic: str, daemons: list[DaemonProcess]
+) -> None:
+    # Given 4,000 MessagePack records, 5 % malformed, already in the topic
+    report = produce(
+        broker.bootstrap_servers,
+        topic,
+        devices=50,
+        rate=0,
+        count=4_000,
+        malformed_ratio=0.05,
+        partitions=PARTITIONS,
+        seed=23,
+        value_format="msgpack",
+    )
+    assert report.malformed > 0
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    # When a daemon told that values are MessagePack runs until everything is done
+    options = {"options": {"value_format": "msgpack"}}
+    daemon = _daemon(tmp_path, broker, topic, group, output=options)
+    daemons.append(daemon.start())
+    daemon.wait_ready()
+    _wait_complete(daemon, broker, group, topic, report, f"sqlite:///{tmp_path}/jobs.db")
+    assert daemon.terminate() == 0, daemon.log_tail()
+    daemon.assert_nothing_left()
+    # Then every valid record is in raw exactly once, every malformed one dead-lettered once
+    dlq = f"{topic}.dlq"
+    assert_exactly_once(tmp_path / "out", topic, report, broker.bootstrap_servers, dlq)
+    # And each raw row holds the values of its record's map
+    records, _ = consume_all(broker.bootstrap_servers, topic, report.end_offsets)
+    expected = {
+        (partition, offset): msgpack.unpackb(value)
+        for partition, offset, _, value in records
+        if (partition, offset) not in report.malformed_positions
+    }
+    raw = DeltaTable(str(tmp_path / "out" / "raw")).to_pyarrow_table()
+    # ts back to integer epoch ms, exactly: the table holds microseconds.
+    ts_ms = raw["ts"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+    raw = raw.set_column(raw.schema.get_field_index("ts"), "ts", ts_ms)
+    found = {
+        (row["_partition"], row["_offset"]): {name: row[name] for name in FIELDS}
+        for row in raw.to_pylist()
+    }
+    assert found == expected
+    # And the dead letters' reasons are those of the factory's malformed kinds
+    letters = dead_letters(broker.bootstrap_servers, dlq, report.malformed)
+    reasons = Counter(h["reason"] for h in letters)
+    kinds = report.malformed_by_kind
+    assert reasons["not_msgpack"] > 0
+    assert reasons["not_msgpack"] + reasons["empty"] == kinds.get(Kind.NOT_JSON, 0)
+    assert reasons["missing_field"] == kinds.get(Kind.MISSING_FIELD, 0)
+    assert reasons["wrong_type"] + reasons["not_object"] == kinds.get(Kind.WRONG_TYPE, 0)
+    assert reasons["tombstone"] == kinds.get(Kind.TOMBSTONE, 0)
+    assert reasons.total() == report.malformed
 
 
 def test_kill_minus_nine_mid_stream_loses_nothing_and_writes_nothing_twice(

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from actorsys.embedded_broker import EmbeddedBroker
@@ -17,52 +16,11 @@ from actorsys.errors import BrokerError
 from actorsys.kafka_clients import create_topic_if_missing
 from actorsys.netutil import free_port
 from actorsys.simulator import DeliveryError, ProduceReport, produce
+from tests.support.checks import consume_all
 
 pytestmark = pytest.mark.integration
 
 _quiet = logging.getLogger("tests.kafka")
-
-ConsumedRecord = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
-
-
-def consume_all(
-    bootstrap: str, topic: str, end_offsets: dict[int, int], timeout_s: float = 60
-) -> tuple[list[ConsumedRecord], dict[int, int]]:
-    """Read every partition from the beginning up to ``end_offsets``.
-
-    Uses assign(), not a group subscription: no group join to wait for. Also
-    returns the high watermarks the fetches reported (Tansu's ListOffsets is
-    stale, the cached fetch watermark is not).
-    """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"verify-{topic}",
-            "enable.auto.commit": False,
-            "fetch.queue.backoff.ms": 10,
-            "logger": _quiet,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in end_offsets])
-        records: list[ConsumedRecord] = []
-        position = dict.fromkeys(end_offsets, 0)
-        deadline = time.monotonic() + timeout_s
-        while any(position[p] < end for p, end in end_offsets.items()):
-            assert time.monotonic() < deadline, f"consumed only up to {position} of {end_offsets}"
-            for msg in consumer.consume(10_000, timeout=0.5):
-                assert msg.error() is None, msg.error()
-                partition, offset = msg.partition(), msg.offset()
-                assert partition is not None and offset is not None  # a fetched record has both
-                records.append((partition, offset, msg.key(), msg.value()))
-                position[partition] = offset + 1
-        watermarks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
-            for p in end_offsets
-        }
-        return records, watermarks
-    finally:
-        consumer.close()
 
 
 def test_report_matches_what_kafka_holds(

@@ -1,6 +1,7 @@
 """The exactly-once output check, and the Kafka-side facts it compares with:
 committed offsets and open jobs ("has the pipeline finished this data?"),
-shared by the tests, the fault scenarios and the benchmarks.
+and what a topic holds (:func:`consume_all`), shared by the tests, the fault
+scenarios and the benchmarks.
 
 duckdb is imported where the output is read: the benchmarks import this
 module for :class:`Completion`, and their own process's memory is a figure.
@@ -9,13 +10,14 @@ module for :class:`Completion`, and their own process's memory is a figure.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from actorsys.jobs.model import JobRecord, JobStatus
 from actorsys.jobs.open import open_job_store
@@ -29,6 +31,50 @@ if TYPE_CHECKING:
     import duckdb
 
 JOB_FAILED = "job_failed"  # the dead-letter reason of every record of a FAILED job
+
+_quiet = logging.getLogger("tests.kafka")
+
+ConsumedRecord = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
+
+
+def consume_all(
+    bootstrap: str, topic: str, end_offsets: dict[int, int], timeout_s: float = 60
+) -> tuple[list[ConsumedRecord], dict[int, int]]:
+    """Read every partition from the beginning up to ``end_offsets``.
+
+    Uses assign(), not a group subscription: no group join to wait for. Also
+    returns the high watermarks the fetches reported (Tansu's ListOffsets is
+    stale, the cached fetch watermark is not).
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"verify-{topic}",
+            "enable.auto.commit": False,
+            "fetch.queue.backoff.ms": 10,
+            "logger": _quiet,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in end_offsets])
+        records: list[ConsumedRecord] = []
+        position = dict.fromkeys(end_offsets, 0)
+        deadline = time.monotonic() + timeout_s
+        while any(position[p] < end for p, end in end_offsets.items()):
+            assert time.monotonic() < deadline, f"consumed only up to {position} of {end_offsets}"
+            for msg in consumer.consume(10_000, timeout=0.5):
+                assert msg.error() is None, msg.error()
+                partition, offset = msg.partition(), msg.offset()
+                assert partition is not None and offset is not None  # a fetched record has both
+                records.append((partition, offset, msg.key(), msg.value()))
+                position[partition] = offset + 1
+        watermarks = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+            for p in end_offsets
+        }
+        return records, watermarks
+    finally:
+        consumer.close()
 
 
 def committed_offsets(

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgpack
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from actorsys.errors import ConfigError
-from actorsys.handlers.api import HandlerSettings, JobInput
-from actorsys.handlers.iot_parquet import IotParquetHandler
+from actorsys.handlers.api import HandlerSettings, JobHandler, JobInput
+from actorsys.handlers.iot_delta import IotDeltaHandler
+from actorsys.handlers.iot_parquet import IotParquetHandler, rules_from_settings
 from actorsys.records import Record
 from actorsys.temp_files import remove_orphaned_temp_files
 
@@ -332,6 +334,9 @@ def test_configured_metrics_and_ts_range_apply(tmp_path: Path) -> None:
         (METRICS, {"ts_min_ms": 10, "ts_max_ms": 10}, "ts_min_ms < ts_max_ms"),
         (METRICS, {"ts_max_ms": 2**64}, "within int64"),
         (METRICS, {"max_record_bytes": 0}, "max_record_bytes"),
+        (METRICS, {"value_format": "xml"}, "value_format must be one of"),
+        (METRICS, {"value_format": "MsgPack"}, "value_format must be one of"),
+        (METRICS, {"value_format": None}, "value_format must be one of"),
         (("temperature", "ts"), {}, "clashes"),
         (("date",), {}, "clashes"),
         (("", "x"), {}, "non-empty"),
@@ -345,6 +350,54 @@ def test_bad_settings_raise_config_error_naming_the_key(
     settings = HandlerSettings(output_dir=tmp_path, metrics=metrics, options=options)
     with pytest.raises(ConfigError, match=message):
         IotParquetHandler(settings)
+
+
+def test_a_bad_value_format_is_one_line_naming_the_choices(tmp_path: Path) -> None:
+    # Given value_format misspelt / When the rules are built
+    settings = HandlerSettings(output_dir=tmp_path, options={"value_format": "msgpak"})
+    with pytest.raises(ConfigError) as caught:
+        rules_from_settings(settings)
+
+    # Then one line says what is allowed and what was given
+    assert str(caught.value) == (
+        "handler options: value_format must be one of ['json', 'msgpack'], got 'msgpak'"
+    )
+
+
+@pytest.mark.parametrize("handler_class", [IotParquetHandler, IotDeltaHandler])
+def test_both_iot_handlers_read_msgpack_values_when_configured(
+    tmp_path: Path, handler_class: Callable[[HandlerSettings], JobHandler]
+) -> None:
+    # Given a Parquet or Delta handler configured for MessagePack values
+    settings = HandlerSettings(output_dir=tmp_path, options={"value_format": "msgpack"})
+    handler = handler_class(settings)
+    job = _job(
+        [
+            msgpack.packb({"device_id": "a", "ts": TS, "temperature": 20.5, "battery": 87}),
+            _value(device_id="b", ts=TS),  # JSON on a MessagePack topic
+            msgpack.packb({"device_id": "c", "ts": msgpack.Timestamp(TS // 1000, 2_000_000)}),
+        ]
+    )
+    sink = RecordingSink()
+
+    # When the job runs
+    result = handler.handle(job, sink)
+
+    # Then the maps are rows and the JSON record is dead-lettered as not MessagePack
+    assert (result.valid_records, result.invalid_records) == (2, 1)
+    assert [(r.offset, why) for r, why, _ in sink.rejected] == [(101, "not_msgpack")]
+    raw = pa.concat_tables(pq.read_table(f) for f in result.output_files if "/raw/" in f)
+    rows = raw.sort_by("device_id")
+    # Either unit (ms in files, us in tables) back to epoch ms, exactly.
+    ts_ms = rows.column("ts").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+    assert list(zip(rows.column("device_id").to_pylist(), ts_ms.to_pylist(), strict=True)) == [
+        ("a", TS),
+        ("c", TS + 2),
+    ]
+    assert rows.select(list(METRICS)).to_pylist() == [
+        {"temperature": 20.5, "humidity": None, "battery": 87.0},
+        {"temperature": None, "humidity": None, "battery": None},
+    ]
 
 
 def test_written_files_are_durable_and_visible_only_complete(tmp_path: Path) -> None:

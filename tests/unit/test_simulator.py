@@ -11,11 +11,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import pytest
 from click.testing import CliRunner, Result
 
 import actorsys.cli.simulate
 from actorsys.cli import main
+from actorsys.handlers.validation import ValidationRules, validate_batch
+from actorsys.records import Record
 from actorsys.simulator import FIELDS, MALFORMED_KINDS, IotRecordFactory, Kind, ProduceReport
 
 FIXED_NOW_S = 1_732_000_000.0
@@ -145,6 +148,106 @@ def test_bad_arguments_are_rejected(devices: int, ratio: float) -> None:
     # Then it is refused with a ValueError
     with pytest.raises(ValueError):
         IotRecordFactory(devices, ratio, seed=1)
+
+
+# --- value formats: JSON and MessagePack -----------------------------------------------------
+
+# The validator's reason words each malformed kind may get, per format: every
+# variant of a kind is rejected, and for the reason its kind names.
+REASONS_BY_KIND = {
+    "json": {
+        Kind.NOT_JSON: {"not_json", "invalid_utf8", "empty"},
+        Kind.MISSING_FIELD: {"missing_field"},
+        Kind.WRONG_TYPE: {"wrong_type", "not_object"},
+        Kind.TOMBSTONE: {"tombstone"},
+    },
+    "msgpack": {
+        Kind.NOT_JSON: {"not_msgpack", "empty"},
+        Kind.MISSING_FIELD: {"missing_field"},
+        Kind.WRONG_TYPE: {"wrong_type", "not_object"},
+        Kind.TOMBSTONE: {"tombstone"},
+    },
+}
+
+
+def test_msgpack_valid_records_carry_the_same_fields_and_values_as_json() -> None:
+    # Given two factories with the same seed, one per value format
+    as_json = make(devices=20, seed=5).batch(3_000)
+    as_msgpack = IotRecordFactory(20, 0.0, 5, clock=fixed_clock, value_format="msgpack").batch(
+        3_000
+    )
+
+    # Then record by record the keys match and the map is the JSON object,
+    # field order included
+    for (json_key, json_value, _), (key, value, kind) in zip(as_json, as_msgpack, strict=True):
+        assert kind is Kind.VALID and key == json_key
+        assert value is not None and json_value is not None
+        reading = msgpack.unpackb(value)
+        assert list(reading.items()) == list(json.loads(json_value).items())
+
+
+@pytest.mark.parametrize("value_format", ["json", "msgpack"])
+def test_every_record_validates_as_its_kind_says(value_format: str) -> None:
+    # Given a factory of the format, a third of its records malformed
+    factory = IotRecordFactory(30, 1 / 3, 11, clock=fixed_clock, value_format=value_format)
+    made = factory.batch(6_000)
+    records = [Record(offset, None, key, value) for offset, (key, value, _) in enumerate(made)]
+
+    # When the handler's validation reads them in that format
+    rules = ValidationRules(metrics=FIELDS[2:], value_format=value_format)
+    batch = validate_batch(records, rules)
+
+    # Then exactly the VALID ones are rows, with their values
+    kinds = [kind for _, _, kind in made]
+    assert batch.offsets == [i for i, kind in enumerate(kinds) if kind is Kind.VALID]
+    assert batch.ts_ms == [int(FIXED_NOW_S * 1000)] * batch.valid_records
+    assert set(batch.device_ids) <= {key.decode() for key, _, _ in made}
+    # And every malformed one is rejected for a reason of its kind, all of them occurring
+    reasons: dict[Kind, set[str]] = {}
+    for rejection in batch.rejections:
+        reasons.setdefault(kinds[rejection.record.offset], set()).add(rejection.reason)
+    assert reasons == REASONS_BY_KIND[value_format]
+    # And the counts add up to the factory's kinds
+    counts = Counter(kinds)
+    assert batch.valid_records == counts[Kind.VALID]
+    assert len(batch.rejections) == sum(counts[kind] for kind in MALFORMED_KINDS)
+
+
+def test_msgpack_malformed_values_are_encoded_as_msgpack_or_undecodable() -> None:
+    # Given a factory of MessagePack records, all malformed
+    records = IotRecordFactory(10, 1.0, 3, clock=fixed_clock, value_format="msgpack").batch(2_000)
+
+    # Then missing-field and wrong-type records are MessagePack (never JSON),
+    # and no undecodable one decodes, whatever its random bytes
+    for _, value, kind in records:
+        if kind is Kind.TOMBSTONE:
+            assert value is None
+        elif kind is Kind.NOT_JSON:
+            assert value is not None
+            with pytest.raises(ValueError):
+                msgpack.unpackb(value)
+        else:
+            assert value is not None
+            decoded = msgpack.unpackb(value)
+            if kind is Kind.MISSING_FIELD:
+                assert isinstance(decoded, dict) and set(decoded) < set(FIELDS)
+            else:
+                assert not isinstance(decoded, dict) or set(decoded) == set(FIELDS)
+
+
+def test_same_seed_same_msgpack_records_and_json_stays_the_default() -> None:
+    # Given factories with the same seed
+    def factory(value_format: str) -> IotRecordFactory:
+        return IotRecordFactory(50, 0.2, 42, clock=fixed_clock, value_format=value_format)
+
+    # Then a seed repeats its MessagePack sequence, and "json" is the default sequence
+    assert factory("msgpack").batch(1_000) == factory("msgpack").batch(1_000)
+    assert factory("json").batch(1_000) == make(ratio=0.2, seed=42).batch(1_000)
+
+
+def test_an_unknown_value_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="value_format must be one of"):
+        IotRecordFactory(10, value_format="avro")
 
 
 # --- event time: time scale and late records ------------------------------------------------
@@ -495,6 +598,7 @@ def test_simulate_defaults_keep_event_time_as_wall_time(
         (["--late-ratio", "0.1", "--late-max-s", "0.0001"], "--late-ratio 0.1 needs"),
         (["--rate", "nan"], "Invalid value for '--rate'"),
         (["--malformed-ratio", "nan"], "Invalid value for '--malformed-ratio'"),
+        (["--value-format", "xml"], "Invalid value for '--value-format'"),
     ],
     ids=" ".join,
 )
@@ -525,3 +629,21 @@ def test_simulate_help_documents_the_event_time_options() -> None:
         assert option in text
     assert "runs K times wall time" in text
     assert "moved back up to S seconds of event time" in text
+
+
+def test_simulate_passes_the_value_format_to_produce(
+    produce_calls: list[dict[str, Any]],
+) -> None:
+    # When simulate runs without and with --value-format msgpack
+    assert simulate("--count", "10").exit_code == 0
+    result = simulate("--count", "10", "--value-format", "msgpack")
+
+    # Then produce() gets "json" by default, then "msgpack"
+    assert result.exit_code == 0, result.output
+    assert [call["value_format"] for call in produce_calls] == ["json", "msgpack"]
+
+
+def test_simulate_help_documents_the_value_format() -> None:
+    text = " ".join(simulate("--help").stdout.split())
+    assert "--value-format [json|msgpack]" in text
+    assert "a MessagePack map of the same fields" in text
