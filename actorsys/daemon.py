@@ -339,6 +339,8 @@ class Daemon:
         from actorsys.simulator import produce
 
         stop = threading.Event()
+        # The feed writes what the handler reads (its rules checked the option).
+        value_format = str(self.config.output.options.get("value_format", "json"))
 
         def feed() -> None:
             try:
@@ -355,6 +357,7 @@ class Daemon:
                         time_scale=sim.time_scale,
                         late_ratio=sim.late_ratio,
                         late_max_s=sim.late_max_s,
+                        value_format=value_format,
                     )
             except ActorsysError as exc:
                 log.error("simulator stopped: %s", exc)
