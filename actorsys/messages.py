@@ -419,6 +419,10 @@ class CommitFiles:
     # advance the partition's chain when it is next in line; nothing is replied.
     failed: bool = False
     table: str = "raw"  # ingestion writes the raw table only
+    # A FAILED job put back with `actorsys jobs retry`: the chain may be past
+    # its offsets already (its skip was committed), so it is published on its
+    # own, once (see TableCommitter.commit_files).
+    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)

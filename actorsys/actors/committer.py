@@ -108,6 +108,9 @@ class TableCommitter:
         self._queue: Any = None  # CommitQueue
         self._job_manager: Any = None
         self._known: set[tuple[str, str, int]] = set()
+        # Replayed jobs queued in the chain, by job id: their commit records
+        # their replay app id too, so that offering them again is a duplicate.
+        self._replays: dict[int, str] = {}
         self._errors = RateLimitedLog(log)
         self.stats = {"commits": 0, "jobs_committed": 0, "duplicates": 0, "conflicts": 0}
         self._last_commit_s = 0.0
@@ -170,7 +173,67 @@ class TableCommitter:
         job = WrittenJob(
             msg.job_id, msg.token, key, msg.chain_start, interval.start, interval.end, files
         )
+        if msg.replay:
+            from actorsys.tables.delta import replay_app_id
+
+            # A FAILED job put back with `actorsys jobs retry`: its skip may be in
+            # the chain already (its records went to the dead letters, none to
+            # the table), so it is not a duplicate unless its replay app id is in.
+            self._replays[msg.job_id] = replay_app_id(*key, interval.start)
+            if self._chain_past(job):
+                self._publish_replay(job)
+                return
         self._queue.offer(job, time.monotonic())
+
+    def _chain_past(self, job: Any) -> bool:
+        from actorsys.tables.delta import app_id
+
+        chain = self._store.txn_version(app_id(*job.key))
+        return chain is not None and chain >= job.end
+
+    def _publish_replay(self, job: Any) -> None:
+        """A replayed job the chain is past: its rows go in a commit of their own,
+        recorded under its replay app id (so once); if the app id is in the
+        table already (published before a restart), its files go."""
+        from actorsys.jobs.output_health import is_transient
+        from actorsys.tables.delta import CommitConflict, OffsetsAlreadyCommitted
+
+        replay = self._replays[job.job_id]
+        for _attempt in range(3):  # a concurrent commit of this table is a conflict
+            if self._store.txn_version(replay) is not None:
+                self._drop([job])
+                return
+            try:
+                version = self._store.commit_append(
+                    job.files, {replay: job.end}, info={"actorsys.replay": job.job_id}
+                )
+            except (CommitConflict, OffsetsAlreadyCommitted):
+                self._store.refresh()
+                continue
+            except Exception as exc:  # a full disk, an I/O error: did it land?
+                self._errors.log(logging.WARNING, "replay", "table %s: replay of job %d not "
+                                 "committed: %s", self._table_name, job.job_id, exc)  # fmt: skip
+                self._store.refresh()
+                if self._store.txn_version(replay) is None:
+                    self._replays.pop(job.job_id, None)
+                    reason = f"cannot commit: {exc}"
+                    self.send(
+                        self._job_manager,
+                        CommitRejected(job.job_id, job.token, reason, is_transient(exc)),
+                    )
+                    return
+                version = self._store.version
+            self._replays.pop(job.job_id, None)
+            log.info("table %s: replayed job %d published, offsets [%d, %d)",
+                     self._table_name, job.job_id, job.start, job.end)  # fmt: skip
+            self.stats["replays"] = self.stats.get("replays", 0) + 1
+            self._reply([(job.job_id, job.token)], version)
+            self._table_files_changed(version, job.files)
+            return
+        self._replays.pop(job.job_id, None)
+        self.send(
+            self._job_manager, CommitRejected(job.job_id, job.token, "the table kept changing")
+        )
 
     def replace_files(self, msg: ReplaceFiles, sender: Any) -> None:
         """One compaction's commit, at once (compactions are rare, and readers
@@ -304,7 +367,19 @@ class TableCommitter:
         duplicates = self._queue.duplicates()
         if not duplicates:
             return
+        # A replay behind its own skip (both were queued) is past the chain: published
+        # on its own, not dropped.
+        replays = [j for j in duplicates if j.job_id in self._replays]
+        self._drop([j for j in duplicates if j.job_id not in self._replays])
+        for job in replays:
+            self._publish_replay(job)
+
+    def _drop(self, duplicates: list[Any]) -> None:
+        """Attempts already in the table: their own files go, and they are done."""
+        if not duplicates:
+            return
         for job in duplicates:
+            self._replays.pop(job.job_id, None)
             for data_file in job.files:
                 with contextlib.suppress(FileNotFoundError):
                     (self._store.root / data_file.path).unlink()
@@ -323,6 +398,9 @@ class TableCommitter:
         if plan is None:
             return
         txns = {app_id(*key): version for key, version in plan.txns.items()}
+        txns.update(
+            {self._replays[j.job_id]: j.end for j in plan.jobs if j.job_id in self._replays}
+        )
         started = time.monotonic()
         try:
             version = self._store.commit_append(
@@ -383,6 +461,8 @@ class TableCommitter:
     def _committed(self, plan: Any, version: int, started: float) -> None:
         """The commit of ``plan`` made ``version``: its jobs are done."""
         self._queue.committed(plan, started)
+        for job in plan.jobs:
+            self._replays.pop(job.job_id, None)
         self._last_commit_s = time.monotonic() - started
         metrics.table_commit(
             self._table_name, "append", "done", self._last_commit_s, len(plan.files)

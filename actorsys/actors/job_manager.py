@@ -951,6 +951,7 @@ def _commit_files(
         record.chain_start,
         files,
         failed,
+        replay=record.replay_base > 0 and not failed,
     )
 
 

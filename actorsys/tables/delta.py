@@ -121,6 +121,14 @@ class TableMismatch(ActorsysError):
     """The table at the root exists with another schema or partitioning."""
 
 
+def replay_app_id(group: str, topic: str, partition: int, start: int) -> str:
+    """The Delta app id recording that the replay of the job starting at
+    ``start`` (a FAILED job put back with `actorsys jobs retry`) was published:
+    ``actorsys-replay:<group>:<topic>:<partition>:<start>``, its version the
+    job's end offset. Never a chain's app id: those start ``actorsys:``."""
+    return f"actorsys-replay:{app_id(group, topic, partition).removeprefix('actorsys:')}:{start}"
+
+
 def app_id(group: str, topic: str, partition: int) -> str:
     """The Delta app id under which a (consumer group, topic, partition)'s
     committed end offset is recorded: ``actorsys:<group>:<topic>:<partition>``.

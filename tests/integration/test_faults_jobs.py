@@ -51,8 +51,9 @@ def test_flaky_handler_succeeds_on_retry(tmp_path: Path, broker: EmbeddedBroker)
     assert figures["jobs_retried"] >= 1
 
 
-def test_poison_job_fails_then_replays(tmp_path: Path, broker: EmbeddedBroker) -> None:
-    figures = run_scenario("poison_job", tmp_path, broker).figures
+@pytest.mark.parametrize("name", ["poison_job", "poison_job_delta"])
+def test_poison_job_fails_then_replays(name: str, tmp_path: Path, broker: EmbeddedBroker) -> None:
+    figures = run_scenario(name, tmp_path, broker).figures
     assert figures["failed_job_attempts"] == 3
     assert figures["before_retry"]["dead_letters_job_failed"] == figures["failed_job_records"]
 

@@ -20,6 +20,7 @@ from actorsys.tables.delta import (
     StaleRemove,
     TableMismatch,
     app_id,
+    replay_app_id,
 )
 from actorsys.tables.layout import (
     PARTITION_COLUMNS,
@@ -83,6 +84,13 @@ def test_app_id_names_group_topic_and_partition() -> None:
         app_id("g", "a:b", 0)
     with pytest.raises(ValueError):
         app_id("g", "t", -1)
+
+
+def test_a_replay_app_id_names_its_job_and_is_never_a_chains() -> None:
+    replay = replay_app_id("etl:prod", "telemetry", 7, 1_000)
+    assert replay == "actorsys-replay:etl:prod:telemetry:7:1000"
+    assert not replay.startswith("actorsys:")  # every chain's app id does
+    assert replay != replay_app_id("etl:prod", "telemetry", 7, 2_000)
 
 
 def test_ensure_created_is_idempotent_and_sets_the_log_defaults(tmp_path: Path) -> None:

@@ -87,8 +87,23 @@ def _the_failed_job(rig: Rig, partition: int, offset: int) -> dict[str, Any]:
 def poison_job(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
     """A job that always raises ends FAILED and dead-lettered, then `actorsys jobs
     retry` replays it once the poison is gone; everything else exactly once."""
+    return _poison_job(workdir, broker, "parquet")
+
+
+@scenario("poison_job_delta")
+def poison_job_delta(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
+    """The same with Delta tables: the FAILED job's offsets are in the raw table's
+    chain already (skipped, its records dead-lettered), and its replay still
+    lands in raw, once."""
+    return _poison_job(workdir, broker, "delta")
+
+
+def _poison_job(workdir: Path, broker: EmbeddedBroker, table_format: str) -> ScenarioResult:
     max_attempts = 3
-    with jobs_rig(workdir, broker, "poison_job") as rig:
+    name = "poison_job" if table_format == "parquet" else f"poison_job_{table_format}"
+    rig = jobs_rig(workdir, broker, name)
+    rig.output_format = table_format
+    with rig:
         # Given 20,000 records, one of which (a valid one) the handler always chokes on
         report = rig.produce(20_000, seed=53)
         partition, offset = _valid_position_near(report, 1)
@@ -97,7 +112,9 @@ def poison_job(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
             "poisoned",
             **batches_of(1_000),
             jobs=jobs,
-            output=faulty(poison_partition=partition, poison_offset=offset),
+            output=faulty(
+                poison_partition=partition, poison_offset=offset, table_format=table_format
+            ),
         )
         # When the daemon runs until everything is committed and no job is left to run
         drain_s = round(rig.wait_complete(poisoned, report), 1)
@@ -117,7 +134,9 @@ def poison_job(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
 
         # When the poison is removed (the daemon restarted without it) and the
         # job is replayed with `actorsys jobs retry ID`
-        cured = rig.start("cured", **batches_of(1_000), jobs=jobs)
+        cured = rig.start(
+            "cured", **batches_of(1_000), jobs=jobs, output=faulty(table_format=table_format)
+        )
         replay = time.monotonic()
         assert "1 job(s) queued again" in rig.cli("jobs", "retry", str(failed.id))
         # Then it runs, and no job is FAILED any more
@@ -133,8 +152,8 @@ def poison_job(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
             report, replayed_jobs=[replayed], failed_error=f"poison record at {partition}"
         )
         return ScenarioResult(
-            "poison_job",
-            f"record {partition}:{offset} makes its job raise every time",
+            name,
+            f"record {partition}:{offset} makes its job raise every time ({table_format})",
             {
                 "records_in": report.produced,
                 "failed_job": failed.id,
