@@ -215,6 +215,10 @@ class FlowConfig:
     # each assigned partition's log ends (one ListOffsets request for all).
     poll_interval_ms: int = 20
     end_offsets_interval_ms: int = 50
+    # Its tick once nothing has moved for a second (doubling up to this): an
+    # idle daemon then wakes 4 times a second, not 50; a record produced after
+    # a quiet spell is noticed up to this much later.
+    idle_poll_interval_ms: int = 250
 
     def __post_init__(self) -> None:
         _positive("flow", **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

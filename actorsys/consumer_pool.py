@@ -261,6 +261,14 @@ class PartitionBatches:
             resent += [(key, batch) for batch in due]
         return resent
 
+    @property
+    def idle(self) -> bool:
+        """No open batch and no unACKed one: nothing a tick could do."""
+        return all(
+            part.batcher.open_records == 0 and len(part.acks) == 0
+            for part in self._partitions.values()
+        )
+
     def progress(self, key: PartitionKey) -> Progress | None:
         part = self._partitions.get(key)
         if part is None:

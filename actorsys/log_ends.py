@@ -48,6 +48,8 @@ class LogEnds:
         self._probe_after_s = probe_after_s
         self._probe_timeout_s = probe_timeout_s
         self._ends: dict[PartitionKey, _End] = {}
+        # How many times a known end moved (any partition): the poll pace's cue.
+        self.moves = 0
 
     def assign(self, tp: PartitionKey) -> None:
         self._ends.setdefault(tp, _End())
@@ -119,7 +121,7 @@ class LogEnds:
     def probing(self) -> list[PartitionKey]:
         return sorted(tp for tp, e in self._ends.items() if e.probing_since is not None)
 
-    @staticmethod
-    def _extend(entry: _End, end: int) -> None:
+    def _extend(self, entry: _End, end: int) -> None:
         if entry.end is None or end > entry.end:
             entry.end = end
+            self.moves += 1

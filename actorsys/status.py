@@ -1,6 +1,7 @@
 """Typed status snapshots: what each component reports, and the whole document.
 
-Every component pushes its snapshot to the Supervisor about once a second
+Every component pushes its snapshot to the Supervisor when it changed, at
+most about once a second, and at least every ``StatusPacer.refresh_s``
 (``ComponentStatus``); the daemon asks for them all, and serves them as the
 JSON of ``/status`` (``actorsys status --json``). The readers (the daemon's
 readiness check, its progress line, ``actorsys status``) read these types,
@@ -181,6 +182,26 @@ class StatusDocument:
             if kind is not None:
                 parsed[key] = _parse(kind, data)
         return cls(parsed)
+
+
+class StatusPacer:
+    """When a component's snapshot is worth a ``ComponentStatus``: it differs
+    from the last one pushed, or that one is ``refresh_s`` old. An idle
+    component then sends one message per ``refresh_s``, not one per tick.
+    A plain object: the caller passes ``now`` (monotonic seconds)."""
+
+    def __init__(self, refresh_s: float = 5.0) -> None:
+        self.refresh_s = refresh_s
+        self._pushed: dict[str, tuple[Any, float]] = {}
+
+    def due(self, snapshot: Any, now: float, key: str = "") -> bool:
+        """Whether ``snapshot`` (of ``key``, for an actor that reports several)
+        goes out now; noted as pushed when True."""
+        last = self._pushed.get(key)
+        if last is not None and snapshot == last[0] and now - last[1] < self.refresh_s:
+            return False
+        self._pushed[key] = (snapshot, now)
+        return True
 
 
 def to_json(snapshot: ComponentSnapshot) -> dict[str, Any]:

@@ -18,6 +18,15 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchTick:
+    """A Consumer's tick (lingered batches out, unACKed ones resent), of tick
+    chain ``chain``: a quiet Consumer ticks slowly, and offsets arriving start
+    a fast chain; the slow chain's next tick, stale, then ends it."""
+
+    chain: int
+
+
+@dataclass(frozen=True, slots=True)
 class Poll:
     """The KafkaConsumerActor's next poll of its consumer."""
 

@@ -9,8 +9,9 @@ here serve every actor derived from :class:`ActorsysActor`:
   on unsupervised (see :mod:`actorsys.actors.lifeline`);
 * **the leader's lease** (``LeaderLease``): an actor placed on a worker host by
   the leader leaves once the leader has been silent past the lease;
-* **status**: the snapshot pushed to the Supervisor, with this process's memory
-  reported under the actor's role;
+* **status**: the snapshot pushed to the Supervisor when it changed (or every
+  few seconds: ``StatusPacer``), with this process's memory reported under
+  the actor's role;
 * **unknown messages** are logged at debug level and dropped, never raised on;
 * **profiling**: with ``ACTORSYS_PROFILE_DIR`` set, every actor process runs
   under cProfile and writes ``<role>-<pid>.prof`` there (see
@@ -30,7 +31,7 @@ from actorsys.actors.lifeline import ParentWatch
 from actorsys.convention import capability_check
 from actorsys.messages import ComponentStatus, LeaderLease
 from actorsys.roles import Role
-from actorsys.status import ComponentSnapshot
+from actorsys.status import ComponentSnapshot, StatusPacer
 from actorsys.testhooks import ActorProfiler
 
 log = logging.getLogger("actorsys.actors")
@@ -54,6 +55,7 @@ class ActorsysActor(ActorTypeDispatcher):  # type: ignore[misc]  # Thespian ship
         self._parent_watch = ParentWatch()
         self._lease_until: float | None = None  # the leader's lease, once one arrived
         self._profiler = ActorProfiler.from_environment(self.ROLE)
+        self._status_pacer = StatusPacer()
 
     def receiveMessage(self, msg: Any, sender: Any) -> Any:
         result = super().receiveMessage(msg, sender)
@@ -93,9 +95,13 @@ class ActorsysActor(ActorTypeDispatcher):  # type: ignore[misc]  # Thespian ship
 
     def push_status(self, supervisor: Any, data: ComponentSnapshot, key: str = "") -> None:
         """Send ``data`` to the Supervisor as this role's status (under ``key``
-        when one actor reports several: the committer's tables)."""
+        when one actor reports several: the committer's tables), unless it is
+        the snapshot sent last and that one is recent: an idle actor that
+        reports on every tick then sends one message every few seconds."""
         metrics.process_memory(self.ROLE)
-        self.send(supervisor, ComponentStatus(key or self.ROLE, data))
+        key = key or self.ROLE
+        if self._status_pacer.due(data, time.monotonic(), key):
+            self.send(supervisor, ComponentStatus(key, data))
 
     def receiveUnrecognizedMessage(self, msg: Any, sender: Any) -> None:
         log.debug("%s ignores %s", self.name(), type(msg).__name__)

@@ -39,10 +39,14 @@ from actorsys.messages import (
 from actorsys.offsets import OffsetInterval, PartitionKey
 from actorsys.roles import Role
 from actorsys.testhooks import ChaosHooks
+from actorsys.timers import BatchTick
 
 log = logging.getLogger("actorsys.consumer")
 
 TICK_S = 0.1
+# With no open batch and none unACKed a tick has nothing to do: a quiet Consumer
+# ticks this slowly (new offsets start the fast ticks again at once).
+IDLE_TICK_S = 1.0
 
 
 class Consumer(ActorsysActor):
@@ -59,6 +63,8 @@ class Consumer(ActorsysActor):
         self._ack_timers: dict[PartitionKey, metrics.AckTimer] = {}
         self._chaos = ChaosHooks.from_environment()
         self._retransmit_log = RateLimitedLog(log)
+        self._tick_chain = 0  # the current chain of ticks (see BatchTick)
+        self._ticking_fast = True
 
     # --- wiring -----------------------------------------------------------------------
 
@@ -72,7 +78,7 @@ class Consumer(ActorsysActor):
             batching.ack_timeout_ms / 1000,
             batching.max_ack_timeout_ms / 1000,
         )
-        self.wakeupAfter(timedelta(seconds=TICK_S))
+        self._start_ticks(fast=True)
         early, self._early = self._early, []
         for message, early_sender in early:
             self.receiveMessage(message, early_sender)
@@ -89,6 +95,7 @@ class Consumer(ActorsysActor):
         now = time.monotonic()
         self._ack_timers[key] = metrics.AckTimer(msg.topic)
         self._send(partitions.assign(key, msg.generation, now), now)
+        self._hurry()
 
     def receiveMsg_PartitionRevoked(self, msg: PartitionRevoked, sender: Any) -> None:
         if (partitions := self._started(msg, sender)) is None:
@@ -102,6 +109,7 @@ class Consumer(ActorsysActor):
         if self._partitions is not None:
             # The new JobManager never saw our unACKed batches' ACKs: resend them now.
             self._resend(self._partitions.retransmits(time.monotonic(), everything=True))
+            self._hurry()
 
     # --- data ---------------------------------------------------------------------------
 
@@ -113,6 +121,7 @@ class Consumer(ActorsysActor):
             self._send(partitions.offsets(offsets, now), now)
         # Confirmed once batched: the KafkaConsumerActor sends the next (HandoutWindow).
         self.send(sender, HandoutTaken(msg.seq))
+        self._hurry()
 
     def receiveMsg_FlushPartitions(self, msg: FlushPartitions, sender: Any) -> None:
         if self._partitions is None:
@@ -139,13 +148,31 @@ class Consumer(ActorsysActor):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if self._partitions is None:
             return
+        if not isinstance(msg.payload, BatchTick) or msg.payload.chain != self._tick_chain:
+            return  # a chain another one replaced: it ends here
         if self.exit_if_orphaned():
             return
         now = time.monotonic()
         self._send(self._partitions.due(now), now)
         self._resend(self._partitions.retransmits(now))
         metrics.process_memory(self.ROLE)
-        self.wakeupAfter(timedelta(seconds=TICK_S))
+        self._ticking_fast = not self._partitions.idle
+        self._next_tick()
+
+    def _start_ticks(self, fast: bool) -> None:
+        self._tick_chain += 1
+        self._ticking_fast = fast
+        self._next_tick()
+
+    def _next_tick(self) -> None:
+        delay = TICK_S if self._ticking_fast else IDLE_TICK_S
+        self.wakeupAfter(timedelta(seconds=delay), payload=BatchTick(self._tick_chain))
+
+    def _hurry(self) -> None:
+        """A batch opened or went out while the ticks were slow: fast ticks now,
+        so it lingers no longer than ``linger_ms`` (the slow chain ends)."""
+        if not self._ticking_fast and self._partitions is not None and not self._partitions.idle:
+            self._start_ticks(fast=True)
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ The state it keeps between messages lives in plain objects it drives:
 ``OutputHealth`` (transient output faults pause consumption),
 ``Admission`` (back-pressure on new batches; the drain's quiesce),
 ``JobCounts`` (jobs per status between recounts) and ``Upkeep`` (when the
-store chores and the status push are due; which workers are idle).
+store chores are due; which workers are idle).
 """
 
 from __future__ import annotations
@@ -791,7 +791,7 @@ class JobManager(ActorsysActor):
         elif self._upkeep.workers_idle and self._counts[JobStatus.PENDING] and self._jobs_due():
             self._wake_idle_workers()
         self._check_quiesced()
-        self._push_status(now)
+        self._push_status()
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def _wake_idle_workers(self) -> None:
@@ -903,8 +903,8 @@ class JobManager(ActorsysActor):
 
     # --- inspection --------------------------------------------------------------------------
 
-    def _push_status(self, now: float) -> None:
-        """Sent when it changed, or STATUS_REFRESH_S after the last push."""
+    def _push_status(self) -> None:
+        """Sent when it changed, or every few seconds (see push_status)."""
         by_status = self._counts.by_status()
         # Ready means the store answered, and nothing failed on it since the last tick.
         store_ok = self.stats["store_errors"] == self._store_errors_at_push
@@ -936,8 +936,7 @@ class JobManager(ActorsysActor):
             ),
             counters=dict(self.stats),
         )
-        if self._upkeep.status_due(snapshot, now):
-            self.push_status(self._supervisor, snapshot)
+        self.push_status(self._supervisor, snapshot)
 
 
 def _commit_files(

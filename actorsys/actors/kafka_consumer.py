@@ -64,6 +64,7 @@ from actorsys.messages import (
     TopicRetention,
 )
 from actorsys.offsets import OffsetInterval, PartitionKey
+from actorsys.poll_pace import PollPace
 from actorsys.roles import Role
 from actorsys.status import KafkaConsumerStatus, PartitionStatus
 from actorsys.timers import Housekeeping, Poll
@@ -133,6 +134,10 @@ class KafkaConsumerActor(ActorsysActor):
         self._admin: AdminClient | None = None
         self._ends = LogEnds(PROBE_AFTER_S, PROBE_TIMEOUT_S)
         self._end_request = _AdminRequest(FlowConfig().end_offsets_interval_ms / 1000)
+        defaults = FlowConfig()
+        self._pace = PollPace(
+            defaults.poll_interval_ms / 1000, defaults.idle_poll_interval_ms / 1000
+        )
         self._isolation = IsolationLevel.READ_COMMITTED
         self._retention: dict[str, tuple[int | None, int | None]] = {}  # ms, bytes
         self._retention_request = _AdminRequest(RETENTION_CHECK_S)
@@ -158,6 +163,8 @@ class KafkaConsumerActor(ActorsysActor):
         self._supervisor = sender
         self._flow = FlowControl(msg.config.flow)
         self._end_request = _AdminRequest(msg.config.flow.end_offsets_interval_ms / 1000)
+        flow = msg.config.flow
+        self._pace = PollPace(flow.poll_interval_ms / 1000, flow.idle_poll_interval_ms / 1000)
         props: dict[str, Any] = dict(consumer_properties(msg.config, msg.bootstrap_servers))
         props["error_cb"] = self._on_error
         props["on_commit"] = self._on_commit
@@ -204,12 +211,9 @@ class KafkaConsumerActor(ActorsysActor):
         if self._consumer is None or self._closed:
             return
         if isinstance(msg.payload, Poll):
-            self._poll()
-            assert self._config is not None  # set at start
-            self.wakeupAfter(
-                timedelta(milliseconds=self._config.flow.poll_interval_ms),
-                payload=Poll(),
-            )
+            moved = self._poll()
+            wait_s = self._pace.next_wait(moved, time.monotonic())
+            self.wakeupAfter(timedelta(seconds=wait_s), payload=Poll())
         elif isinstance(msg.payload, Housekeeping):
             if self.parent_gone() or self.lease_lapsed():
                 log.warning("the Supervisor is gone; closing the Kafka consumer and exiting")
@@ -309,10 +313,12 @@ class KafkaConsumerActor(ActorsysActor):
         except KafkaException as exc:
             self._errors.log(logging.WARNING, "retention", "cannot read retention: %s", exc)
 
-    def _poll(self) -> None:
-        """One tick: learn log ends, take probe answers, hand out new offsets."""
+    def _poll(self) -> bool:
+        """One tick: learn log ends, take probe answers, hand out new offsets.
+        True when anything moved or waits on a quick answer (the poll pace)."""
         assert self._consumer is not None and self._flow is not None
         now = time.monotonic()
+        moves = self._ends.moves
         self._query_ends(now)
         try:
             # Serves the group (rebalance callbacks, errors) and brings probe answers.
@@ -340,6 +346,15 @@ class KafkaConsumerActor(ActorsysActor):
                 seq = self._handouts.sent(member, now)
                 assert self._pool is not None  # set at start
                 self.send(self._pool.members[member], OffsetsHandout(seq, tuple(intervals)))
+        return (
+            self._ends.moves != moves
+            or any(handouts.values())
+            or bool(self._ends.probing())
+            or bool(self._flow.paused)
+            or self._handouts.oldest_unconfirmed_s(now) > 0
+            or self._drain is not None
+            or any(part.position is None for part in self._partitions.values())
+        )
 
     def _query_ends(self, now: float) -> None:
         """Collect the answer of the end-offset query in flight; ask again when due.

@@ -12,9 +12,9 @@ jobs, fewer of them in the same seconds). Now:
   exact at every moment for what this JobManager did; a recount from the store
   every ``STORE_CHORES_S`` takes in what others did (JobManagers sharing the
   store, ``actorsys jobs retry``).
-- ``Upkeep`` says when the store chores are due, whether idle workers should be
-  woken (a worker that was told "no job" while jobs wait: a retry not yet due,
-  the compaction limit), and whether the status changed enough to be pushed.
+- ``Upkeep`` says when the store chores are due, and whether idle workers
+  should be woken (a worker that was told "no job" while jobs wait: a retry
+  not yet due, the compaction limit).
 
 Plain objects: the JobManager passes ``now`` (monotonic seconds) and does what
 they return.
@@ -23,16 +23,12 @@ they return.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from actorsys.jobs.model import JobStatus
 
 # Store chores every this many seconds. The heartbeat is one of them: a
 # JobManager silent for MANAGER_SILENT_S (three periods) is taken for dead.
 STORE_CHORES_S = 5.0
-# An unchanged status is pushed again after this long (the Supervisor keeps the
-# last one it got; a push also refreshes the memory gauge).
-STATUS_REFRESH_S = 5.0
 
 
 class JobCounts:
@@ -69,15 +65,10 @@ class JobCounts:
 
 
 class Upkeep:
-    def __init__(
-        self, store_every_s: float = STORE_CHORES_S, status_every_s: float = STATUS_REFRESH_S
-    ) -> None:
+    def __init__(self, store_every_s: float = STORE_CHORES_S) -> None:
         self.store_every_s = store_every_s
-        self.status_every_s = status_every_s
         self._store_chores_at: float | None = None
         self._idle_workers: set[str] = set()
-        self._pushed: Any = None
-        self._pushed_at: float | None = None
 
     def store_chores_due(self, now: float) -> bool:
         """True on the first call, then once per ``store_every_s``."""
@@ -104,17 +95,3 @@ class Upkeep:
         """Every worker was told jobs are available: each asks again, and is idle
         again only if it is told "no job" again."""
         self._idle_workers.clear()
-
-    # --- status -----------------------------------------------------------------------------
-
-    def status_due(self, snapshot: Any, now: float) -> bool:
-        """Whether ``snapshot`` is pushed: it differs from the last one pushed, or
-        that one is ``status_every_s`` old. Noted as pushed when True."""
-        if (
-            self._pushed_at is not None
-            and snapshot == self._pushed
-            and now - self._pushed_at < self.status_every_s
-        ):
-            return False
-        self._pushed, self._pushed_at = snapshot, now
-        return True

@@ -159,3 +159,16 @@ def test_retransmits_and_flush_cover_every_partition() -> None:
     pb.held(A, 0, 3, 1.0)
     assert [key for key, _ in pb.retransmits(3.0)] == [B]  # A's was postponed
     assert sorted(key for key, _ in pb.retransmits(3.0, everything=True)) == [A, B]
+
+
+def test_partitions_are_idle_only_with_no_open_batch_and_none_unacked() -> None:
+    pb = batches(max_records=10)
+    assert pb.idle  # nothing assigned
+    pb.assign(A, 1, 0.0)
+    assert pb.idle
+    pb.offsets(chunk(A, 0, 4, 1), 0.0)
+    assert not pb.idle  # an open batch lingers
+    [(_key, batch)] = pb.due(1.0)
+    assert not pb.idle  # sent, not yet ACKed
+    assert pb.ack(A, batch.start, batch.end)
+    assert pb.idle

@@ -11,6 +11,7 @@ from actorsys.status import (
     PartitionStatus,
     RetentionStatus,
     StatusDocument,
+    StatusPacer,
     SupervisorStatus,
     TableStatus,
     WorkerHostStatus,
@@ -76,3 +77,20 @@ def test_unknown_fields_and_components_are_ignored() -> None:
     assert doc.job_manager().jobs == {"DONE": 1}
     assert doc.job_manager().counters == {}
     assert list(doc.components) == ["job_manager"]
+
+
+def test_a_status_is_pushed_when_it_changes_or_when_the_last_push_is_old() -> None:
+    pacer = StatusPacer(refresh_s=5.0)
+    assert pacer.due({"done": 1}, 10.0)  # the first
+    assert not pacer.due({"done": 1}, 11.0)  # unchanged
+    assert pacer.due({"done": 2}, 11.5)  # changed
+    assert not pacer.due({"done": 2}, 16.4)
+    assert pacer.due({"done": 2}, 16.5)  # unchanged, but 5 s old
+    assert not pacer.due({"done": 2}, 17.0)
+
+
+def test_each_key_of_a_component_is_paced_on_its_own() -> None:
+    pacer = StatusPacer(refresh_s=5.0)
+    assert pacer.due("v1", 0.0, key="committer:raw")
+    assert pacer.due("v1", 0.1, key="committer:agg")  # another table: its first push
+    assert not pacer.due("v1", 0.2, key="committer:raw")

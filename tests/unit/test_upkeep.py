@@ -60,13 +60,3 @@ def test_idle_workers_are_those_told_no_job_since_the_last_wake() -> None:
     upkeep.worker_idle("w2")
     upkeep.worker_busy("w2")  # or it is gone
     assert not upkeep.workers_idle
-
-
-def test_status_is_pushed_when_it_changes_or_when_the_last_push_is_old() -> None:
-    upkeep = Upkeep(status_every_s=5.0)
-    assert upkeep.status_due({"done": 1}, 10.0)  # the first
-    assert not upkeep.status_due({"done": 1}, 11.0)  # unchanged
-    assert upkeep.status_due({"done": 2}, 11.5)  # changed
-    assert not upkeep.status_due({"done": 2}, 16.4)
-    assert upkeep.status_due({"done": 2}, 16.5)  # unchanged, but 5 s old
-    assert not upkeep.status_due({"done": 2}, 17.0)
