@@ -80,6 +80,9 @@ class Worker(ActorsysActor):
         self._producer: Any = None
         self._reader: RangeReader | None = None
         self._asked_at: float | None = None
+        # A JobAvailable came while a request was out: if that request is then
+        # told "no job", ask again (the job may be newer than the answer).
+        self._woken_while_asking = False
         self._host = os.uname().nodename
         self._retiring = False
         self._lease_suspect = False
@@ -134,12 +137,20 @@ class Worker(ActorsysActor):
         self._ask()
 
     def receiveMsg_JobAvailable(self, msg: JobAvailable, sender: Any) -> None:
+        if self._asked_at is not None:
+            # The JobManager's "no job" for the request out may be on its way,
+            # overtaken by this (from the WorkerMaster): it must not be the last word.
+            self._woken_while_asking = True
         self._ask()
 
     def receiveMsg_NoJobAvailable(self, msg: NoJobAvailable, sender: Any) -> None:
         self._asked_at = None
         if self._retiring:
             self.send(self.myAddress, ActorExitRequest())
+            return
+        if self._woken_while_asking:
+            self._woken_while_asking = False
+            self._ask()
 
     def receiveMsg_RetireWorker(self, msg: RetireWorker, sender: Any) -> None:
         """Take no more jobs; leave once the request in flight (if any) is answered."""
@@ -149,6 +160,7 @@ class Worker(ActorsysActor):
 
     def receiveMsg_JobAssignment(self, msg: JobAssignment, sender: Any) -> None:
         self._asked_at = None
+        self._woken_while_asking = False  # it asks again when this job is done
         assert self._start is not None and self._handler is not None
         started = time.monotonic()
         sink = self._sink(msg.interval.topic, msg.interval.partition)
