@@ -129,9 +129,10 @@ def worker_sigstop(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
             "the stale completion to be rejected",
             0.25,
         )
-        assert f"rejected a stale completion of job {job_id} (token 1)" in daemon.log_text(), (
-            daemon.log_tail()
-        )
+        # (its log line goes through the actor system's logger process: it may
+        # reach the file after the count reached /status)
+        rejected = f"rejected a stale completion of job {job_id} (token 1)"
+        wait_for(lambda: rejected in daemon.log_text(), 10, "the stale completion's log line", 0.25)
         resumed = time.monotonic()
         # And the replaced worker exits (it was asked to when it was replaced),
         # while the pool is back to its size with the replacement
