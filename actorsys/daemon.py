@@ -16,14 +16,12 @@ import logging
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil
@@ -50,6 +48,7 @@ from actorsys.procs import ActorSystemProcesses, port_in_use
 from actorsys.progress import ProgressReporter
 from actorsys.roles import Role
 from actorsys.status import StatusDocument
+from actorsys.stop_signals import StopSignals
 from actorsys.tables.format_guard import check_output_format
 from actorsys.transport_security import TransportSettings, rejected_peers
 
@@ -75,8 +74,7 @@ class Daemon:
         self.config = config.with_overrides(
             {"output": {"dir": output_dir}, "cluster": {"key_file": key_file}}
         )
-        self._stop = threading.Event()
-        self._signals = 0
+        self._stop = StopSignals(on_repeat=self._stop_at_once)
         self._status = StatusDocument()
         self._status_at = 0.0
         self._stack = contextlib.ExitStack()
@@ -95,7 +93,8 @@ class Daemon:
 
     def run(self) -> int:
         configure_process_logging(self.config.daemon.log_level, self.config.daemon.log_format)
-        self._install_signal_handlers()
+        # Installed before anything starts, so a signal during start-up is not lost.
+        self._stack.enter_context(self._stop)
         with self._stack:
             self._check_environment()
             self._bootstrap = self._start_broker()
@@ -121,6 +120,8 @@ class Daemon:
                     log.error("%s; stopping (exit 1) so that a supervisor restarts it", self._fatal)
                     break
                 self._stop.wait(STATUS_EVERY_S)
+            if self._stop.is_set():
+                log.info("%s: draining (a second signal stops at once)", self._stop.signal_name)
             if self._fatal is None or self._system_alive():
                 self._drain(asys, supervisor)
         leftovers = self._procs.kill_all()
@@ -131,16 +132,8 @@ class Daemon:
 
     # --- signals ----------------------------------------------------------------------------
 
-    def _install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals += 1
-        if self._signals == 1:
-            log.info("%s: draining (a second signal stops at once)", signal.Signals(signum).name)
-            self._stop.set()
-            return
+    def _stop_at_once(self, signum: int) -> None:
+        """A second SIGTERM/SIGINT (from the signal handler)."""
         log.warning("second signal: stopping at once (uncommitted work is re-read on restart)")
         # No orderly shutdown here: ActorSystem.shutdown() against a killed admin
         # blocks for seconds. Kill what we started and leave; invariants 1-3 hold.

@@ -14,12 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from actorsys.actor_system import start_actor_system
@@ -31,6 +28,7 @@ from actorsys.errors import ActorsysError
 from actorsys.logs import RateLimitedLog, configure_process_logging
 from actorsys.messages import DrainHost
 from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.stop_signals import StopSignals
 from actorsys.transport_security import KeyCheck, TransportSettings, check_key_with
 
 log = logging.getLogger("actorsys.member")
@@ -57,8 +55,7 @@ class MemberSettings:
 class Member:
     def __init__(self, settings: MemberSettings) -> None:
         self.settings = settings
-        self._stop = threading.Event()
-        self._signals = 0
+        self._stop = StopSignals(on_repeat=self._stop_at_once)
         self._procs = ActorSystemProcesses(settings.capabilities.admin_port)
         self._unreachable = RateLimitedLog(log, 30.0)
 
@@ -73,8 +70,12 @@ class Member:
         cluster = self.settings.config.cluster
         key = load_key(cluster.key_file, create=False)  # the leader's copy, never a new one
         self._check_key(key)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        with self._stop:
+            return self._run_member(key)
+
+    def _run_member(self, key: bytes) -> int:
+        caps = self.settings.capabilities
+        cluster = self.settings.config.cluster
         transport = TransportSettings(cluster.bind_host, key, cluster.max_frame_bytes)
         asys = start_actor_system(
             caps.as_capabilities(),
@@ -97,6 +98,9 @@ class Member:
             while not self._stop.wait(2.0):
                 self._procs.refresh()
                 self._check_leader()
+            log.info(
+                "%s: draining this host (a second signal stops at once)", self._stop.signal_name
+            )
             self._drain(asys, watchdog)
         finally:
             with contextlib.suppress(Exception):
@@ -140,15 +144,8 @@ class Member:
                 exc,
             )
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals += 1
-        if self._signals == 1:
-            log.info(
-                "%s: draining this host (a second signal stops at once)",
-                signal.Signals(signum).name,
-            )
-            self._stop.set()
-            return
+    def _stop_at_once(self, signum: int) -> None:
+        """A second SIGTERM/SIGINT (from the signal handler)."""
         log.warning("second signal: stopping at once (running jobs go back to the leader's queue)")
         self._procs.refresh()
         self._procs.kill_all()

@@ -30,7 +30,6 @@ import logging
 import math
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from actorsys.errors import ActorsysError
 from actorsys.handlers.validation import VALUE_FORMATS
 from actorsys.kafka_clients import create_topic_if_missing
+from actorsys.stop_signals import StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,7 @@ def produce(
     partitions: int,
     seed: int | None = None,
     progress: bool | ProgressCallback = False,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     producer_config: dict[str, object] | None = None,
     timeout_s: float = 10.0,
     time_scale: float = 1.0,

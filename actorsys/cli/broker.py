@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from types import FrameType
 
 import click
 
 from actorsys.cli.oneline import OneLineUsageCommand
 from actorsys.embedded_broker import EmbeddedBroker
 from actorsys.errors import ActorsysError
+from actorsys.stop_signals import StopSignals
 
 # How often the foreground loop checks that the broker is still alive.
 _WATCH_INTERVAL_S = 0.5
@@ -38,34 +36,27 @@ def broker(port: int, host: str) -> None:
     broker answers Kafka requests. Ctrl-C or SIGTERM stops it and exits 0.
     Data lives in memory only and is gone when the broker stops.
     """
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
     # Installed before starting, so a signal during startup is not lost: the
     # broker then starts, sees the request, and stops in order.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    embedded = EmbeddedBroker(port=port, host=host)
-    try:
+    with StopSignals() as stop:
+        embedded = EmbeddedBroker(port=port, host=host)
         try:
-            bootstrap = embedded.start()
-        except ActorsysError as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(bootstrap)
-        click.echo(
-            f"embedded broker pid {embedded.pid} ready on {bootstrap} (Ctrl-C to stop)",
-            err=True,
-        )
-        sys.stdout.flush()
-        while not stop.wait(_WATCH_INTERVAL_S):
-            if not embedded.running:
-                # Read the log before stop() removes it.
-                tail = embedded.log_tail()
-                raise click.ClickException(f"embedded broker exited unexpectedly: {tail}")
-    finally:
-        code = embedded.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            try:
+                bootstrap = embedded.start()
+            except ActorsysError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(bootstrap)
+            click.echo(
+                f"embedded broker pid {embedded.pid} ready on {bootstrap} (Ctrl-C to stop)",
+                err=True,
+            )
+            sys.stdout.flush()
+            while not stop.wait(_WATCH_INTERVAL_S):
+                if not embedded.running:
+                    # Read the log before stop() removes it.
+                    tail = embedded.log_tail()
+                    raise click.ClickException(f"embedded broker exited unexpectedly: {tail}")
+        finally:
+            code = embedded.stop()
     if stop.is_set():
         click.echo(f"embedded broker stopped (exit code {code})", err=True)

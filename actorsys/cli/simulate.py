@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import sys
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +14,7 @@ from actorsys.cli.oneline import OneLineUsageCommand
 from actorsys.errors import ActorsysError
 from actorsys.handlers.validation import VALUE_FORMATS
 from actorsys.simulator import ProduceReport, produce
+from actorsys.stop_signals import StopFlag, StopSignals
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar  # click's bar type, not exported
@@ -176,40 +174,34 @@ def simulate(
     Ctrl-C (or SIGTERM) stops producing, waits for the records already sent,
     prints the summary and exits 0; a second Ctrl-C aborts at once.
     """
-    stop = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # second signal: abort without waiting
-        stop.set()
-        click.echo("stopping: waiting for outstanding deliveries", err=True)
+    def abort(_signum: int) -> None:
+        raise KeyboardInterrupt  # second signal: abort without waiting
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    notice = "stopping: waiting for outstanding deliveries"
     try:
-        report = _run(
-            bootstrap_servers,
-            topic,
-            devices=devices,
-            rate=rate,
-            count=count,
-            malformed_ratio=malformed_ratio,
-            value_format=value_format,
-            partitions=partitions,
-            seed=seed,
-            time_scale=time_scale,
-            late_ratio=late_ratio,
-            late_max_s=late_max_s,
-            stop=stop,
-            connect_timeout=connect_timeout,
-        )
+        with StopSignals(on_repeat=abort, notice=notice) as stop:
+            report = _run(
+                bootstrap_servers,
+                topic,
+                devices=devices,
+                rate=rate,
+                count=count,
+                malformed_ratio=malformed_ratio,
+                value_format=value_format,
+                partitions=partitions,
+                seed=seed,
+                time_scale=time_scale,
+                late_ratio=late_ratio,
+                late_max_s=late_max_s,
+                stop=stop,
+                connect_timeout=connect_timeout,
+            )
     except ActorsysError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("aborted", err=True)
         sys.exit(130)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     click.echo(report.summary(event_time=time_scale != 1.0 or late_ratio > 0))
 
 
@@ -227,7 +219,7 @@ def _run(
     time_scale: float,
     late_ratio: float,
     late_max_s: float,
-    stop: threading.Event,
+    stop: StopFlag,
     connect_timeout: float,
 ) -> ProduceReport:
     """Produce, showing a progress bar on a terminal and status lines elsewhere."""
