@@ -354,6 +354,10 @@ class KafkaConsumerActor(ActorsysActor):
             or self._handouts.oldest_unconfirmed_s(now) > 0
             or self._drain is not None
             or any(part.position is None for part in self._partitions.values())
+            # Just assigned: its log end comes with the next ListOffsets answer.
+            # At the idle pace that was two 250 ms ticks (query, then answer)
+            # between every assignment and its first job.
+            or any(self._ends.end(tp) is None for tp in self._partitions)
         )
 
     def _query_ends(self, now: float) -> None:
