@@ -109,6 +109,8 @@ class Worker(ActorsysActor):
             log.error("%s cannot start: %s", msg.worker_id, exc)
             return
         self._handler = handler
+        # On the job thread, not waited for: the first job queues behind it.
+        self._job_thread.submit(_warm_up, handler, msg.worker_id)
         self.send(sender, WorkerHello(msg.worker_id, self._host, os.getpid()))
         metrics.process_memory(self.ROLE)
         self._ask()
@@ -360,6 +362,17 @@ class Worker(ActorsysActor):
             self._reader.close()
         if self._producer is not None:
             self._producer.flush(5)
+
+
+def _warm_up(handler: JobHandler, worker_id: str) -> None:
+    """The handler's optional ``warm_up()``; its failure only costs the warm-up."""
+    warm_up = getattr(handler, "warm_up", None)
+    if warm_up is None:
+        return
+    try:
+        warm_up()
+    except Exception as exc:  # a third-party handler's: never fatal here
+        log.warning("%s: handler warm_up() failed: %s: %s", worker_id, type(exc).__name__, exc)
 
 
 def _job_input(

@@ -20,6 +20,11 @@ Contract, which every handler must keep for actorsys's promise to hold:
 * **Optional ``discard(job)``.** Called after an attempt fails: remove any
   output that attempt left, so a job that ends FAILED (its records go to the
   dead-letter topic) leaves no rows behind. Must not raise for missing files.
+* **Optional ``warm_up()``.** Called once per worker process, on the thread
+  that runs its jobs, before the first job: pay first-use costs there
+  (imports, lazily built kernels) rather than in the first job. It must write
+  no output; if it raises, the worker logs it and goes on (the first job
+  then fails or succeeds on its own).
 """
 
 from __future__ import annotations

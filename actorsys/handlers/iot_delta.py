@@ -20,7 +20,7 @@ from pathlib import Path
 
 from actorsys.handlers.api import DeadLetterSink, HandlerResult, HandlerSettings, JobInput
 from actorsys.handlers.iot_parquet import rules_from_settings
-from actorsys.handlers.parquet_output import build_raw_table
+from actorsys.handlers.parquet_output import build_raw_table, warm_up
 from actorsys.handlers.validation import validate_batch
 from actorsys.tables.layout import write_partitioned_files
 
@@ -31,6 +31,10 @@ class IotDeltaHandler:
     def __init__(self, settings: HandlerSettings) -> None:
         self._raw_root = Path(settings.output_dir) / RAW_TABLE
         self._rules = rules_from_settings(settings)
+
+    def warm_up(self) -> None:
+        """First-use costs, before the first job (see ``parquet_output.warm_up``)."""
+        warm_up(self._rules.metrics)
 
     def handle(self, job: JobInput, dead_letters: DeadLetterSink) -> HandlerResult:
         batch = validate_batch(job.records, self._rules)

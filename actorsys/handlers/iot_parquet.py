@@ -24,7 +24,12 @@ from typing import Any
 
 from actorsys.errors import ConfigError
 from actorsys.handlers.api import DeadLetterSink, HandlerResult, HandlerSettings, JobInput
-from actorsys.handlers.parquet_output import build_agg_table, build_raw_table, write_partitioned
+from actorsys.handlers.parquet_output import (
+    build_agg_table,
+    build_raw_table,
+    warm_up,
+    write_partitioned,
+)
 from actorsys.handlers.validation import (
     DEFAULT_TS_MAX_MS,
     DEFAULT_TS_MIN_MS,
@@ -49,6 +54,10 @@ class IotParquetHandler:
         self._raw_root = Path(settings.output_dir) / "raw"
         self._agg_root = Path(settings.output_dir) / "agg"
         self._rules = rules_from_settings(settings)
+
+    def warm_up(self) -> None:
+        """First-use costs, before the first job (see ``parquet_output.warm_up``)."""
+        warm_up(self._rules.metrics)
 
     def handle(self, job: JobInput, dead_letters: DeadLetterSink) -> HandlerResult:
         """Write the job's valid records; dead-letter the rest."""

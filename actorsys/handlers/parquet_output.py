@@ -70,6 +70,21 @@ def build_raw_table(batch: ValidatedBatch, topic: str, partition: int) -> pa.Tab
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def warm_up(metrics: tuple[str, ...]) -> None:
+    """Build and encode a one-row ``raw`` and ``agg`` table in memory.
+
+    A worker's first job cost 0.36-0.40 s more than the next ones (20,000
+    records: 0.40 s against 0.04 s), nearly all of it pyarrow importing pandas
+    on its first ``pa.array()`` when pandas is installed (+47 MB RSS too,
+    which no setting avoids), then first-use kernel and writer setup. Paid
+    here, at worker start, it overlaps the consumer group's join."""
+    batch = ValidatedBatch(["warm-up"], [0], {name: [0.0] for name in metrics}, [0], [])
+    raw = build_raw_table(batch, "warm-up", 0)
+    agg = build_agg_table(raw, metrics)
+    for table in (raw, agg):
+        pq.write_table(table, pa.BufferOutputStream(), compression=COMPRESSION)
+
+
 def agg_schema(metrics: tuple[str, ...]) -> pa.Schema:
     """The schema of the ``agg`` table: one row per device and minute."""
     fields = [

@@ -471,3 +471,23 @@ def test_orphan_cleanup_does_not_follow_symlinks_out_of_the_output(tmp_path: Pat
     # When the output is cleaned / Then the file behind the link is untouched
     assert remove_orphaned_temp_files(tmp_path / "out") == 0
     assert outside.exists()
+
+
+@pytest.mark.parametrize("handler_class", [IotParquetHandler, IotDeltaHandler])
+def test_warm_up_writes_nothing_and_leaves_the_next_job_unchanged(
+    tmp_path: Path, handler_class: Callable[[HandlerSettings], JobHandler]
+) -> None:
+    handler = handler_class(HandlerSettings(output_dir=tmp_path / "out", metrics=METRICS))
+    handler.warm_up()  # type: ignore[attr-defined]  # optional in the handler API
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*"))
+    result = handler.handle(
+        _job([_value(device_id="d", ts=TS + i) for i in range(3)]), RecordingSink()
+    )
+    assert result.valid_records == 3 and result.invalid_records == 0
+    devices = {
+        device
+        for path in result.output_files
+        if "/raw/" in path
+        for device in pq.read_table(path).column("device_id").to_pylist()
+    }
+    assert devices == {"d"}
