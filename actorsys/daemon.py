@@ -44,7 +44,7 @@ from actorsys.messages import (
     SupervisorReady,
     SupervisorStart,
 )
-from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.procs import ActorSystemProcesses, port_in_use, thespian_processes
 from actorsys.progress import ProgressReporter
 from actorsys.roles import Role
 from actorsys.status import StatusDocument
@@ -124,7 +124,9 @@ class Daemon:
                 log.info("%s: draining (a second signal stops at once)", self._stop.signal_name)
             if self._fatal is None or self._system_alive():
                 self._drain(asys, supervisor)
-        leftovers = self._procs.kill_all()
+        # Thespian's admin still ending itself after shutdown() returned (it
+        # takes ~1.6 s) is ended without a word; an actor process is news.
+        leftovers = self._procs.kill_all(expected=self._system_processes)
         if leftovers:
             log.warning("ended %d actor process(es) that outlived the actor system", leftovers)
         log.info("actorsys stopped")
@@ -278,7 +280,7 @@ class Daemon:
             raise StartupError(f"{reply.role} could not start: {reply.reason}")
         if not isinstance(reply, SupervisorReady):
             raise StartupError(f"the actor system did not start within {START_TIMEOUT_S:.0f}s")
-        self._system_processes = _thespian_processes(self._procs.alive())
+        self._system_processes = thespian_processes(self._procs.alive())
         return asys, supervisor
 
     def _capabilities(self) -> dict[str, Any]:
@@ -474,33 +476,6 @@ class Daemon:
                 "uncommitted work is re-read on restart)",
                 grace,
             )
-
-
-def _thespian_processes(members: list[psutil.Process]) -> dict[int, str]:
-    """Thespian's own processes in the actor system's group: the admin and its
-    logger. Nothing restarts either, so the daemon watches both.
-
-    The admin double-forks: its short-lived first child (a child of this
-    process) may still be in the group, so it is left out. The admin is then
-    the member whose parent is not in the group; the logger is the admin's
-    first child (it starts with the admin, before any actor; every process
-    inherits the admin's listening socket, so listening tells nothing)."""
-    own = os.getpid()
-    parents: dict[int, int] = {}
-    for proc in members:
-        with contextlib.suppress(psutil.Error):
-            parents[proc.pid] = proc.ppid()
-    candidates = {pid for pid, parent in parents.items() if parent != own}
-    admins = [pid for pid in candidates if parents[pid] not in candidates]
-    if len(admins) != 1:
-        return {}  # not what Thespian looks like: watch nothing rather than guess
-    admin = admins[0]
-    children = [p for p in members if p.pid in candidates and parents[p.pid] == admin]
-    watched = {admin: "admin"}
-    with contextlib.suppress(psutil.Error):
-        if children:
-            watched[min(children, key=lambda p: p.create_time()).pid] = "logger"
-    return watched
 
 
 def _alive(pid: int) -> bool:

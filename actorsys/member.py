@@ -27,7 +27,7 @@ from actorsys.convention import MemberCapabilities
 from actorsys.errors import ActorsysError
 from actorsys.logs import RateLimitedLog, configure_process_logging
 from actorsys.messages import DrainHost
-from actorsys.procs import ActorSystemProcesses, port_in_use
+from actorsys.procs import ActorSystemProcesses, port_in_use, thespian_processes
 from actorsys.stop_signals import StopSignals
 from actorsys.transport_security import KeyCheck, TransportSettings, check_key_with
 
@@ -84,9 +84,11 @@ class Member:
             transport,
             cluster.effective_advertised_host,
         )
+        thespian: dict[int, str] = {}  # Thespian's admin and logger, once known
         try:
             self._procs.refresh()
             watchdog = asys.createActor(Watchdog, globalName=GLOBAL_NAME)
+            thespian = thespian_processes(self._procs.alive())
             asys.ask(watchdog, WatchProcess(os.getpid(), os.getpgid(0)), 10)
             log.info(
                 "worker host %s joined the convention at %s:%d with %d worker slot(s)%s",
@@ -105,7 +107,7 @@ class Member:
         finally:
             with contextlib.suppress(Exception):
                 asys.shutdown()
-            left = self._procs.kill_all()
+            left = self._procs.kill_all(expected=thespian)
             if left:
                 log.warning("ended %d actor process(es) that outlived the actor system", left)
         log.info("worker host %s stopped", caps.member_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import psutil
@@ -81,6 +82,40 @@ class ActorSystemProcesses:
                 total += proc.memory_info().rss
         return total
 
-    def kill_all(self, timeout_s: float = 5.0) -> int:
-        """SIGKILL every process of the actor system still alive; returns how many."""
-        return kill_group(self.pgid, timeout_s) if self.pgid is not None else 0
+    def kill_all(self, timeout_s: float = 5.0, *, expected: Collection[int] = ()) -> int:
+        """SIGKILL every process of the actor system still alive; returns how
+        many, not counting the ``expected`` ones (Thespian's own, still ending
+        themselves after a shutdown)."""
+        if self.pgid is None:
+            return 0
+        members = group_members(self.pgid)
+        kill_group(self.pgid, timeout_s)
+        return sum(1 for proc in members if proc.pid not in expected)
+
+
+def thespian_processes(members: list[psutil.Process]) -> dict[int, str]:
+    """Thespian's own processes in the actor system's group: the admin and its
+    logger. Nothing restarts either, so the daemon watches both, and either
+    may still be ending itself when ``ActorSystem.shutdown()`` returns.
+
+    The admin double-forks: its short-lived first child (a child of this
+    process) may still be in the group, so it is left out. The admin is then
+    the member whose parent is not in the group; the logger is the admin's
+    first child (it starts with the admin, before any actor; every process
+    inherits the admin's listening socket, so listening tells nothing)."""
+    own = os.getpid()
+    parents: dict[int, int] = {}
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            parents[proc.pid] = proc.ppid()
+    candidates = {pid for pid, parent in parents.items() if parent != own}
+    admins = [pid for pid in candidates if parents[pid] not in candidates]
+    if len(admins) != 1:
+        return {}  # not what Thespian looks like: watch nothing rather than guess
+    admin = admins[0]
+    children = [p for p in members if p.pid in candidates and parents[p.pid] == admin]
+    watched = {admin: "admin"}
+    with contextlib.suppress(psutil.Error):
+        if children:
+            watched[min(children, key=lambda p: p.create_time()).pid] = "logger"
+    return watched

@@ -102,6 +102,10 @@ def sigterm_under_load(workdir: Path, broker: EmbeddedBroker) -> ScenarioResult:
             report = feeder.report()
         drain_s = rig.wait_complete(second, report)
         second_shutdown_s = rig.stop(second)
+        # A clean stop ends every actor process; Thespian's admin, still ending
+        # itself when shutdown() returns, is no actor process outliving it
+        for daemon in (first, second):
+            assert "outlived the actor system" not in daemon.log_text(), daemon.log_tail()
         # And nothing was lost or written twice across the restart
         rig.check(report)
         result = ScenarioResult(
