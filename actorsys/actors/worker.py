@@ -31,6 +31,7 @@ from actorsys.dead_letters import KafkaDeadLetterSink
 from actorsys.errors import ActorsysError
 from actorsys.handlers import load_handler_factory
 from actorsys.handlers.api import HandlerResult, HandlerSettings, JobHandler, JobInput
+from actorsys.job_requests import JobRequests
 from actorsys.jobs.output_health import is_transient
 from actorsys.kafka_clients import consumer_properties, dead_letter_producer
 from actorsys.logs import KafkaClientLog
@@ -79,10 +80,7 @@ class Worker(ActorsysActor):
         self._handler: JobHandler | None = None
         self._producer: Any = None
         self._reader: RangeReader | None = None
-        self._asked_at: float | None = None
-        # A JobAvailable came while a request was out: if that request is then
-        # told "no job", ask again (the job may be newer than the answer).
-        self._woken_while_asking = False
+        self._requests = JobRequests(ASK_AGAIN_AFTER_S)
         self._host = os.uname().nodename
         self._retiring = False
         self._lease_suspect = False
@@ -129,40 +127,35 @@ class Worker(ActorsysActor):
         # tick, so only a lease still lapsed then means the leader is gone.
         self._lease_suspect = lapsed
         metrics.process_memory(self.ROLE)
-        if self._asked_at is not None:
+        if self._requests.outstanding:
             self._ask()  # a request went unanswered: ask again once it is overdue
         self.wakeupAfter(timedelta(seconds=TICK_S))
 
     def receiveMsg_JobManagerMoved(self, msg: JobManagerMoved, sender: Any) -> None:
         self._job_manager = msg.job_manager
-        self._asked_at = None
+        self._requests.forget()
         self._ask()
 
     def receiveMsg_JobAvailable(self, msg: JobAvailable, sender: Any) -> None:
-        if self._asked_at is not None:
-            # The JobManager's "no job" for the request out may be on its way,
-            # overtaken by this (from the WorkerMaster): it must not be the last word.
-            self._woken_while_asking = True
+        self._requests.woken()
         self._ask()
 
     def receiveMsg_NoJobAvailable(self, msg: NoJobAvailable, sender: Any) -> None:
-        self._asked_at = None
+        again = self._requests.no_job()
         if self._retiring:
             self.send(self.myAddress, ActorExitRequest())
             return
-        if self._woken_while_asking:
-            self._woken_while_asking = False
+        if again:
             self._ask()
 
     def receiveMsg_RetireWorker(self, msg: RetireWorker, sender: Any) -> None:
         """Take no more jobs; leave once the request in flight (if any) is answered."""
         self._retiring = True
-        if self._asked_at is None:
+        if not self._requests.outstanding:
             self.send(self.myAddress, ActorExitRequest())
 
     def receiveMsg_JobAssignment(self, msg: JobAssignment, sender: Any) -> None:
-        self._asked_at = None
-        self._woken_while_asking = False  # it asks again when this job is done
+        self._requests.assigned()  # it asks again when this job is done
         assert self._start is not None and self._handler is not None
         started = time.monotonic()
         sink = self._sink(msg.interval.topic, msg.interval.partition)
@@ -348,11 +341,8 @@ class Worker(ActorsysActor):
         if self._retiring:
             self.send(self.myAddress, ActorExitRequest())
             return
-        now = time.monotonic()
-        # One request outstanding at a time; ask again if its answer seems lost.
-        if self._asked_at is not None and now - self._asked_at < ASK_AGAIN_AFTER_S:
+        if not self._requests.ask(time.monotonic()):
             return
-        self._asked_at = now
         position = self._reader.position if self._reader is not None else None
         self.send(self._job_manager, RequestJob(self._start.worker_id, self._host, position))
 
