@@ -47,11 +47,16 @@ def group_members(pgid: int) -> list[psutil.Process]:
 
 def kill_group(pgid: int, timeout_s: float = 5.0) -> int:
     """SIGKILL a whole process group and wait for it; returns how many died."""
+    return len(_kill_group(pgid, timeout_s))
+
+
+def _kill_group(pgid: int, timeout_s: float) -> list[psutil.Process]:
+    """SIGKILL a whole process group and wait for it; the processes it had."""
     members = group_members(pgid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     psutil.wait_procs(members, timeout=timeout_s)
-    return len(members)
+    return members
 
 
 @dataclass
@@ -88,9 +93,8 @@ class ActorSystemProcesses:
         themselves after a shutdown)."""
         if self.pgid is None:
             return 0
-        members = group_members(self.pgid)
-        kill_group(self.pgid, timeout_s)
-        return sum(1 for proc in members if proc.pid not in expected)
+        killed = _kill_group(self.pgid, timeout_s)
+        return sum(1 for proc in killed if proc.pid not in expected)
 
 
 def thespian_processes(members: list[psutil.Process]) -> dict[int, str]:

@@ -34,7 +34,7 @@ class IotDeltaHandler:
 
     def warm_up(self) -> None:
         """First-use costs, before the first job (see ``parquet_output.warm_up``)."""
-        warm_up(self._rules.metrics)
+        warm_up(self._rules.metrics, agg=False)
 
     def handle(self, job: JobInput, dead_letters: DeadLetterSink) -> HandlerResult:
         batch = validate_batch(job.records, self._rules)

@@ -57,7 +57,7 @@ class IotParquetHandler:
 
     def warm_up(self) -> None:
         """First-use costs, before the first job (see ``parquet_output.warm_up``)."""
-        warm_up(self._rules.metrics)
+        warm_up(self._rules.metrics, agg=True)
 
     def handle(self, job: JobInput, dead_letters: DeadLetterSink) -> HandlerResult:
         """Write the job's valid records; dead-letter the rest."""
